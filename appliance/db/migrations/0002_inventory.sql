@@ -61,3 +61,14 @@ CREATE TABLE job_log (
     line    TEXT NOT NULL
 );
 CREATE INDEX job_log_by_job ON job_log(job, id);
+
+-- Who started, cancelled, deleted or changed what (CLI actor = "cli:<unix user>").
+CREATE TABLE audit (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')),
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL,      -- e.g. job.restore, job.cancel, image.rm, host.add
+    target  TEXT NOT NULL DEFAULT '',
+    detail  TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_by_time ON audit(at);
