@@ -1,0 +1,261 @@
+"""Settings of the running appliance (``slate serve``).
+
+One declarative table, :data:`TABLE`, names every setting once; the command-line flags
+(``--http-port``) and environment variables (``SLATE_HTTP_PORT``) are derived from it
+(mkosi style).  Precedence: flag, then environment, then the default.  Values are
+checked here, so services receive plain, valid constructor arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from appliance.errors import UsageError
+
+DHCP_MODES = ("proxy", "full", "off")
+EFI_BOOT_FILES = ("snponly.efi", "ipxe.efi")
+UNKNOWN_POLICIES = ("silent", "local", "register")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``slate serve`` needs besides the data directory."""
+
+    interface: str = "lo"
+    address: str = ""  # IPv4 of the interface; "" = look it up
+    prefix: int = 0  # prefix length of the served subnet; 0 = look it up
+    dhcp: str = "proxy"
+    pool: str = ""  # "A-B", full mode; "" = the upper part of the subnet
+    router: str = ""
+    dns: str = ""  # DNS server handed out in full mode; "" = the appliance
+    domain: str = "slate.lan"
+    name: str = "slate"  # the appliance's own host name in DNS
+    upstream_dns: str = ""  # where other names are forwarded ("" = refuse them)
+    no_dns: bool = False
+    dns_port: int = 53
+    http_port: int = 80
+    tftp_port: int = 69
+    efi_boot_file: str = "snponly.efi"
+    unknown: str = ""  # "" = silent in proxy mode, local otherwise
+    lease_time: int = 3600
+    accel: str = "tcg"
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"{self.address}/{self.prefix}", strict=False)
+
+    @property
+    def unknown_policy(self) -> str:
+        if self.unknown:
+            return self.unknown
+        return "silent" if self.dhcp == "proxy" else "local"
+
+    @property
+    def dns_enabled(self) -> bool:
+        """DNS runs in full DHCP mode only: elsewhere the site has its own."""
+        return self.dhcp == "full" and not self.no_dns
+
+    @property
+    def pool_range(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+        if self.pool:
+            first, last = self.pool.split("-")
+            return ipaddress.IPv4Address(first), ipaddress.IPv4Address(last)
+        # Default pool: the upper half of the subnet, leaving room for static hosts.
+        net = self.network
+        return net.network_address + max(1, net.num_addresses // 2), net.broadcast_address - 1
+
+    @property
+    def url(self) -> str:
+        port = "" if self.http_port == 80 else f":{self.http_port}"
+        return f"http://{self.address}{port}"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # field of Settings
+    help: str
+    parse: Callable[[str], Any] = str
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    flag_only: bool = False  # a switch: --no-dns
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "SLATE_" + self.name.upper()
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range")
+    return port
+
+
+def _ipv4(text: str) -> str:
+    return str(ipaddress.IPv4Address(text))
+
+
+def _address(text: str) -> str:
+    return str(ipaddress.IPv4Interface(text))  # "IP" or "IP/LEN"
+
+
+def _pool(text: str) -> str:
+    first, sep, last = text.partition("-")
+    a, b = ipaddress.IPv4Address(first.strip()), ipaddress.IPv4Address(last.strip())
+    if not sep or a > b:
+        raise ValueError("expected FIRST-LAST with FIRST <= LAST")
+    return f"{a}-{b}"
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "yes", "true", "on"):
+        return True
+    if text.lower() in ("0", "no", "false", "off", ""):
+        return False
+    raise ValueError("expected yes or no")
+
+
+TABLE: tuple[Setting, ...] = (
+    Setting("interface", "network interface to serve on (bound to it only)", metavar="IF"),
+    Setting("address", "IPv4 address[/len] to serve on (default: the interface's)", _address),
+    Setting("dhcp", "DHCP mode: proxy (beside the site's DHCP), full, or off", choices=DHCP_MODES),
+    Setting("pool", "address pool for full mode, FIRST-LAST", _pool, metavar="A-B"),
+    Setting("router", "default gateway handed out in full mode", _ipv4, metavar="IP"),
+    Setting("dns", "DNS server handed out in full mode (default: the appliance)", _ipv4),
+    Setting("domain", "DNS domain of the imaging network (full mode)"),
+    Setting("name", "host name of the appliance in DNS"),
+    Setting("upstream_dns", "forward other DNS names there (default: refuse them)", _ipv4),
+    Setting("no_dns", "do not run the DNS service in full mode", _bool, flag_only=True),
+    Setting("dns_port", "DNS port", _port, metavar="N"),
+    Setting("http_port", "HTTP port (boot scripts, boot environment, image chunks)", _port),
+    Setting("tftp_port", "TFTP port", _port, metavar="N"),
+    Setting("efi_boot_file", "iPXE build sent to UEFI PXE clients", choices=EFI_BOOT_FILES),
+    Setting("unknown", "unknown machines: silent, local or register", choices=UNKNOWN_POLICIES),
+    Setting("lease_time", "DHCP lease time in seconds (full mode)", int, metavar="S"),
+    Setting("accel", "QEMU accelerator for lab machines (kvm, tcg)"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; defaults stay None so the environment can fill in."""
+    defaults = Settings()
+    for s in TABLE:
+        default = getattr(defaults, s.name)
+        text = f"{s.help} (env {s.env}; default: {default if default != '' else 'auto'})"
+        if s.flag_only:
+            parser.add_argument(s.flag, action="store_const", const=True, default=None, help=text)
+            continue
+        parser.add_argument(
+            s.flag, default=None, choices=s.choices or None, metavar=s.metavar, help=text
+        )
+
+
+def from_sources(
+    args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from flags, then ``SLATE_*`` environment variables, then defaults."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for s in TABLE:
+        raw = getattr(args, s.name, None) if args is not None else None
+        source = s.flag
+        if raw is None and s.env in env:
+            raw, source = env[s.env], s.env
+        if raw is None:
+            continue
+        values[s.name] = _parse(s, raw, source)
+    address = values.pop("address", "")
+    if address:
+        iface = ipaddress.IPv4Interface(address)
+        values["address"] = str(iface.ip)
+        if "/" in str(getattr(args, "address", None) or env.get("SLATE_ADDRESS", "")):
+            values["prefix"] = iface.network.prefixlen
+    return Settings(**values)
+
+
+def _parse(s: Setting, raw: Any, source: str) -> Any:
+    if isinstance(raw, bool):
+        return raw
+    if s.choices and raw not in s.choices:
+        raise UsageError(
+            f"{source}: {raw!r} is not one of {', '.join(s.choices)}",
+            hint=f"use one of: {', '.join(s.choices)}",
+        )
+    try:
+        return s.parse(raw)
+    except ValueError as exc:
+        raise UsageError(
+            f"{source}: {raw!r} is not valid ({exc})", hint=f"see `slate serve --help` for {s.flag}"
+        ) from exc
+
+
+def interface_addresses(interface: str) -> list[ipaddress.IPv4Interface]:
+    """IPv4 addresses of ``interface`` (``ip -j addr``) — empty if it has none."""
+    proc = subprocess.run(
+        ["ip", "-j", "-4", "addr", "show", "dev", interface], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise UsageError(
+            f"network interface {interface!r} does not exist",
+            hint="pick one from `ip -br link` with --interface",
+        )
+    found = []
+    for link in json.loads(proc.stdout or "[]"):
+        for a in link.get("addr_info", []):
+            found.append(ipaddress.IPv4Interface(f"{a['local']}/{a['prefixlen']}"))
+    return found
+
+
+def resolve(settings: Settings) -> Settings:
+    """Fill in the address and prefix from the interface, then check consistency."""
+    addrs = interface_addresses(settings.interface)
+    if not settings.address:
+        if not addrs:
+            raise UsageError(
+                f"interface {settings.interface} has no IPv4 address",
+                hint=f"give it one (ip addr add A/LEN dev {settings.interface}) or use --address",
+            )
+        settings = replace(settings, address=str(addrs[0].ip))
+    mine = [a for a in addrs if str(a.ip) == settings.address]
+    if not mine:
+        raise UsageError(
+            f"{settings.address} is not an address of interface {settings.interface}",
+            hint=f"addresses there: {', '.join(str(a) for a in addrs) or 'none'}",
+        )
+    if not settings.prefix:
+        settings = replace(settings, prefix=mine[0].network.prefixlen)
+    check(settings)
+    return settings
+
+
+def check(settings: Settings) -> None:
+    """Cross-field checks (pool inside the subnet, not containing the appliance...)."""
+    if settings.dhcp != "full":
+        return
+    first, last = settings.pool_range
+    net = settings.network
+    if first not in net or last not in net:
+        raise UsageError(
+            f"pool {first}-{last} is not inside the served subnet {net}",
+            hint="choose --pool within the interface's subnet",
+        )
+    if first <= ipaddress.IPv4Address(settings.address) <= last:
+        raise UsageError(
+            f"pool {first}-{last} contains the appliance's own address {settings.address}",
+            hint="move --pool or --address so they do not overlap",
+        )
+
+
+def as_dict(settings: Settings) -> dict[str, Any]:
+    return {f.name: getattr(settings, f.name) for f in fields(settings)}
