@@ -43,6 +43,7 @@ class Settings:
     http_port: int = 80
     tftp_port: int = 69
     efi_boot_file: str = "snponly.efi"
+    secure_boot: bool = False  # UEFI PXE gets signed shim -> grub instead of iPXE
     unknown: str = ""  # "" = silent in proxy mode, local otherwise
     lease_time: int = 3600
     accel: str = "tcg"
@@ -141,6 +142,12 @@ TABLE: tuple[Setting, ...] = (
     Setting("http_port", "HTTP port (boot scripts, boot environment, image chunks)", _port),
     Setting("tftp_port", "TFTP port", _port, metavar="N"),
     Setting("efi_boot_file", "iPXE build sent to UEFI PXE clients", choices=EFI_BOOT_FILES),
+    Setting(
+        "secure_boot",
+        "UEFI PXE clients get the signed shim -> grub chain (Secure Boot)",
+        _bool,
+        flag_only=True,
+    ),
     Setting("unknown", "unknown machines: silent, local or register", choices=UNKNOWN_POLICIES),
     Setting("lease_time", "DHCP lease time in seconds (full mode)", int, metavar="S"),
     Setting("accel", "QEMU accelerator for lab machines (kvm, tcg)"),
