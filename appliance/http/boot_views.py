@@ -1,0 +1,48 @@
+"""``/boot/<mac>.ipxe`` and ``/boot/<mac>.grub`` (the boot decision, rendered) and
+``/bootenv/`` (kernel and initramfs of the boot environment)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from appliance.boot.decide import Machine
+from appliance.boot.plan import plan_boot
+from appliance.boot.render import render_grub, render_ipxe
+from appliance.errors import UsageError
+from appliance.http.auth import appliance
+from appliance.http.files import send_path
+from appliance.inventory import normalize_mac
+
+bp = Blueprint("boot", __name__)
+BOOTENV_FILES = frozenset({"vmlinuz", "initrd.img"})
+FIRMWARE_BY_PLATFORM = {"pcbios": "bios", "efi": "uefi"}
+
+
+@bp.get("/boot/<name>")
+def boot_script(name: str) -> Response:
+    stem, dot, kind = name.rpartition(".")
+    if not dot or kind not in ("ipxe", "grub"):
+        return Response("not found\n", 404, mimetype="text/plain")
+    try:
+        mac = normalize_mac(stem)
+    except UsageError as exc:
+        return Response(f"{exc.message}\n", 400, mimetype="text/plain")
+    # iPXE may add ?platform=${platform}; grub.cfg is only fetched on the Secure Boot path.
+    # Otherwise the firmware stays as DHCP saw it ("" keeps the recorded value).
+    firmware = FIRMWARE_BY_PLATFORM.get(request.args.get("platform", ""), "")
+    if kind == "grub":
+        firmware = "uefi"
+    app = appliance()
+    machine = Machine(mac=mac, firmware=firmware, ip=request.remote_addr)
+    spec = plan_boot(app.jobs, machine, app.unknown_policy)
+    base = request.host_url.rstrip("/")
+    if kind == "grub":
+        return Response(render_grub(spec, base), mimetype="text/plain")
+    return Response(render_ipxe(spec, base), mimetype="text/plain")
+
+
+@bp.route("/bootenv/<name>", methods=["GET", "HEAD"])
+def bootenv(name: str) -> Response:
+    if name not in BOOTENV_FILES:
+        return Response("not found\n", 404, mimetype="text/plain")
+    return send_path(appliance().layout.bootimage / name, request, "application/octet-stream")

@@ -1,0 +1,335 @@
+"""The inventory: known machines (hosts), rooms, and machines seen booting.
+
+A host is keyed by its MAC address, stored lower-case with colons.  A machine that
+network-boots without being a host is only *recorded* (table ``seen``): nothing is ever
+written to it.  Standing "restore IMAGE[@VERSION] at every network boot" rules live on
+hosts and rooms (``auto_restore``); the host's rule overrides its room's.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import sqlite3
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from appliance import audit
+from appliance.db import transaction
+from appliance.errors import Conflict, NotFound, UsageError
+from appliance.imagefmt.names import is_image_name, is_version
+
+_HEX12 = re.compile(r"^[0-9a-f]{12}$")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+MAC_HINT = "write a MAC address as aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF or aabb.ccdd.eeff"
+
+
+def normalize_mac(text: str) -> str:
+    """``text`` in any common MAC notation → ``aa:bb:cc:dd:ee:ff``; UsageError if not a MAC."""
+    raw = text.strip().lower()
+    groups = re.split(r"[:.\-]", raw)
+    sizes = {len(g) for g in groups}
+    shaped = (
+        (len(groups) == 6 and sizes <= {1, 2})  # aa:bb:.. (also a:b:.. from some tools)
+        or (len(groups) == 3 and sizes == {4})  # aabb.ccdd.eeff (Cisco)
+        or (len(groups) == 1 and sizes == {12})  # aabbccddeeff
+    )
+    hexed = "".join(g.zfill(2) if len(groups) == 6 else g for g in groups)
+    if not shaped or not _HEX12.match(hexed):
+        raise UsageError(f"{text!r} is not a MAC address", hint=MAC_HINT)
+    return ":".join(hexed[i : i + 2] for i in range(0, 12, 2))
+
+
+def check_host_name(name: str) -> str:
+    if not _HOST_NAME.match(name):
+        raise UsageError(
+            f"{name!r} is not a valid host name",
+            hint="use letters, digits, '.', '_' or '-' (up to 63), starting with a letter or digit",
+        )
+    return name
+
+
+def parse_image_spec(spec: str) -> tuple[str, str | None]:
+    """``NAME`` or ``NAME@VERSION`` → (name, version or None); UsageError if malformed."""
+    name, _, version = spec.partition("@")
+    if not is_image_name(name) or (version and not is_version(version)):
+        raise UsageError(
+            f"{spec!r} is not an image reference",
+            hint="write NAME (latest version) or NAME@VERSION, e.g. win11@20261125T162431Z",
+        )
+    return name, version or None
+
+
+@dataclass(frozen=True)
+class Host:
+    mac: str
+    name: str
+    room: str | None
+    ip: str | None
+    disk_hint: str
+    auto_restore: str | None
+    firmware: str
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Room:
+    name: str
+    note: str
+    auto_restore: str | None
+    hosts: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Seen:
+    mac: str
+    firmware: str
+    arch: int | None
+    uuid: str
+    ip: str
+    first_seen: str
+    last_seen: str
+    boots: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _host(row: sqlite3.Row) -> Host:
+    return Host(**{k: row[k] for k in Host.__dataclass_fields__})
+
+
+class Inventory:
+    """Hosts, rooms and seen machines in one database connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    # -- hosts -------------------------------------------------------------------------
+    def add_host(
+        self,
+        mac: str,
+        name: str,
+        *,
+        actor: str,
+        room: str | None = None,
+        ip: str | None = None,
+        disk_hint: str = "",
+        auto_restore: str | None = None,
+    ) -> Host:
+        with transaction(self.conn):
+            host = self._insert_host(mac, name, room, ip, disk_hint, auto_restore)
+            audit.record(self.conn, actor, "host.add", host.name, host.mac)
+        return host
+
+    def _insert_host(
+        self,
+        mac: str,
+        name: str,
+        room: str | None,
+        ip: str | None,
+        disk_hint: str,
+        auto_restore: str | None,
+    ) -> Host:
+        mac = normalize_mac(mac)
+        check_host_name(name)
+        if auto_restore:
+            parse_image_spec(auto_restore)
+        clash = self.conn.execute(
+            "SELECT mac, name FROM hosts WHERE mac=? OR name=?", (mac, name)
+        ).fetchone()
+        if clash:
+            what = f"MAC {mac}" if clash["mac"] == mac else f"name {name!r}"
+            raise Conflict(
+                f"{what} is already registered (host {clash['name']}, {clash['mac']})",
+                hint="remove it first with `slate host rm`, or pick another name",
+            )
+        if room:
+            self._ensure_room(room)
+        firmware = self.conn.execute("SELECT firmware FROM seen WHERE mac=?", (mac,)).fetchone()
+        self.conn.execute(
+            "INSERT INTO hosts(mac, name, room, ip, disk_hint, auto_restore, firmware)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (mac, name, room, ip, disk_hint, auto_restore, firmware[0] if firmware else ""),
+        )
+        return self.get_host(mac)
+
+    def get_host(self, ref: str) -> Host:
+        """A host by name or MAC (any notation)."""
+        host = self.find_host(ref)
+        if host is None:
+            raise NotFound(
+                f"no host named or with MAC {ref!r}",
+                hint="see `slate host list`; add it with `slate host add MAC --name NAME`",
+            )
+        return host
+
+    def find_host(self, ref: str) -> Host | None:
+        row = self.conn.execute("SELECT * FROM hosts WHERE name=?", (ref,)).fetchone()
+        if row is None:
+            try:
+                mac = normalize_mac(ref)
+            except UsageError:
+                return None
+            row = self.conn.execute("SELECT * FROM hosts WHERE mac=?", (mac,)).fetchone()
+        return _host(row) if row else None
+
+    def hosts(self, room: str | None = None) -> list[Host]:
+        if room is not None:
+            self.get_room(room)
+            rows = self.conn.execute("SELECT * FROM hosts WHERE room=? ORDER BY name", (room,))
+        else:
+            rows = self.conn.execute("SELECT * FROM hosts ORDER BY name")
+        return [_host(r) for r in rows.fetchall()]
+
+    def remove_host(self, ref: str, *, actor: str) -> Host:
+        host = self.get_host(ref)
+        with transaction(self.conn):
+            self.conn.execute("DELETE FROM hosts WHERE mac=?", (host.mac,))
+            audit.record(self.conn, actor, "host.rm", host.name, host.mac)
+        return host
+
+    def set_host_auto_restore(self, ref: str, spec: str | None, *, actor: str) -> Host:
+        host = self.get_host(ref)
+        if spec:
+            parse_image_spec(spec)
+        with transaction(self.conn):
+            self.conn.execute("UPDATE hosts SET auto_restore=? WHERE mac=?", (spec, host.mac))
+            audit.record(self.conn, actor, "host.auto_restore", host.name, spec or "")
+        return self.get_host(host.mac)
+
+    def note_firmware(self, mac: str, firmware: str) -> None:
+        if firmware:
+            self.conn.execute("UPDATE hosts SET firmware=? WHERE mac=?", (firmware, mac))
+
+    def import_csv(self, text: str, *, actor: str) -> list[Host]:
+        """Add every host of a CSV (columns mac,name,room[,ip]); all or nothing."""
+        rows = _parse_csv(text)
+        added: list[Host] = []
+        errors: list[str] = []
+        with transaction(self.conn):
+            for line, fields in rows:
+                try:
+                    added.append(self._insert_host(*fields, disk_hint="", auto_restore=None))
+                except (UsageError, Conflict) as exc:
+                    errors.append(f"line {line}: {exc.message}")
+            if errors:
+                raise UsageError(
+                    "nothing imported: " + "; ".join(errors),
+                    hint="fix these lines (columns: mac,name,room[,ip]) and import again",
+                )
+            audit.record(self.conn, actor, "host.import", "", f"{len(added)} hosts")
+        return added
+
+    # -- rooms -------------------------------------------------------------------------
+    def _ensure_room(self, name: str) -> None:
+        check_host_name(name)
+        self.conn.execute("INSERT OR IGNORE INTO rooms(name) VALUES (?)", (name,))
+
+    def add_room(
+        self, name: str, *, actor: str, note: str = "", auto_restore: str | None = None
+    ) -> Room:
+        check_host_name(name)
+        if auto_restore:
+            parse_image_spec(auto_restore)
+        with transaction(self.conn):
+            if self.conn.execute("SELECT 1 FROM rooms WHERE name=?", (name,)).fetchone():
+                raise Conflict(f"room {name!r} exists already", hint="see `slate room list`")
+            self.conn.execute(
+                "INSERT INTO rooms(name, note, auto_restore) VALUES (?, ?, ?)",
+                (name, note, auto_restore),
+            )
+            audit.record(self.conn, actor, "room.add", name, note)
+        return self.get_room(name)
+
+    def get_room(self, name: str) -> Room:
+        row = self.conn.execute(
+            "SELECT r.*, (SELECT COUNT(*) FROM hosts h WHERE h.room=r.name) AS hosts"
+            " FROM rooms r WHERE name=?",
+            (name,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no room named {name!r}", hint="see `slate room list`")
+        return Room(row["name"], row["note"], row["auto_restore"], row["hosts"])
+
+    def rooms(self) -> list[Room]:
+        rows = self.conn.execute(
+            "SELECT r.*, (SELECT COUNT(*) FROM hosts h WHERE h.room=r.name) AS hosts"
+            " FROM rooms r ORDER BY name"
+        ).fetchall()
+        return [Room(r["name"], r["note"], r["auto_restore"], r["hosts"]) for r in rows]
+
+    def set_room_auto_restore(self, name: str, spec: str | None, *, actor: str) -> Room:
+        self.get_room(name)
+        if spec:
+            parse_image_spec(spec)
+        with transaction(self.conn):
+            self.conn.execute("UPDATE rooms SET auto_restore=? WHERE name=?", (spec, name))
+            audit.record(self.conn, actor, "room.auto_restore", name, spec or "")
+        return self.get_room(name)
+
+    def auto_restore_for(self, host: Host) -> str | None:
+        """The standing restore rule that applies to ``host``: its own, else its room's."""
+        if host.auto_restore:
+            return host.auto_restore
+        if host.room:
+            row = self.conn.execute(
+                "SELECT auto_restore FROM rooms WHERE name=?", (host.room,)
+            ).fetchone()
+            return row[0] if row else None
+        return None
+
+    # -- seen --------------------------------------------------------------------------
+    def record_seen(
+        self, mac: str, firmware: str = "", arch: int | None = None, uuid: str = "", ip: str = ""
+    ) -> Seen:
+        """Note that ``mac`` network-booted (first/last seen, boot count)."""
+        mac = normalize_mac(mac)
+        self.conn.execute(
+            "INSERT INTO seen(mac, firmware, arch, uuid, ip) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(mac) DO UPDATE SET"
+            " firmware=CASE WHEN excluded.firmware='' THEN firmware ELSE excluded.firmware END,"
+            " arch=COALESCE(excluded.arch, arch),"
+            " uuid=CASE WHEN excluded.uuid='' THEN uuid ELSE excluded.uuid END,"
+            " ip=CASE WHEN excluded.ip='' THEN ip ELSE excluded.ip END,"
+            " last_seen=strftime('%Y-%m-%dT%H:%M:%SZ','now'), boots=boots+1",
+            (mac, firmware, arch, uuid, ip),
+        )
+        row = self.conn.execute("SELECT * FROM seen WHERE mac=?", (mac,)).fetchone()
+        return Seen(**{k: row[k] for k in Seen.__dataclass_fields__})
+
+    def seen(self, *, include_known: bool = False) -> list[Seen]:
+        """Machines that booted; by default only those that are not registered hosts."""
+        where = "" if include_known else " WHERE mac NOT IN (SELECT mac FROM hosts)"
+        rows = self.conn.execute(f"SELECT * FROM seen{where} ORDER BY last_seen DESC").fetchall()
+        return [Seen(**{k: r[k] for k in Seen.__dataclass_fields__}) for r in rows]
+
+
+def _parse_csv(text: str) -> list[tuple[int, tuple[str, str, str | None, str | None]]]:
+    """(line number, (mac, name, room, ip)) per data row; a header row is skipped."""
+    out: list[tuple[int, tuple[str, str, str | None, str | None]]] = []
+    bad: list[str] = []
+    for n, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        cells = [c.strip() for c in row]
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        if n == 1 and cells[0].lower() == "mac":
+            continue
+        if len(cells) not in (3, 4) or not cells[0] or not cells[1]:
+            bad.append(f"line {n}: expected mac,name,room[,ip], got {len(cells)} columns")
+            continue
+        ip = cells[3] if len(cells) == 4 and cells[3] else None
+        out.append((n, (cells[0], cells[1], cells[2] or None, ip)))
+    if bad:
+        raise UsageError(
+            "nothing imported: " + "; ".join(bad),
+            hint="each line needs mac,name,room and optionally ip",
+        )
+    return out

@@ -1,0 +1,504 @@
+"""Jobs: what a machine must do at its next network boot, and how it went.
+
+A job = (host, action, image version, options) that moves through the state table of
+:mod:`appliance.jobstates`.  Each job carries a secret token that authorises exactly
+that job's client calls.  The token is never stored: ``token = HMAC-SHA256(server
+secret, "slate-job:<id>:<nonce>")`` where the secret is a 0600 file in the data dir and
+the nonce a random column.  The database keeps only ``sha256(token)`` for lookups, so a
+copy of ``slate.db`` (a backup, a support bundle) reveals no token, yet the boot script
+of a machine that reboots mid-job can be rendered again with the same token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib
+import json
+import os
+import secrets
+import sqlite3
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from appliance import audit
+from appliance.config import Layout
+from appliance.db import transaction
+from appliance.errors import Conflict, NotFound, PeerError, UsageError
+from appliance.imagefmt.names import is_image_name, is_version
+from appliance.inventory import Inventory, parse_image_spec
+from appliance.jobstates import ACTIVE, FINAL, check_transition
+
+ACTIONS = ("restore", "capture", "register", "wipe")
+AFTER = ("reboot", "poweroff", "none")
+DEFAULT_GIVE_UP_AFTER = 6 * 3600
+SECRET_FILE = "job-secret"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_when(text: str, now: datetime | None = None) -> str:
+    """``--at`` value → UTC ``YYYY-MM-DDTHH:MM:SSZ``.
+
+    Accepts ISO 8601 (``2026-11-25T18:30``, with or without zone; no zone = this
+    machine's local time), ``HH:MM`` (the next such local time) and ``+N{m,h,d}``.
+    """
+    now = now or datetime.now(UTC)
+    text = text.strip()
+    try:
+        if text.startswith("+") and text[-1:] in "mhd" and text[1:-1].isdigit():
+            unit = {"m": "minutes", "h": "hours", "d": "days"}[text[-1]]
+            when = now + timedelta(**{unit: int(text[1:-1])})
+        elif len(text) == 5 and text[2] == ":":
+            local = now.astimezone()
+            hour, minute = int(text[:2]), int(text[3:])
+            when = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            if when <= local:
+                when += timedelta(days=1)
+        else:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                when = when.astimezone()
+    except ValueError as exc:
+        raise UsageError(
+            f"{text!r} is not a time",
+            hint="write 2026-11-25T18:30 (local), 2026-11-25T17:30Z (UTC), 18:30 or +2h",
+        ) from exc
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_disk_hint(text: str) -> dict[str, str]:
+    """``serial=S1, size=500G`` → ``{"serial": "S1", "size": "500G"}``."""
+    hints: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UsageError(
+                f"disk hint {part!r} is not KEY=VALUE",
+                hint="e.g. --disk-hint serial=S3Z9NB0K, or wwn=0x5002538e4, or size=512G",
+            )
+        hints[key.strip()] = value.strip()
+    return hints
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    host: str
+    host_name: str
+    action: str
+    image: str | None
+    version: str | None
+    options: dict[str, Any]
+    state: str
+    created_by: str
+    created_at: str
+    not_before: str | None
+    updated_at: str
+    finished_at: str | None
+    reason: str
+    phase: str
+    bytes_done: int
+    bytes_total: int
+    rate: float
+    eta: float | None
+    verified_bytes: int
+    result_version: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _job(row: sqlite3.Row) -> Job:
+    data = {k: row[k] for k in Job.__dataclass_fields__ if k not in ("options", "host_name")}
+    return Job(**data, options=json.loads(row["options"] or "{}"), host_name=row["host_name"])
+
+
+_SELECT = (
+    "SELECT j.*, COALESCE(h.name, j.host) AS host_name"
+    " FROM jobs j LEFT JOIN hosts h ON h.mac=j.host"
+)
+
+
+def versions_in_use(conn: sqlite3.Connection) -> frozenset[tuple[str, str]]:
+    """(image, version) pairs that an active job needs: they must not be deleted."""
+    marks = ",".join("?" * len(ACTIVE))
+    rows = conn.execute(
+        f"SELECT DISTINCT image, version FROM jobs WHERE state IN ({marks})"
+        " AND image IS NOT NULL AND version IS NOT NULL",
+        tuple(sorted(ACTIVE)),
+    ).fetchall()
+    return frozenset((r[0], r[1]) for r in rows)
+
+
+def images_being_captured(conn: sqlite3.Connection) -> frozenset[str]:
+    """Image names an active capture job will add a version to."""
+    marks = ",".join("?" * len(ACTIVE))
+    rows = conn.execute(
+        f"SELECT DISTINCT image FROM jobs WHERE action='capture' AND state IN ({marks})",
+        tuple(sorted(ACTIVE)),
+    ).fetchall()
+    return frozenset(r[0] for r in rows)
+
+
+def resolve_image(layout: Layout, name: str, version: str | None) -> tuple[str, str]:
+    """``name`` + version (None = latest) → (name, version) of a committed version."""
+    store_cls = store_class()
+    if store_cls is None:  # the library is not there yet: read the manifest files
+        return _resolve_from_files(layout, name, version)
+    manifest = store_cls(layout).resolve(name, version)
+    return manifest.image, manifest.version
+
+
+def store_class() -> Any:
+    try:
+        module = importlib.import_module("appliance.store")
+    except ImportError:
+        return None
+    return getattr(module, "Store", None)
+
+
+def _resolve_from_files(layout: Layout, name: str, version: str | None) -> tuple[str, str]:
+    folder = layout.store / "manifests" / name
+    found = sorted(p.stem for p in folder.glob("*.json") if is_version(p.stem))
+    if version is None and found:
+        return name, found[-1]
+    if version in found:
+        return name, version
+    ref = f"{name}@{version}" if version else name
+    raise NotFound(f"no image version {ref}", hint="see `slate image list`")
+
+
+def load_secret(layout: Layout) -> bytes:
+    """The server secret tokens derive from; created (0600) on first use."""
+    path: Path = layout.home / SECRET_FILE
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secrets.token_bytes(32))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # atomic "create if absent": a racing process keeps its own
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_bytes()
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Jobs:
+    """Create, find and move jobs; one instance per database connection."""
+
+    def __init__(self, conn: sqlite3.Connection, layout: Layout) -> None:
+        self.conn = conn
+        self.layout = layout
+        self.inventory = Inventory(conn)
+        self._secret: bytes | None = None
+
+    # -- tokens ------------------------------------------------------------------------
+    def _derive(self, job_id: int, nonce: str) -> str:
+        if self._secret is None:
+            self._secret = load_secret(self.layout)
+        msg = f"slate-job:{job_id}:{nonce}".encode()
+        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
+
+    def token(self, job_id: int) -> str:
+        """The job's secret token, for its boot script only."""
+        row = self.conn.execute("SELECT token_nonce FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no job {job_id}", hint="see `slate job list --all`")
+        return self._derive(job_id, row[0])
+
+    def find_by_token(self, token: str) -> Job | None:
+        """The job a client token belongs to, or None."""
+        row = self.conn.execute(f"{_SELECT} WHERE j.token_hash=?", (token_hash(token),)).fetchone()
+        return _job(row) if row else None
+
+    def by_token(self, token: str) -> Job:
+        """The job a client token belongs to; PeerError if none."""
+        job = self.find_by_token(token)
+        if job is None:
+            raise PeerError("unknown or wrong job token", hint="boot the machine again")
+        return job
+
+    # -- create ------------------------------------------------------------------------
+    def create(
+        self,
+        action: str,
+        host_ref: str,
+        *,
+        actor: str,
+        image: str | None = None,
+        version: str | None = None,
+        not_before: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Job:
+        with transaction(self.conn):
+            job = self._insert(action, host_ref, image, version, not_before, options or {}, actor)
+            audit.record(self.conn, actor, f"job.{action}", job.host_name, _describe(job))
+        return job
+
+    def _insert(
+        self,
+        action: str,
+        host_ref: str,
+        image: str | None,
+        version: str | None,
+        not_before: str | None,
+        options: dict[str, Any],
+        actor: str,
+    ) -> Job:
+        if action not in ACTIONS:
+            raise UsageError(f"unknown job action {action!r}", hint=f"one of {', '.join(ACTIONS)}")
+        host = self.inventory.get_host(host_ref)
+        busy = self.active_for(host.mac)
+        if busy is not None:
+            raise Conflict(
+                f"host {host.name} already has an active {busy.action} job ({busy.id}, "
+                f"{busy.state})",
+                hint=f"wait for it, or cancel it with `slate job cancel {busy.id}`",
+            )
+        opts = self._options(host.disk_hint, options)
+        nonce = secrets.token_hex(16)
+        cur = self.conn.execute(
+            "INSERT INTO jobs(host, action, image, version, options, token_hash, token_nonce,"
+            " created_by, not_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                host.mac,
+                action,
+                image,
+                version,
+                json.dumps(opts, sort_keys=True),
+                f"unset:{nonce}",
+                nonce,
+                actor,
+                not_before,
+            ),
+        )
+        job_id = int(cur.lastrowid or 0)
+        token = self._derive(job_id, nonce)
+        self.conn.execute("UPDATE jobs SET token_hash=? WHERE id=?", (token_hash(token), job_id))
+        return self.get(job_id)
+
+    @staticmethod
+    def _options(disk_hint: str, given: dict[str, Any]) -> dict[str, Any]:
+        opts: dict[str, Any] = {
+            "disk": parse_disk_hint(disk_hint),
+            "grow": False,
+            "after": "reboot",
+            "give_up_after": DEFAULT_GIVE_UP_AFTER,
+        }
+        opts.update(given)
+        if opts["after"] not in AFTER:
+            raise UsageError(f"--after {opts['after']!r} is not known", hint="reboot or poweroff")
+        return opts
+
+    def restore(
+        self,
+        host_ref: str,
+        image_spec: str,
+        *,
+        actor: str,
+        not_before: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Job:
+        """A restore job; ``image_spec`` NAME (latest now) or NAME@VERSION."""
+        name, version = resolve_image(self.layout, *parse_image_spec(image_spec))
+        return self.create(
+            "restore",
+            host_ref,
+            actor=actor,
+            image=name,
+            version=version,
+            not_before=not_before,
+            options=options,
+        )
+
+    def restore_room(
+        self,
+        room: str,
+        image_spec: str,
+        *,
+        actor: str,
+        not_before: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> list[Job]:
+        """A restore job for every host of ``room``: all or none."""
+        hosts = self.inventory.hosts(room)
+        if not hosts:
+            raise NotFound(f"room {room!r} has no hosts", hint="add some with `slate host add`")
+        name, version = resolve_image(self.layout, *parse_image_spec(image_spec))
+        with transaction(self.conn):
+            jobs = [
+                self._insert("restore", h.mac, name, version, not_before, options or {}, actor)
+                for h in hosts
+            ]
+            for job in jobs:
+                audit.record(self.conn, actor, "job.restore", job.host_name, _describe(job))
+        return jobs
+
+    def capture(self, host_ref: str, image: str, *, actor: str, note: str = "") -> Job:
+        if not is_image_name(image):
+            raise UsageError(
+                f"{image!r} is not a valid image name",
+                hint="use letters, digits, '.', '_' and '-' (up to 64)",
+            )
+        return self.create(
+            "capture", host_ref, actor=actor, image=image, options={"note": note, "after": "reboot"}
+        )
+
+    # -- read --------------------------------------------------------------------------
+    def get(self, job_id: int) -> Job:
+        row = self.conn.execute(f"{_SELECT} WHERE j.id=?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no job {job_id}", hint="see `slate job list --all`")
+        return _job(row)
+
+    def list_jobs(self, *, include_ended: bool = False, host: str | None = None) -> list[Job]:
+        where, args = [], []
+        if not include_ended:
+            where.append(f"j.state IN ({','.join('?' * len(ACTIVE))})")
+            args.extend(sorted(ACTIVE))
+        if host is not None:
+            where.append("j.host=?")
+            args.append(self.inventory.get_host(host).mac)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self.conn.execute(f"{_SELECT}{clause} ORDER BY j.id DESC", args).fetchall()
+        return [_job(r) for r in rows]
+
+    def active_for(self, mac: str) -> Job | None:
+        marks = ",".join("?" * len(ACTIVE))
+        row = self.conn.execute(
+            f"{_SELECT} WHERE j.host=? AND j.state IN ({marks}) ORDER BY j.id DESC LIMIT 1",
+            (mac, *sorted(ACTIVE)),
+        ).fetchone()
+        return _job(row) if row else None
+
+    def due_for(self, mac: str, now: str | None = None) -> Job | None:
+        """The active job ``mac`` should boot into now (its start time has come)."""
+        job = self.active_for(mac)
+        if job is None or (job.not_before and job.not_before > (now or utc_now())):
+            return None
+        return job
+
+    def log_lines(self, job_id: int, limit: int = 1000) -> list[dict[str, str]]:
+        rows = self.conn.execute(
+            "SELECT at, line FROM (SELECT * FROM job_log WHERE job=? ORDER BY id DESC LIMIT ?)"
+            " ORDER BY id",
+            (job_id, limit),
+        ).fetchall()
+        return [{"at": r["at"], "line": r["line"]} for r in rows]
+
+    # -- move --------------------------------------------------------------------------
+    def transition(self, job_id: int, new: str, *, reason: str = "") -> Job:
+        with transaction(self.conn):
+            self._move(job_id, new, reason)
+        return self.get(job_id)
+
+    def _move(self, job_id: int, new: str, reason: str = "") -> Job:
+        job = self.get(job_id)
+        check_transition(job_id, job.state, new)
+        self.conn.execute(
+            "UPDATE jobs SET state=?, updated_at=?, reason=CASE WHEN ?='' THEN reason ELSE ? END,"
+            " finished_at=CASE WHEN ? THEN ? ELSE finished_at END WHERE id=?",
+            (new, utc_now(), reason, reason, new in FINAL, utc_now(), job_id),
+        )
+        return job
+
+    def progress(
+        self,
+        job_id: int,
+        *,
+        phase: str,
+        done: int,
+        total: int,
+        rate: float = 0.0,
+        eta: float | None = None,
+    ) -> None:
+        self._require_active(job_id)
+        self.conn.execute(
+            "UPDATE jobs SET phase=?, bytes_done=?, bytes_total=?, rate=?, eta=?, updated_at=?"
+            " WHERE id=?",
+            (phase, int(done), int(total), float(rate), eta, utc_now(), job_id),
+        )
+
+    def log(self, job_id: int, lines: list[str]) -> None:
+        self.conn.executemany(
+            "INSERT INTO job_log(job, line) VALUES (?, ?)", [(job_id, str(x)) for x in lines]
+        )
+
+    def done(self, job_id: int, *, verified_bytes: int = 0) -> Job:
+        with transaction(self.conn):
+            self._move(job_id, "done")
+            self.conn.execute(
+                "UPDATE jobs SET verified_bytes=? WHERE id=?", (int(verified_bytes), job_id)
+            )
+        return self.get(job_id)
+
+    def failed(self, job_id: int, reason: str) -> Job:
+        return self.transition(job_id, "failed", reason=reason or "failed without a reason")
+
+    def set_result_version(self, job_id: int, version: str) -> None:
+        self.conn.execute("UPDATE jobs SET result_version=? WHERE id=?", (version, job_id))
+
+    def cancel(self, job_id: int, *, actor: str, reason: str = "") -> Job:
+        with transaction(self.conn):
+            job = self._move(job_id, "cancelled", reason or f"cancelled by {actor}")
+            audit.record(self.conn, actor, "job.cancel", job.host_name, f"job {job_id}")
+        return self.get(job_id)
+
+    def retry(self, job_id: int, *, actor: str) -> Job:
+        """A new job doing what a failed or cancelled one should have done."""
+        old = self.get(job_id)
+        if old.state not in ("failed", "cancelled"):
+            raise Conflict(
+                f"job {job_id} is {old.state}; only a failed or cancelled job can be retried",
+                hint="see `slate job show " + str(job_id) + "`",
+            )
+        with transaction(self.conn):
+            job = self._insert(
+                old.action, old.host, old.image, old.version, None, old.options, actor
+            )
+            audit.record(self.conn, actor, "job.retry", job.host_name, f"job {job_id} → {job.id}")
+        return job
+
+    def delete(self, job_id: int, *, actor: str) -> None:
+        job = self.get(job_id)
+        if job.active:
+            raise Conflict(f"job {job_id} is {job.state}", hint="cancel it first")
+        with transaction(self.conn):
+            self.conn.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+            audit.record(self.conn, actor, "job.delete", job.host_name, f"job {job_id}")
+
+    def _require_active(self, job_id: int) -> Job:
+        job = self.get(job_id)
+        if not job.active:
+            raise Conflict(f"job {job_id} has ended ({job.state})", hint="boot the machine again")
+        return job
+
+
+def _describe(job: Job) -> str:
+    what = f"job {job.id}"
+    if job.image:
+        what += f" {job.image}" + (f"@{job.version}" if job.version else "")
+    if job.not_before:
+        what += f" at {job.not_before}"
+    return what
