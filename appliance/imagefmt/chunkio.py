@@ -173,7 +173,7 @@ def encode_chunks(
     *,
     extents: Extents | None = None,
     need: Callable[[str], bool] = lambda digest: True,
-    sink: Callable[[str, bytes], None] | None = None,
+    sink: Callable[[str, bytes], object] | None = None,
     level: int = DEFAULT_LEVEL,
     workers: int | None = None,
 ) -> Iterator[Encoded]:

@@ -1,6 +1,6 @@
 -- The image library index.  The store's files (manifests/, chunks/) are the truth;
--- these rows make listing and "which versions use chunk X" fast and are rebuilt by
--- `slate image verify --reindex` if lost.
+-- these rows make listing fast and are brought back in line with the files by
+-- appliance.store.index.sync (run by `slate image list`) whenever they drift.
 CREATE TABLE images (
     name        TEXT PRIMARY KEY,
     created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now'))
@@ -12,7 +12,9 @@ CREATE TABLE versions (
     created_at    TEXT NOT NULL,
     note          TEXT NOT NULL DEFAULT '',
     source        TEXT NOT NULL DEFAULT '',  -- source machine or file, informational
-    logical_size  INTEGER NOT NULL,
-    stored_size   INTEGER NOT NULL,
+    disks         INTEGER NOT NULL DEFAULT 1,
+    logical_size  INTEGER NOT NULL,          -- bytes of all disks
+    data_size     INTEGER NOT NULL DEFAULT 0, -- bytes in data (hash) chunks
+    stored_size   INTEGER NOT NULL,          -- compressed bytes of its distinct chunks
     PRIMARY KEY (image, version)
 );

@@ -1,0 +1,58 @@
+"""The SQLite index of the library (tables ``images``/``versions``), kept in line with
+the manifest files, which are the truth."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+from appliance.db import transaction
+from appliance.imagefmt.manifest import Manifest
+
+if TYPE_CHECKING:
+    from appliance.store.library import Store
+
+
+def add(conn: sqlite3.Connection, m: Manifest, stored_size: int) -> None:
+    data = sum(d.bytes_of("hash") for d in m.disks)
+    with transaction(conn):
+        conn.execute("INSERT OR IGNORE INTO images(name) VALUES (?)", (m.image,))
+        conn.execute(
+            "INSERT OR REPLACE INTO versions(image, version, created_at, note, source,"
+            " disks, logical_size, data_size, stored_size) VALUES (?,?,?,?,?,?,?,?,?)",
+            (m.image, m.version, m.created, m.note, m.source, len(m.disks),
+             m.logical_size, data, stored_size),
+        )  # fmt: skip
+
+
+def remove(conn: sqlite3.Connection, image: str, version: str) -> None:
+    with transaction(conn):
+        conn.execute("DELETE FROM versions WHERE image=? AND version=?", (image, version))
+        conn.execute(
+            "DELETE FROM images WHERE name=? AND NOT EXISTS (SELECT 1 FROM versions WHERE image=?)",
+            (image, image),
+        )
+
+
+def sync(store: Store) -> int:
+    """Bring the rows in line with the manifest files; returns the number of fixes
+    (a commit or rm interrupted between file and row, or a restored backup)."""
+    conn = store.db()
+    on_disk = {(n, v) for n in store.images() for v in store.version_ids(n)}
+    rows = {(r[0], r[1]) for r in conn.execute("SELECT image, version FROM versions")}
+    for image, version in rows - on_disk:
+        remove(conn, image, version)
+    for image, version in on_disk - rows:
+        m = store.load(image, version)
+        add(conn, m, store.stored_size(m.digests()))
+    return len(rows ^ on_disk)
+
+
+def rows(store: Store) -> list[sqlite3.Row]:
+    sync(store)
+    return list(
+        store.db().execute(
+            "SELECT image, version, created_at, note, source, disks, logical_size,"
+            " data_size, stored_size FROM versions ORDER BY image, version"
+        )
+    )

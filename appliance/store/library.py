@@ -1,0 +1,302 @@
+"""The image library on disk: chunks, manifests, sessions — the files are the truth,
+the SQLite rows (appliance.store.index) only an index of them.
+
+    store/chunks/<h0h1>/<sha256>.zst     one zstd frame, written once (temp + rename)
+    store/manifests/<image>/<ver>.json   committed last, atomically, never overwritten
+    store/sessions/<id>.pins             live imports/uploads (see sessions.py)
+    store/tmp/                           temp files of writers (same filesystem)
+    store/gc.lock
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import zstandard
+
+from appliance import db
+from appliance.config import Layout
+from appliance.errors import Conflict, IntegrityError, NotFound, UsageError
+from appliance.imagefmt.chunkio import decode_chunk
+from appliance.imagefmt.manifest import MAX_CHUNK_SIZE, Manifest
+from appliance.imagefmt.names import chunk_relpath, is_digest, is_image_name, is_version
+from appliance.store import index
+from appliance.store.sessions import GcLock, Pins
+
+VERIFY_HINT = "run `slate image verify` to see which chunks and versions are affected"
+
+
+def version_key(version: str) -> tuple[str, str]:
+    """Sort key: ``…T120000Z`` < ``…T120000.5Z`` < ``…T120001Z``."""
+    base, _, frac = version.rstrip("Z").partition(".")
+    return base, frac.ljust(6, "0")
+
+
+def check_name(name: str) -> str:
+    if not is_image_name(name):
+        raise UsageError(
+            f"{name!r} is not a valid image name",
+            hint="use letters, digits, '.', '_' and '-' (no '/' or '..'), at most 64",
+        )
+    return name
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    """``NAME`` or ``NAME@VERSION`` → (name, version or None), validated."""
+    name, sep, version = ref.partition("@")
+    check_name(name)
+    if sep and not is_version(version):
+        raise UsageError(
+            f"{version!r} is not a version id",
+            hint=f"versions look like 20261125T162431Z; `slate image show {name}` lists them",
+        )
+    return name, (version if sep else None)
+
+
+class Store:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.root = layout.store
+        for sub in ("chunks", "manifests", "sessions", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.gc_lock = GcLock(self.root / "gc.lock")
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------ database
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection to the index."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = db.connect(self.layout.db)
+        return conn
+
+    # ------------------------------------------------------------------ chunks
+    def chunk_path(self, digest: str) -> Path:
+        return self.root / chunk_relpath(digest)
+
+    def has_chunk(self, digest: str) -> bool:
+        return self.chunk_path(digest).is_file()
+
+    def missing(self, digests: Iterable[str]) -> list[str]:
+        return [d for d in dict.fromkeys(digests) if not self.has_chunk(d)]
+
+    def read_frame(self, digest: str) -> bytes:
+        try:
+            return self.chunk_path(digest).read_bytes()
+        except FileNotFoundError:
+            raise IntegrityError(f"chunk {digest} is missing from the store", VERIFY_HINT) from None
+
+    def put_chunk_frame(self, digest: str, frame: bytes, *, tag: str = "x") -> bool:
+        """Store a frame after checking it decompresses to the chunk named ``digest``.
+        Returns False when the chunk was already there.  Use a session's method of the
+        same name while a capture is in progress, so gc keeps the chunk."""
+        if not is_digest(digest):
+            raise UsageError(f"{digest!r} is not a chunk name (sha256 hex)")
+        length = zstandard.frame_content_size(frame) if len(frame) >= 4 else -1
+        if not 0 < length <= MAX_CHUNK_SIZE:
+            raise IntegrityError(f"chunk {digest} upload is not a zstd frame with its size")
+        decode_chunk(digest, frame, length)
+        return self.write_chunk(digest, frame, tag=tag)
+
+    def write_chunk(self, digest: str, frame: bytes, *, tag: str = "x") -> bool:
+        """Atomically store a frame already known to be right (temp file + rename)."""
+        path = self.chunk_path(digest)
+        if path.is_file():
+            return False
+        path.parent.mkdir(exist_ok=True)
+        tmp = self.root / "tmp" / f"{tag}.{secrets.token_hex(8)}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(frame)
+        os.rename(tmp, path)
+        return True
+
+    def chunk_files(self) -> Iterator[Path]:
+        for sub in sorted((self.root / "chunks").iterdir()):
+            if sub.is_dir():
+                yield from (p for p in sub.iterdir() if p.name.endswith(".zst"))
+
+    # ------------------------------------------------------------------ sessions
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """``with store.session() as s:`` — pins the chunks it writes or reuses until
+        the block ends (commit inside it); on an error its new chunks are removed."""
+        s = Session(self)
+        try:
+            yield s
+        except BaseException:
+            s.abort()
+            raise
+        finally:
+            s.close()
+
+    # ------------------------------------------------------------------ manifests
+    def manifest_path(self, name: str, version: str) -> Path:
+        return self.root / "manifests" / check_name(name) / f"{version}.json"
+
+    def images(self) -> list[str]:
+        base = self.root / "manifests"
+        return sorted(p.name for p in base.iterdir() if is_image_name(p.name) and self._ids(p))
+
+    def version_ids(self, name: str) -> list[str]:
+        return self._ids(self.root / "manifests" / check_name(name))
+
+    def _ids(self, folder: Path) -> list[str]:
+        try:
+            names = [p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json")]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted((v for v in names if is_version(v)), key=version_key)
+
+    def load(self, name: str, version: str) -> Manifest:
+        path = self.manifest_path(name, version)
+        try:
+            text = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(
+                f"image {name} has no version {version}",
+                hint=f"`slate image show {name}` lists its versions",
+            ) from None
+        m = Manifest.from_json(text)
+        if (m.image, m.version) != (name, version):
+            raise IntegrityError(f"manifest {path} names {m.ref} instead of {name}@{version}")
+        return m
+
+    def versions(self, name: str) -> list[Manifest]:
+        return [self.load(name, v) for v in self.version_ids(name)]
+
+    def resolve(self, name: str, version: str | None = None) -> Manifest:
+        ids = self.version_ids(name)
+        if not ids:
+            raise NotFound(f"there is no image {name!r}", hint="`slate image list` shows images")
+        return self.load(name, version or ids[-1])
+
+    def digests(self, name: str, version: str) -> frozenset[str]:
+        return self.load(name, version).digests()
+
+    def all_manifests(self) -> list[Manifest]:
+        return [m for name in self.images() for m in self.versions(name)]
+
+    def new_version_id(self, name: str | None = None) -> str:
+        now = dt.datetime.now(dt.UTC)
+        version = now.strftime("%Y%m%dT%H%M%SZ")
+        if name is not None and self.manifest_path(name, version).exists():
+            version = now.strftime("%Y%m%dT%H%M%S.%fZ")
+        return version
+
+    def commit(self, manifest: Manifest) -> Manifest:
+        """Make a version visible: only when every chunk it names is stored; atomic;
+        never replaces an existing version (Conflict)."""
+        missing = self.missing(sorted(manifest.digests()))
+        if missing:
+            raise IntegrityError(
+                f"cannot commit {manifest.ref}: {len(missing)} chunk(s) are not stored, "
+                f"e.g. {missing[0]}",
+                hint="upload the missing chunks first",
+            )
+        path = self.manifest_path(manifest.image, manifest.version)
+        path.parent.mkdir(exist_ok=True)
+        tmp = self.root / "tmp" / f"m.{secrets.token_hex(8)}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(manifest.to_json())
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # unlike rename, fails if the version exists
+        except FileExistsError:
+            raise Conflict(f"version {manifest.ref} already exists") from None
+        finally:
+            tmp.unlink()
+        _fsync_dir(path.parent)
+        index.add(self.db(), manifest, self.stored_size(manifest.digests()))
+        return manifest
+
+    def remove(self, name: str, version: str) -> None:
+        path = self.manifest_path(name, version)
+        if not is_version(version) or not path.exists():
+            raise NotFound(
+                f"image {name} has no version {version}",
+                hint=f"`slate image show {name}` lists its versions",
+            )
+        path.unlink()
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # the image's last version
+        index.remove(self.db(), name, version)
+
+    def stored_size(self, digests: Iterable[str]) -> int:
+        total = 0
+        for d in digests:
+            with contextlib.suppress(FileNotFoundError):
+                total += self.chunk_path(d).stat().st_size
+        return total
+
+
+class Session:
+    """One import or capture upload in progress (see appliance.store.sessions)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.pins = Pins(store.root / "sessions", store.gc_lock)
+        self.id = self.pins.id
+        self.created: set[str] = set()
+        self._lock = threading.Lock()
+
+    def pin(self, digests: Iterable[str]) -> None:
+        self.pins.pin(digests)
+
+    def missing(self, digests: Iterable[str]) -> list[str]:
+        digests = list(dict.fromkeys(digests))
+        self.pin(digests)  # before looking: see sessions.py
+        return self.store.missing(digests)
+
+    def need(self, digest: str) -> bool:
+        """Pin ``digest``; True when it is not stored yet."""
+        self.pin([digest])
+        return not self.store.has_chunk(digest)
+
+    def put_chunk_frame(self, digest: str, frame: bytes) -> bool:
+        self.pin([digest])
+        return self._created(digest, self.store.put_chunk_frame(digest, frame, tag=self.id))
+
+    def write_chunk(self, digest: str, frame: bytes) -> bool:
+        self.pin([digest])
+        return self._created(digest, self.store.write_chunk(digest, frame, tag=self.id))
+
+    def _created(self, digest: str, new: bool) -> bool:
+        if new:
+            with self._lock:
+                self.created.add(digest)
+        return new
+
+    def commit(self, manifest: Manifest) -> Manifest:
+        """Flush this session's new chunks to disk, then commit the manifest."""
+        for digest in sorted(self.created):
+            fd = os.open(self.store.chunk_path(digest), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return self.store.commit(manifest)
+
+    def abort(self) -> None:
+        """Remove the chunks this session created that nothing else uses."""
+        from appliance.store.collect import collect
+
+        collect(self.store, candidates=set(self.created), exclude_session=self.id)
+
+    def close(self) -> None:
+        self.pins.close()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
