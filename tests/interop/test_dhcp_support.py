@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from appliance.lab.netns import Lab, Netns
@@ -126,7 +126,5 @@ def stop_pid(path: Path) -> None:
     """Stop a daemon that wrote ``path`` (its own pid file), by that pid only."""
     pid = pid_of(path)
     if pid is not None:
-        try:
+        with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
