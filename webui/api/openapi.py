@@ -1,0 +1,190 @@
+"""The OpenAPI 3.1 document of ``/api/v1`` (served at ``/api/v1/openapi.json``).
+
+One table, ``ROUTES``, lists every endpoint with the permission it needs; a unit test
+checks that it matches the routes the blueprint really has, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from appliance import __version__
+
+# (method, path, permission or None = public, summary, request schema, response schema)
+ROUTES: tuple[tuple[str, str, str | None, str, str | None, str], ...] = (
+    ("get", "/openapi.json", None, "This document", None, "Object"),
+    ("get", "/me", "view", "Who the caller is and what they may do", None, "Me"),
+    ("get", "/events", "view", "Server-sent events: jobs (or ?job=ID: one job + log)",
+     None, "EventStream"),
+    ("get", "/jobs", "view", "Unfinished jobs (?all=1: every job, ?host=MAC)", None, "Jobs"),
+    ("post", "/jobs", "job.start", "Start restore jobs (hosts or room) or a capture",
+     "StartJob", "Jobs"),
+    ("get", "/jobs/{job_id}", "view", "One job", None, "Job"),
+    ("get", "/jobs/{job_id}/log", "view", "The client's log lines of a job", None, "Log"),
+    ("post", "/jobs/{job_id}/cancel", "job.start", "Cancel an unfinished job", "Reason", "Job"),
+    ("post", "/jobs/{job_id}/retry", "job.start", "Retry a failed/cancelled job", None, "Job"),
+    ("post", "/reimage/preview", "job.start", "Which machines a restore would overwrite",
+     "Targets", "Hosts"),
+    ("get", "/hosts", "view", "Registered machines (?q=search, ?room=NAME)", None, "Hosts"),
+    ("post", "/hosts", "host.edit", "Register a machine", "NewHost", "Host"),
+    ("delete", "/hosts/{mac}", "host.delete", "Delete a machine", None, "Host"),
+    ("post", "/hosts/import", "host.edit", "Import CSV mac,name,room[,ip] (all or nothing)",
+     "Csv", "Hosts"),
+    ("post", "/hosts/{mac}/wake", "host.edit", "Send a Wake-on-LAN magic packet", None, "Sent"),
+    ("get", "/rooms", "view", "Rooms", None, "Rooms"),
+    ("post", "/rooms", "host.edit", "Add a room", "NewRoom", "Room"),
+    ("post", "/rooms/{name}/wake", "host.edit", "Wake every machine of a room", None, "Sent"),
+    ("get", "/seen", "view", "Machines seen booting that are not registered", None, "Seen"),
+    ("post", "/seen/{mac}/register", "host.edit", "Register a seen machine", "NewSeen", "Host"),
+    ("get", "/images", "view", "Images with their versions", None, "Images"),
+    ("get", "/images/{name}", "view", "One image: versions, disks, sharing", None, "Image"),
+    ("patch", "/images/{name}/{version}", "image.edit", "Change a version's note", "Note",
+     "Object"),
+    ("delete", "/images/{name}/{version}", "image.edit",
+     "Delete a version (refused while a job uses it)", None, "Object"),
+    ("post", "/images/{name}/{version}/verify", "image.edit", "Verify every chunk", None,
+     "Verify"),
+    ("get", "/users", "user.admin", "Users", None, "Users"),
+    ("post", "/users", "user.admin", "Add a user", "NewUser", "User"),
+    ("delete", "/users/{name}", "user.admin", "Delete a user", None, "Object"),
+    ("get", "/audit", "audit", "Audit log: who started, cancelled, deleted what", None,
+     "Audit"),
+)  # fmt: skip
+
+STR: dict[str, Any] = {"type": "string"}
+INT: dict[str, Any] = {"type": "integer"}
+NUM: dict[str, Any] = {"type": "number"}
+BOOL: dict[str, Any] = {"type": "boolean"}
+LIST_S: dict[str, Any] = {"type": "array", "items": STR}
+
+
+def _obj(props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": list(required)}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _array(name: str) -> dict[str, Any]:
+    return {"type": "array", "items": _ref(name)}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Object": {"type": "object"},
+    "Error": _obj({"error": STR, "hint": STR}, ("error",)),
+    "EventStream": {"type": "string", "description": "text/event-stream: events 'jobs'/'job'"},
+    "Me": _obj({"name": STR, "role": STR, "permissions": LIST_S}),
+    "Job": _obj({
+        "id": INT, "host": STR, "host_name": STR, "action": STR, "image": STR, "version": STR,
+        "state": STR, "phase": STR, "bytes_done": INT, "bytes_total": INT, "percent": NUM,
+        "rate": NUM, "eta": NUM, "reason": STR, "created_by": STR, "created_at": STR,
+        "not_before": STR, "finished_at": STR, "verified_bytes": INT, "result_version": STR,
+        "options": {"type": "object"}, "active": BOOL,
+    }),
+    "Jobs": _array("Job"),
+    "Log": {"type": "array", "items": _obj({"at": STR, "line": STR})},
+    "StartJob": _obj({
+        "action": {"enum": ["restore", "capture"]},
+        "image": {"type": "string", "description": "NAME or NAME@VERSION"},
+        "hosts": LIST_S, "room": STR, "host": STR, "note": STR,
+        "at": {"type": "string", "description": "start time: 18:30, +2h, ISO 8601"},
+    }, ("action", "image")),
+    "Reason": _obj({"reason": STR}),
+    "Targets": _obj({"hosts": LIST_S, "room": STR}),
+    "Host": _obj({
+        "mac": STR, "name": STR, "room": STR, "ip": STR, "disk_hint": STR, "firmware": STR,
+        "auto_restore": STR, "created_at": STR, "active_job": INT, "busy": STR,
+    }),
+    "Hosts": _array("Host"),
+    "NewHost": _obj({"mac": STR, "name": STR, "room": STR, "disk_hint": STR}, ("mac", "name")),
+    "NewSeen": _obj({"name": STR, "room": STR}, ("name",)),
+    "Csv": _obj({"csv": STR}, ("csv",)),
+    "Sent": _obj({"sent": INT}),
+    "Room": _obj({"name": STR, "note": STR, "auto_restore": STR, "hosts": INT}),
+    "Rooms": _array("Room"),
+    "NewRoom": _obj({"name": STR, "note": STR}, ("name",)),
+    "Seen": {"type": "array", "items": _obj({
+        "mac": STR, "firmware": STR, "arch": INT, "uuid": STR, "ip": STR,
+        "first_seen": STR, "last_seen": STR, "boots": INT,
+    })},
+    "Version": _obj({
+        "image": STR, "version": STR, "created": STR, "note": STR, "source": STR,
+        "logical_size": INT, "stored_size": INT, "in_use": BOOL,
+        "chunks": INT, "shared_chunks": INT, "shared_bytes": INT,
+        "disks": {"type": "array", "items": {"type": "object"}},
+    }),
+    "Image": _obj({"name": STR, "versions": _array("Version")}),
+    "Images": _array("Image"),
+    "Note": _obj({"note": STR}, ("note",)),
+    "Verify": _obj({"image": STR, "version": STR, "chunks": INT, "bad": LIST_S}),
+    "User": _obj({"name": STR, "role": {"enum": ["admin", "technician", "viewer"]}}),
+    "Users": _array("User"),
+    "NewUser": _obj({"name": STR, "role": STR, "password": STR}, ("name", "role", "password")),
+    "Audit": {"type": "array", "items": _obj({
+        "id": INT, "at": STR, "actor": STR, "action": STR, "target": STR, "detail": STR,
+    })},
+}  # fmt: skip
+
+
+def _error() -> dict[str, Any]:
+    return {"application/json": {"schema": _ref("Error")}}
+
+
+def _operation(path: str, perm: str | None, summary: str, req: str | None, resp: str) -> Any:
+    ok = {"description": "OK", "content": {"application/json": {"schema": _ref(resp)}}}
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            "200": ok,
+            "400": {"description": "bad request", "content": _error()},
+            "404": {"description": "not found", "content": _error()},
+            "409": {"description": "conflicts with the current state", "content": _error()},
+        },
+    }
+    params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
+    if params:
+        op["parameters"] = [
+            {"name": p, "in": "path", "required": True, "schema": INT if p == "job_id" else STR}
+            for p in params
+        ]
+    if req:
+        content = {"application/json": {"schema": _ref(req)}}
+        op["requestBody"] = {"required": True, "content": content}
+    if perm is None:
+        op["security"] = []
+    else:
+        op["x-slate-permission"] = perm
+        op["responses"]["401"] = {"description": "no or wrong credentials", "content": _error()}
+        op["responses"]["403"] = {"description": f"role lacks '{perm}'", "content": _error()}
+    return op
+
+
+def document() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for method, path, perm, summary, req, resp in ROUTES:
+        paths.setdefault(path, {})[method] = _operation(path, perm, summary, req, resp)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Slate console API",
+            "version": __version__,
+            "description": "Everything the web console does. Roles: admin (everything), "
+            "technician (view, job.start, host.edit), viewer (view). Unsafe requests with "
+            "the session cookie need the X-CSRF-Token header; bearer tokens do not.",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a token from `slate user token NAME`",
+                },
+                "session": {"type": "apiKey", "in": "cookie", "name": "slate_session"},
+            },
+        },
+    }

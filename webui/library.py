@@ -1,0 +1,158 @@
+"""The image library as the console shows it (over appliance.store.Store's public API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webui.backend import in_use, slate
+
+
+def _name(entry: Any) -> str:
+    return entry if isinstance(entry, str) else str(entry.name)
+
+
+def image_names() -> list[str]:
+    return sorted(_name(e) for e in slate().store.images())
+
+
+def _sizes(image: str, version: str) -> tuple[int, int]:
+    row = (
+        slate()
+        .db()
+        .execute(
+            "SELECT logical_size, stored_size FROM versions WHERE image=? AND version=?",
+            (image, version),
+        )
+        .fetchone()
+    )
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def version_dict(m: Any, busy: frozenset[tuple[str, str]]) -> dict[str, Any]:
+    logical, stored = _sizes(m.image, m.version)
+    return {
+        "image": m.image,
+        "version": m.version,
+        "created": m.created,
+        "note": m.note,
+        "source": m.source,
+        "logical_size": logical or m.logical_size,
+        "stored_size": stored,
+        "disks": [_disk(d) for d in m.disks],
+        "in_use": (m.image, m.version) in busy,
+    }
+
+
+def _disk(d: Any) -> dict[str, Any]:
+    return {
+        "index": d.index,
+        "size": d.size,
+        "table": d.table,
+        "model": d.model,
+        "serial": d.serial,
+        "logical_sector_size": d.logical_sector_size,
+        "chunk_size": d.chunk_size,
+        "partitions": [p.to_dict() for p in d.partitions],
+    }
+
+
+def images() -> list[dict[str, Any]]:
+    """Every image with its versions, newest version first."""
+    busy = in_use()
+    store = slate().store
+    out = []
+    for name in image_names():
+        versions = sorted(store.versions(name), key=lambda m: m.version, reverse=True)
+        out.append({"name": name, "versions": [version_dict(m, busy) for m in versions]})
+    return out
+
+
+def image(name: str) -> dict[str, Any]:
+    """One image, each version with what it shares with the other versions of the library."""
+    store = slate().store
+    busy = in_use()
+    versions = sorted(store.versions(name), key=lambda m: m.version, reverse=True)
+    if not versions:
+        store.resolve(name)  # raises NotFound with the store's hint
+    every = {(n, m.version): m.digests() for n in image_names() for m in store.versions(n)}
+    rows = []
+    for m in versions:
+        own = every[(m.image, m.version)]
+        others: set[str] = set()
+        for key, digests in every.items():
+            if key != (m.image, m.version):
+                others |= digests
+        shared = own & others
+        d = version_dict(m, busy)
+        d["chunks"] = len(own)
+        d["shared_chunks"] = len(shared)
+        d["shared_bytes"] = sum(_stored(store, h) for h in shared)
+        rows.append(d)
+    return {"name": name, "versions": rows}
+
+
+def _stored(store: Any, digest: str) -> int:
+    try:
+        return int(store.chunk_path(digest).stat().st_size)
+    except OSError:
+        return 0
+
+
+def choices() -> list[tuple[str, str]]:
+    """(value, label) of every restorable version for a select box, newest first."""
+    out = []
+    for img in images():
+        for i, v in enumerate(img["versions"]):
+            label = f"{img['name']} @ {v['version']}" + (" (latest)" if i == 0 else "")
+            if v["note"]:
+                label += f" — {v['note']}"
+            out.append((f"{img['name']}@{v['version']}", label))
+    return out
+
+
+def verify(name: str, version: str) -> dict[str, Any]:
+    """Read back every chunk of one version and check it against its name (sha256)."""
+    from appliance.errors import IntegrityError
+    from appliance.imagefmt.chunkio import decode_chunk
+
+    store = slate().store
+    m = store.load(name, version)
+    bad: list[str] = []
+    checked = 0
+    for disk in m.disks:
+        for i, chunk in enumerate(disk.chunks):
+            if chunk.digest is None:
+                continue
+            _, length = disk.chunk_range(i)
+            try:
+                decode_chunk(chunk.digest, store.read_frame(chunk.digest), length)
+            except IntegrityError:
+                bad.append(chunk.digest)
+            checked += 1
+    return {"image": name, "version": version, "chunks": checked, "bad": sorted(set(bad))}
+
+
+def set_note(name: str, version: str, note: str) -> None:
+    """Change a version's note (the store's own method: the manifest stays immutable)."""
+    store = slate().store
+    setter = getattr(store, "set_note", None)
+    if setter is None:
+        from appliance.errors import SlateError
+
+        raise SlateError(
+            "this appliance's image library cannot change notes yet",
+            hint="the note given at capture or import is kept",
+        )
+    setter(name, version, note)
+
+
+def remove(name: str, version: str) -> None:
+    """Delete a version, refused while an unfinished job uses it."""
+    from appliance.errors import Conflict
+
+    if (name, version) in in_use():
+        raise Conflict(
+            f"{name}@{version} is used by an unfinished job",
+            hint="wait for the job to end or cancel it, then delete the version",
+        )
+    slate().store.remove(name, version)

@@ -1,0 +1,81 @@
+"""Reimage (choose a version, then machines or a room, confirm, start now or later) and
+capture (a machine and an image name)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from appliance.jobs import parse_when
+from webui import backend, errors, library
+from webui.security import actor, require
+
+bp = Blueprint("reimage", __name__, url_prefix="/reimage", template_folder="templates")
+errors.install(bp)
+
+
+@bp.route("")
+@require("job.start")
+def choose() -> Any:
+    return render_template(
+        "reimage.html",
+        versions=library.choices(),
+        hosts=backend.hosts(),
+        rooms=backend.rooms(),
+        room=request.args.get("room", ""),
+    )
+
+
+def _chosen() -> tuple[str, list[str], str | None, str]:
+    form = request.form
+    return (
+        form.get("image", ""),
+        form.getlist("mac"),
+        form.get("room") or None,
+        form.get("when", "").strip(),
+    )
+
+
+@bp.post("/confirm")
+@require("job.start")
+def confirm() -> Any:
+    image, macs, room, when = _chosen()
+    if not image:
+        flash("Choose an image version first.", "error")
+        return redirect(url_for("reimage.choose"))
+    not_before = parse_when(when) if when else None
+    rows = backend.targets(macs, room)
+    return render_template(
+        "reimage_confirm.html",
+        image=image,
+        rows=rows,
+        room=room,
+        when=when,
+        not_before=not_before,
+        blocked=any(r["busy"] for r in rows),
+    )
+
+
+@bp.post("/start")
+@require("job.start")
+def start() -> Any:
+    image, macs, room, when = _chosen()
+    jobs = backend.start_restore(macs, room, image, when, actor())
+    flash(f"Started {len(jobs)} restore job(s) of {image}.", "info")
+    return redirect(url_for("dashboard.index"))
+
+
+@bp.route("/capture", methods=["GET", "POST"])
+@require("job.start")
+def capture() -> Any:
+    if request.method == "GET":
+        return render_template("capture.html", hosts=backend.hosts(), images=library.image_names())
+    job = backend.slate().jobs.capture(
+        request.form.get("mac", ""),
+        request.form.get("image", "").strip(),
+        actor=actor(),
+        note=request.form.get("note", ""),
+    )
+    flash(f"Capture job {job.id} created: boot {job.host_name} from the network.", "info")
+    return redirect(url_for("jobs.show", job_id=job.id))
