@@ -55,7 +55,7 @@ def request(
         op=BOOTREQUEST,
         xid=xid,
         chaddr=chaddr(mac),
-        flags=FLAG_BROADCAST if ciaddr == ZERO else 0,
+        flags=FLAG_BROADCAST if IPv4Address(ciaddr) == ZERO else 0,
         hops=1 if IPv4Address(giaddr) != ZERO else 0,
         giaddr=IPv4Address(giaddr),
         ciaddr=IPv4Address(ciaddr),
