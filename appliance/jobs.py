@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib
 import json
 import os
 import secrets
@@ -27,9 +26,10 @@ from appliance import audit
 from appliance.config import Layout
 from appliance.db import transaction
 from appliance.errors import Conflict, NotFound, PeerError, UsageError
-from appliance.imagefmt.names import is_image_name, is_version
+from appliance.imagefmt.names import is_image_name
 from appliance.inventory import Inventory, parse_image_spec
 from appliance.jobstates import ACTIVE, FINAL, check_transition
+from appliance.store import Store
 
 ACTIONS = ("restore", "capture", "register", "wipe")
 AFTER = ("reboot", "poweroff", "none")
@@ -151,30 +151,8 @@ def images_being_captured(conn: sqlite3.Connection) -> frozenset[str]:
 
 def resolve_image(layout: Layout, name: str, version: str | None) -> tuple[str, str]:
     """``name`` + version (None = latest) → (name, version) of a committed version."""
-    store_cls = store_class()
-    if store_cls is None:  # the library is not there yet: read the manifest files
-        return _resolve_from_files(layout, name, version)
-    manifest = store_cls(layout).resolve(name, version)
+    manifest = Store(layout).resolve(name, version)
     return manifest.image, manifest.version
-
-
-def store_class() -> Any:
-    try:
-        module = importlib.import_module("appliance.store")
-    except ImportError:
-        return None
-    return getattr(module, "Store", None)
-
-
-def _resolve_from_files(layout: Layout, name: str, version: str | None) -> tuple[str, str]:
-    folder = layout.store / "manifests" / name
-    found = sorted(p.stem for p in folder.glob("*.json") if is_version(p.stem))
-    if version is None and found:
-        return name, found[-1]
-    if version in found:
-        return name, version
-    ref = f"{name}@{version}" if version else name
-    raise NotFound(f"no image version {ref}", hint="see `slate image list`")
 
 
 def load_secret(layout: Layout) -> bytes:

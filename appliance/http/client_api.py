@@ -6,12 +6,14 @@ shapes are documented in docs/client-api.md and pinned by tests/unit/test_http_c
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from appliance.errors import SlateError
 from appliance.http.auth import appliance, client_job, fail
+from appliance.imagefmt.manifest import Manifest
 from appliance.imagefmt.names import is_digest, manifest_relpath
 from appliance.jobs import Job, utc_now
 
@@ -109,30 +111,28 @@ def post_failed() -> Response:
     job = client_job()
     reason = str(_body().get("reason", "") or "the client gave no reason")[:2000]
     job = appliance().jobs.failed(job.id, reason)
-    appliance().end_capture(job.id)
+    appliance().end_capture(job.id, ok=False)
     return jsonify({"id": job.id, "state": job.state})
 
 
 def _capture_job() -> Job:
     job = client_job()
-    if job.action != "capture":
+    if job.action != "capture" or job.image is None:
         fail(403, f"job {job.id} is a {job.action} job, not a capture")
-    if not hasattr(appliance().store, "put_chunk_frame"):
-        fail(503, "the image library cannot take uploads yet", "update Slate")
-    appliance().capture_session(job.id)
     return job
 
 
 @bp.post("/capture/missing")
 def capture_missing() -> Response:
-    _capture_job()
+    job = _capture_job()
     hashes = _body().get("hashes")
     if not isinstance(hashes, list) or len(hashes) > MAX_HASHES:
         fail(400, f"'hashes' must be a list of at most {MAX_HASHES} chunk names")
     bad = [h for h in hashes if not isinstance(h, str) or not is_digest(h)]
     if bad:
         fail(400, f"not a chunk name: {str(bad[0])[:80]!r}", "sha256 hex, lower case")
-    return jsonify({"missing": list(appliance().store.missing(hashes))})
+    # Through the job's session: the chunks it reuses are pinned before being looked up.
+    return jsonify({"missing": appliance().capture_session(job.id).missing(hashes)})
 
 
 @bp.put("/capture/chunk/<digest>")
@@ -142,7 +142,7 @@ def capture_chunk(digest: str) -> Response:
         fail(400, f"not a chunk name: {digest[:80]!r}", "sha256 hex, lower case")
     frame = request.get_data(cache=False)
     try:
-        appliance().store.put_chunk_frame(digest, frame)
+        appliance().capture_session(job.id).put_chunk_frame(digest, frame)
     except SlateError as exc:
         appliance().jobs.log(job.id, [f"upload of chunk {digest} refused: {exc.message}"])
         fail(400, exc.message, exc.hint)
@@ -152,20 +152,21 @@ def capture_chunk(digest: str) -> Response:
 @bp.post("/capture/commit")
 def capture_commit() -> Response:
     job = _capture_job()
-    from appliance.imagefmt.manifest import Manifest
-
     app = appliance()
     assert job.image is not None
-    text = request.get_data(cache=False)
     try:
-        draft = Manifest.from_json(text, image=job.image, version=app.store.new_version_id())
-        if not draft.created:
-            draft = _with(draft, created=utc_now())
-        if not draft.note and job.options.get("note"):
-            draft = _with(draft, note=str(job.options["note"]))
-        if not draft.source:
-            draft = _with(draft, source=f"{job.host_name} ({job.host})")
-        manifest = app.store.commit(draft)
+        draft = Manifest.from_json(
+            request.get_data(cache=False),
+            image=job.image,
+            version=app.store.new_version_id(job.image),
+        )
+        draft = replace(
+            draft,
+            created=draft.created or utc_now(),
+            note=draft.note or str(job.options.get("note", "")),
+            source=draft.source or f"{job.host_name} ({job.host})",
+        )
+        manifest = app.capture_session(job.id).commit(draft)
     except SlateError as exc:
         app.jobs.log(job.id, [f"commit refused: {exc.message}"])
         fail(400, exc.message, exc.hint)
@@ -173,9 +174,3 @@ def capture_commit() -> Response:
     app.jobs.log(job.id, [f"committed {manifest.image}@{manifest.version}"])
     app.end_capture(job.id)
     return jsonify({"image": manifest.image, "version": manifest.version})
-
-
-def _with(manifest: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(manifest, **changes)

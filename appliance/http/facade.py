@@ -4,22 +4,15 @@ inventory and the jobs of that connection."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import re
 import sqlite3
 import threading
-from pathlib import Path
 from typing import Any
 
 from appliance import db
 from appliance.config import Layout
-from appliance.errors import NotFound
-from appliance.imagefmt.names import is_version, manifest_relpath
 from appliance.inventory import Inventory
-from appliance.jobs import Jobs, store_class
-
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+from appliance.jobs import Jobs
+from appliance.store import Session, Store
 
 
 class Appliance:
@@ -29,8 +22,8 @@ class Appliance:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._digests: dict[tuple[str, str], frozenset[str]] = {}
-        self._capture_sessions: dict[int, contextlib.AbstractContextManager[Any]] = {}
-        self.store = open_store(layout)
+        self._capture_sessions: dict[int, Session] = {}
+        self.store = Store(layout)
         db.connect(layout.db).close()  # create + migrate once, before any thread
 
     @property
@@ -65,49 +58,28 @@ class Appliance:
         return found
 
     def versions(self, image: str) -> list[str]:
-        folder = self.layout.store / "manifests" / image
-        return sorted(p.stem for p in folder.glob("*.json") if is_version(p.stem))
+        return list(self.store.version_ids(image))
 
-    def capture_session(self, job_id: int) -> None:
-        """Hold the store's GC lease for a capture job until :meth:`end_capture`."""
+    def capture_session(self, job_id: int) -> Session:
+        """The store session of a capture job: it pins the job's chunks against gc from
+        its first upload until commit or the job's end (see appliance.store.sessions)."""
         with self._lock:
-            if job_id in self._capture_sessions or not hasattr(self.store, "session"):
-                return
-            session = self.store.session()
-            session.__enter__()
-            self._capture_sessions[job_id] = session
+            session = self._capture_sessions.get(job_id)
+            if session is None:
+                session = self._capture_sessions[job_id] = Session(self.store)
+            return session
 
-    def end_capture(self, job_id: int) -> None:
+    def end_capture(self, job_id: int, *, ok: bool = True) -> None:
+        """Release a capture's pins; when it did not commit, drop the chunks it added."""
         with self._lock:
             session = self._capture_sessions.pop(job_id, None)
         if session is not None:
-            session.__exit__(None, None, None)
+            try:
+                if not ok:
+                    session.abort()
+            finally:
+                session.close()
 
     def close(self) -> None:
         for job_id in list(self._capture_sessions):
-            self.end_capture(job_id)
-
-
-def open_store(layout: Layout) -> Any:
-    """The image library (H1's Store); a read-only file view until it exists."""
-    store_cls = store_class()
-    return FileStore(layout) if store_cls is None else store_cls(layout)
-
-
-class FileStore:
-    """Read-only stand-in for ``appliance.store.Store`` while the library is not built:
-    serves the store's files as they are.  Capture uploads need the real Store."""
-
-    def __init__(self, layout: Layout) -> None:
-        self.root: Path = layout.store
-
-    def digests(self, name: str, version: str) -> frozenset[str]:
-        path = self.root / manifest_relpath(name, version)
-        try:
-            data = json.loads(path.read_bytes())
-        except FileNotFoundError:
-            raise NotFound(f"no image version {name}@{version}") from None
-        found: set[str] = set()
-        for disk in data.get("disks", []):
-            found.update(c for c in disk.get("chunks", []) if _DIGEST.match(str(c)))
-        return frozenset(found)
+            self.end_capture(job_id, ok=False)

@@ -1,0 +1,116 @@
+"""``slate host …``: the machines Slate knows, and those it has only seen booting."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from appliance import db
+from appliance.audit import cli_actor
+from appliance.cli.output import add_group, add_json_flag, print_json, print_table
+from appliance.config import Layout, resolve_home
+from appliance.errors import UsageError
+from appliance.inventory import Inventory
+
+
+def inventory(args: argparse.Namespace) -> Inventory:
+    layout = Layout(resolve_home(args.home))
+    return Inventory(db.connect(layout.db))
+
+
+def register(subparsers: Any) -> None:
+    _, sub = add_group(subparsers, "host", "machines: add, list, remove, import, seen")
+
+    p = sub.add_parser("add", help="register a machine by its MAC address")
+    p.add_argument("mac", help="MAC address (aa:bb:cc:dd:ee:ff, AA-BB-…, aabb.ccdd.eeff)")
+    p.add_argument("--name", required=True, help="host name, e.g. pc-01")
+    p.add_argument("--room", help="room (created if new)")
+    p.add_argument("--ip", help="fixed address (full DHCP mode)")
+    p.add_argument("--disk-hint", default="", help="target disk: serial=…, wwn=…, size=…")
+    p.add_argument("--auto-restore", metavar="IMAGE[@V]", help="restore at every network boot")
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("list", help="list registered machines")
+    p.add_argument("--room", help="only this room")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("rm", help="remove a machine (by name or MAC)")
+    p.add_argument("host", metavar="NAME|MAC")
+    p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser("import-csv", help="add machines from a CSV: mac,name,room[,ip]")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("seen", help="machines that network-booted but are not registered")
+    p.add_argument("--all", action="store_true", help="include registered machines")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_seen)
+
+    p = sub.add_parser("set-auto-restore", help="restore IMAGE at every boot of this host")
+    p.add_argument("host", metavar="NAME|MAC")
+    p.add_argument("image", metavar="IMAGE[@V]|none", help="'none' removes the rule")
+    p.set_defaults(func=cmd_set_auto)
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    host = inventory(args).add_host(
+        args.mac,
+        args.name,
+        actor=cli_actor(),
+        room=args.room,
+        ip=args.ip,
+        disk_hint=args.disk_hint,
+        auto_restore=args.auto_restore,
+    )
+    print(f"added host {host.name} ({host.mac})" + (f" in room {host.room}" if host.room else ""))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    hosts = inventory(args).hosts(args.room)
+    if args.json:
+        print_json([h.to_dict() for h in hosts])
+        return 0
+    print_table(
+        [(h.name, h.mac, h.room, h.ip, h.firmware, h.auto_restore) for h in hosts],
+        ["NAME", "MAC", "ROOM", "IP", "FIRMWARE", "AUTO-RESTORE"],
+    )
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    host = inventory(args).remove_host(args.host, actor=cli_actor())
+    print(f"removed host {host.name} ({host.mac})")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    try:
+        text = args.file.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}", hint="check the path") from exc
+    added = inventory(args).import_csv(text, actor=cli_actor())
+    print(f"imported {len(added)} hosts from {args.file}")
+    return 0
+
+
+def cmd_seen(args: argparse.Namespace) -> int:
+    seen = inventory(args).seen(include_known=args.all)
+    if args.json:
+        print_json([s.to_dict() for s in seen])
+        return 0
+    print_table(
+        [(s.mac, s.firmware, s.ip, s.first_seen, s.last_seen, s.boots) for s in seen],
+        ["MAC", "FIRMWARE", "IP", "FIRST SEEN", "LAST SEEN", "BOOTS"],
+    )
+    return 0
+
+
+def cmd_set_auto(args: argparse.Namespace) -> int:
+    spec = None if args.image.lower() == "none" else args.image
+    host = inventory(args).set_host_auto_restore(args.host, spec, actor=cli_actor())
+    print(f"host {host.name}: " + (f"restore {spec} at every boot" if spec else "no standing rule"))
+    return 0
