@@ -5,6 +5,7 @@ plugged in through its ``slate.http`` entry point, on a fresh data directory."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,9 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.security import generate_password_hash
 
-from appliance import db, users
+from appliance import db
 from appliance.config import Layout
 from appliance.http import create_app
 from appliance.imagefmt.chunkio import compress_chunk, hash_chunk
@@ -32,10 +34,18 @@ def make_app(home: Path) -> Flask:
     app.config["TESTING"] = True
     app.config["SLATE_WOL_TARGET"] = "127.0.0.1:9"
     conn = db.connect(home / "slate.db")
-    for role, name in ROLE_USERS.items():
-        users.add(conn, name, role, PW, "test")
+    # Rows with a hash made once: scrypt is slow on purpose (users.add is tested elsewhere).
+    conn.executemany(
+        "INSERT INTO users(name, role, password_hash) VALUES (?, ?, ?)",
+        [(name, role, _pw_hash()) for role, name in ROLE_USERS.items()],
+    )
     conn.close()
     return app
+
+
+@functools.cache
+def _pw_hash() -> str:
+    return generate_password_hash(PW, method="scrypt")
 
 
 def slate(app: Flask) -> Any:
