@@ -63,7 +63,7 @@ def udp_listener():
 
 
 def test_wake_on_lan_sends_real_magic_packets(app, tech, udp_listener):
-    app.config["SLATE_WOL_TARGET"] = "127.0.0.1:%d" % udp_listener.getsockname()[1]
+    app.config["SLATE_WOL_TARGET"] = f"127.0.0.1:{udp_listener.getsockname()[1]}"
     add_host(app, MAC1, "pc1", room="lab-a")
     add_host(app, MAC2, "pc2", room="lab-a")
     assert tech.post(f"/machines/{MAC1}/wake").status_code == 302

@@ -1,4 +1,4 @@
-"""Authorization of every console route: each role × each action, anonymous refused.
+"""Authorization of every console route: each role and each action, anonymous refused.
 
 One app per module (hashing passwords is deliberately slow); the routes' side effects
 do not matter here — only whether the request got past authorization.  A separate test
