@@ -1,0 +1,143 @@
+"""``slate bootimage build``: kernel + initramfs of the boot environment, cached.
+
+The output is a function of its inputs — the debootstrap tree (keyed by package list),
+the kernel package version, the module list, the client's source files, /init — and is
+reproducible: files in byte order, owner root, one mtime (SOURCE_DATE_EPOCH), zstd at a
+fixed level and worker count.  A build whose inputs match a cached result copies it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
+
+import appliance
+import bootimage
+from bootimage.builder import cpio, initscript, modules, rootfs
+from bootimage.builder.kernel import KernelFiles, fetch_kernel
+
+BUILDER_VERSION = "1"
+ZSTD_LEVEL = 15
+ZSTD_THREADS = 2  # fixed: the frame layout must not depend on the machine
+DEFAULT_EPOCH = 1700000000
+BUDGET = 60 * 2**20
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    vmlinuz: Path
+    initrd: Path
+    key: str
+    cached: bool
+    kernel_version: str
+
+
+def client_files() -> dict[str, Path]:
+    """Files the client needs at runtime, by their path under /opt/slate."""
+    files: dict[str, Path] = {}
+    app_root = Path(appliance.__file__).parent
+    boot_root = Path(bootimage.__file__).parent
+    for path in [app_root / "__init__.py", app_root / "errors.py", *app_root.glob("imagefmt/*.py")]:
+        files[f"appliance/{path.relative_to(app_root)}"] = path
+    for path in [boot_root / "__init__.py", *boot_root.glob("client/*.py")]:
+        files[f"bootimage/{path.relative_to(boot_root)}"] = path
+    return dict(sorted(files.items()))
+
+
+def input_key(rootfs_key: str, kernel_package_version: str, epoch: int) -> str:
+    digest = hashlib.sha256()
+    for part in (BUILDER_VERSION, rootfs_key, kernel_package_version, str(epoch),
+                 str(ZSTD_LEVEL), " ".join(modules.MODULES), initscript.INIT):  # fmt: skip
+        digest.update(part.encode() + b"\0")
+    for name, path in client_files().items():
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:20]
+
+
+def build(out_dir: Path, cache_dir: Path, log: Callable[[str], None] = print) -> BuildResult:
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_EPOCH))
+    log("kernel: resolving Debian's linux-image-amd64")
+    kernel = fetch_kernel(cache_dir)
+    mirror = rootfs.apt_mirror()
+    log(f"rootfs: debootstrap {rootfs.SUITE} from {mirror} (cached by package list)")
+    tree = rootfs.build_rootfs(cache_dir, rootfs.PACKAGES, mirror)
+    key = input_key(tree.name, kernel.package_version, epoch)
+    cached_dir = cache_dir / "bootimage" / key
+    cached = (cached_dir / "initrd.img").is_file()
+    if not cached:
+        log(f"initramfs: packing for kernel {kernel.version}")
+        _pack(tree, kernel, cached_dir, epoch, log)
+    else:
+        log(f"initramfs: inputs unchanged, reusing {cached_dir}")
+    _publish(cached_dir, out_dir, key, kernel.version)
+    return BuildResult(out_dir / "vmlinuz", out_dir / "initrd.img", key, cached, kernel.version)
+
+
+def _pack(
+    tree: Path, kernel: KernelFiles, dest: Path, epoch: int, log: Callable[[str], None]
+) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".pack-") as tmp:
+        # The overlay holds what is added to the cached tree; the tree is packed as is.
+        overlay = Path(tmp) / "overlay"
+        overlay.mkdir()
+        count = modules.install_modules(kernel, overlay)
+        log(f"initramfs: {count} kernel modules")
+        _install_client(overlay)
+        raw = io.BytesIO()
+        writer = cpio.CpioWriter(raw, epoch)
+        devices = (
+            cpio.Node("dev/console", stat.S_IFCHR | 0o600, (5, 1)),
+            cpio.Node("dev/null", stat.S_IFCHR | 0o666, (1, 3)),
+        )
+        writer.add_trees([tree, overlay], devices, exclude=[".complete"])
+        writer.finish()
+        params = zstandard.ZstdCompressionParameters.from_level(
+            ZSTD_LEVEL, threads=ZSTD_THREADS, write_checksum=True
+        )
+        packed = zstandard.ZstdCompressor(compression_params=params).compress(raw.getvalue())
+        mib = len(raw.getvalue()) / 2**20
+        log(f"initramfs: {mib:.0f} MiB cpio -> {len(packed) / 2**20:.1f} MiB zstd")
+        out = Path(tmp) / "out"
+        out.mkdir()
+        (out / "initrd.img").write_bytes(packed)
+        shutil.copyfile(kernel.vmlinuz, out / "vmlinuz")
+        if dest.exists():
+            shutil.rmtree(dest)
+        out.rename(dest)
+
+
+def _install_client(stage: Path) -> None:
+    for name, src in client_files().items():
+        target = stage / "opt/slate" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+    init = stage / "init"
+    init.write_text(initscript.INIT)
+    init.chmod(0o755)
+    (stage / "etc").mkdir(exist_ok=True)
+    (stage / "etc/machine-id").write_text("")
+    (stage / "etc/hostname").write_text("slate\n")
+
+
+def _publish(src: Path, out_dir: Path, key: str, kernel_version: str) -> None:
+    """Copy into the appliance's bootimage dir atomically (the HTTP server may be serving)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("vmlinuz", "initrd.img"):
+        tmp = out_dir / f".{name}.tmp"
+        shutil.copyfile(src / name, tmp)
+        tmp.replace(out_dir / name)
+    info = {"key": key, "kernel": kernel_version, "built": int(time.time()),
+            "initrd_bytes": (out_dir / "initrd.img").stat().st_size}  # fmt: skip
+    (out_dir / "build.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
