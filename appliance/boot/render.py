@@ -66,7 +66,8 @@ def render_ipxe(spec: BootSpec | None, base_url: str) -> str:
     elif spec.kind == "register":
         lines = [
             f"menu Slate: this machine ({spec.mac}) is not registered",
-            f"item --gap Register it on the appliance: slate host add {spec.mac} --name NAME",
+            # No '--' in item text: iPXE would parse it as an option of `item`.
+            "item --gap Register it in the Slate console or with: slate host add MAC",
             "item local Boot the local disk",
             "item retry Ask the appliance again",
             "choose --timeout 30000 --default local slate_choice || goto local",
