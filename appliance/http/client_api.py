@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import zstandard
 from flask import Blueprint, Response, jsonify, request
 
 from appliance.errors import SlateError
@@ -143,6 +144,9 @@ def capture_chunk(digest: str) -> Response:
     frame = request.get_data(cache=False)
     try:
         appliance().capture_session(job.id).put_chunk_frame(digest, frame)
+    except zstandard.ZstdError as exc:  # garbage the store did not translate
+        appliance().jobs.log(job.id, [f"upload of chunk {digest} refused: not zstd ({exc})"])
+        fail(400, f"chunk {digest} upload is not a zstd frame", "send one zstd frame per chunk")
     except SlateError as exc:
         appliance().jobs.log(job.id, [f"upload of chunk {digest} refused: {exc.message}"])
         fail(400, exc.message, exc.hint)
