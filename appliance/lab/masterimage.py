@@ -38,7 +38,7 @@ from appliance.errors import SlateError, UsageError
 
 MiB = 1024 * 1024
 # Bump when the recipe below changes in a way the spec fields do not capture.
-RECIPE = "3"
+RECIPE = "4"
 DEFAULT_CACHE = Path("/var/cache/slate-tests")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 MARKER_PREFIX = "SLATE-MARKER"
@@ -82,6 +82,12 @@ PRUNE_PATHS = (
 
 INITRAMFS_MODULES = (
     "virtio_pci", "virtio_blk", "virtio_scsi", "nvme", "ahci", "sd_mod", "ext4", "crc32c_generic",
+)  # fmt: skip
+
+GRUB_EFI_MODULES = (
+    "part_gpt", "part_msdos", "ext2", "fat", "search", "search_fs_uuid", "normal",
+    "configfile", "linux", "echo", "test", "serial", "terminal", "efi_gop", "gzio",
+    "all_video", "boot",
 )  # fmt: skip
 
 MARKER_SCRIPT = """#!/bin/sh
@@ -289,17 +295,8 @@ def _run(cmd: Sequence[str], **kw: Any) -> str:
 
 
 def _build(spec: MasterImageSpec, disk: Path, debs: Path, log: Any) -> str:
-    # The system is built in a plain folder first: the kernel package's first initramfs
-    # (MODULES=most) and apt's downloads would not fit the small root file system.
-    tree = disk.parent / "root"
-    log(f"debootstrap {spec.suite} from {spec.mirror} (minbase + {' '.join(spec.packages)})")
-    debs.mkdir(parents=True, exist_ok=True)
-    _debootstrap(spec, tree, debs)
+    tree = _system_tree(spec, disk.parent.parent / f".tree-{spec.key()}", debs, log)
     kver = _kernel_version(tree)
-    _configure(spec, tree)
-    log(f"small initramfs for kernel {kver}")
-    _run(["chroot", str(tree), "update-initramfs", "-u", "-k", kver])
-    _prune(tree)
     with contextlib.ExitStack() as stack:
         log(f"partitioning a {spec.disk_size // MiB} MiB GPT disk")
         _partition(spec, disk)
@@ -309,8 +306,6 @@ def _build(spec: MasterImageSpec, disk: Path, debs: Path, log: Any) -> str:
         _make_filesystems(loop)
         _mount(f"{loop}p3", root, stack)
         _run(["cp", "-a", f"{tree}/.", str(root)])
-        (root / "boot/efi").mkdir(parents=True, exist_ok=True)
-        _mount(f"{loop}p2", root / "boot/efi", stack)
         log("installing grub for BIOS and UEFI")
         _install_grub(loop, root, kver)
         _run(["fstrim", str(root)])
@@ -318,6 +313,26 @@ def _build(spec: MasterImageSpec, disk: Path, debs: Path, log: Any) -> str:
     shutil.rmtree(tree)
     log("image complete")
     return kver
+
+
+def _system_tree(spec: MasterImageSpec, tree: Path, debs: Path, log: Any) -> Path:
+    """The Debian system as a plain folder (kept until the image is complete, so a
+    failed later step does not repeat debootstrap).  Built outside the image: the
+    kernel package's first initramfs and apt's downloads would not fit its root."""
+    done = tree / ".slate-tree-complete"
+    if done.exists():
+        return tree
+    shutil.rmtree(tree, ignore_errors=True)
+    log(f"debootstrap {spec.suite} from {spec.mirror} (minbase + {' '.join(spec.packages)})")
+    debs.mkdir(parents=True, exist_ok=True)
+    _debootstrap(spec, tree, debs)
+    kver = _kernel_version(tree)
+    _configure(spec, tree)
+    log(f"small initramfs for kernel {kver}")
+    _run(["chroot", str(tree), "update-initramfs", "-u", "-k", kver])
+    _prune(tree)
+    done.write_text("")
+    return tree
 
 
 def _partition(spec: MasterImageSpec, disk: Path) -> None:
@@ -408,27 +423,33 @@ def _configure(spec: MasterImageSpec, root: Path) -> None:
     # Only what finds the root file system on a virtual or SATA/NVMe disk: a small,
     # fast initramfs (the default MODULES=most is ~10x bigger).
     conf = root / "etc/initramfs-tools"
-    (conf / "conf.d/slate").write_text("MODULES=list\nCOMPRESS=zstd\n")
+    (conf / "conf.d/slate").write_text("MODULES=list\nCOMPRESS=gzip\n")
     (conf / "modules").write_text("\n".join(INITRAMFS_MODULES) + "\n")
 
 
 def _install_grub(loop: str, root: Path, kver: str) -> None:
-    boot = str(root / "boot")
-    common = ["grub-install", f"--boot-directory={boot}", "--modules=part_gpt ext2"]
-    _run([*common, "--target=i386-pc", loop])
-    _run(
-        [
-            *common,
-            "--target=x86_64-efi",
-            f"--efi-directory={boot}/efi",
-            "--removable",
-            "--no-nvram",
-            "--no-uefi-secure-boot",
-        ]
-    )
+    boot = root / "boot"
     uuid = _run(["blkid", "-s", "UUID", "-o", "value", f"{loop}p3"]).strip()
+    _run(["grub-install", f"--boot-directory={boot}", "--modules=part_gpt ext2",
+          "--target=i386-pc", loop])  # fmt: skip
+    _install_grub_efi(f"{loop}p2", boot, uuid)
     extra = "init=/usr/local/sbin/slate-marker panic=5"
-    (root / "boot/grub/grub.cfg").write_text(GRUB_CFG.format(uuid=uuid, kver=kver, extra=extra))
+    (boot / "grub/grub.cfg").write_text(GRUB_CFG.format(uuid=uuid, kver=kver, extra=extra))
+
+
+def _install_grub_efi(esp: str, boot: Path, uuid: str) -> None:
+    """\\EFI\\BOOT\\BOOTX64.EFI on the ESP, written with mtools: what
+    ``grub-install --removable`` makes, without mounting FAT (hosts without vfat)."""
+    shutil.copytree("/usr/lib/grub/x86_64-efi", boot / "grub/x86_64-efi", dirs_exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="slate-grub-") as tmp:
+        early = Path(tmp) / "early.cfg"
+        early.write_text(f"search --no-floppy --fs-uuid --set=root {uuid}\n"
+                         "set prefix=($root)/boot/grub\n")  # fmt: skip
+        image = Path(tmp) / "BOOTX64.EFI"
+        _run(["grub-mkimage", "-O", "x86_64-efi", "-o", str(image), "-c", str(early),
+              "-p", "/boot/grub", *GRUB_EFI_MODULES])  # fmt: skip
+        _run(["mmd", "-i", esp, "::/EFI", "::/EFI/BOOT"])
+        _run(["mcopy", "-i", esp, str(image), "::/EFI/BOOT/BOOTX64.EFI"])
 
 
 def _prune(root: Path) -> None:
@@ -458,3 +479,15 @@ def _fill_data_partition(dev: str) -> None:
 def data_files() -> dict[str, str]:
     """The files the NTFS data partition holds (for tests that read them back)."""
     return dict(DATA_FILES)
+
+
+def rewrite_marker(disk: Path, marker: str) -> None:
+    """Change the word a built system prints (``/etc/slate-marker``) inside a disk file:
+    how a test makes a reference machine differ from the master image (needs root)."""
+    MasterImageSpec(mirror="-", marker=marker).check()
+    with contextlib.ExitStack() as stack:
+        loop = _attach(disk, stack)
+        where = Path(tempfile.mkdtemp(prefix="slate-marker-"))
+        stack.callback(where.rmdir)
+        _mount(f"{loop}p3", where, stack)
+        (where / "etc/slate-marker").write_text(marker + "\n")

@@ -70,7 +70,9 @@ def ensure_bootenv(home: Path, log: Log, *, source: Path | None = None) -> Path:
             _link_or_copy(source / n, target / n)
         return target
     log("building the boot environment (slate bootimage build; cached after the first run)")
-    slate(home, "bootimage", "build")
+    from appliance.lab.masterimage import default_cache_dir
+
+    slate(home, "bootimage", "build", "--cache-dir", str(default_cache_dir()))
     missing = [n for n in names if not (target / n).exists()]
     if missing:
         raise LabStepError(
@@ -321,3 +323,15 @@ def _refuse_second_lab(home: Path) -> None:
             hint="see `slate lab status`, stop it with `slate lab down`",
         )
     harness.stop_from_state(home)  # leftovers of a lab whose processes are gone
+
+
+def job_id_for(home: Path, host: str) -> int:
+    """The newest job of ``host`` (by name or MAC)."""
+    conn = connect(home)
+    try:
+        jobs = Jobs(conn, Layout(home)).list_jobs(include_ended=True, host=host)
+    finally:
+        conn.close()
+    if not jobs:
+        raise NotFound(f"host {host} has no job")
+    return jobs[0].id
