@@ -49,7 +49,10 @@ def request(
         opts.append((o.VENDOR_CLASS, PXE_VENDOR.get(arch, f"PXEClient:Arch:{arch:05d}").encode()))
         opts.append((o.CLIENT_UUID, b"\x00" + (uuid or bytes(range(16)))))
     if ipxe:
+        # iPXE sends its user class raw (not RFC 3004 framed) plus option 175 listing
+        # its features (here: 0x13 = HTTP support).
         opts.append((o.USER_CLASS, b"iPXE"))
+        opts.append((o.IPXE_ENCAP, bytes((0x13, 1, 1))))
     opts.append((o.PARAM_REQUEST, bytes((1, 3, 6, 15, 43, 60, 66, 67))))
     return Message(
         op=BOOTREQUEST,
