@@ -85,11 +85,10 @@ def _export_disk(
                                          on_progress=advance, workers=workers)  # fmt: skip
             os.fsync(fd)
         return stats
+    # No fsync for a file, like cp or zstd -d: the caller syncs if it needs to.
     with _fresh_file(dest, d.size, force) as fd:
-        stats = chunkio.write_chunks(fd, d, store.read_frame, fresh=True, what=what,
-                                     on_progress=advance, workers=workers)  # fmt: skip
-        os.fsync(fd)
-    return stats
+        return chunkio.write_chunks(fd, d, store.read_frame, fresh=True, what=what,
+                                    on_progress=advance, workers=workers)  # fmt: skip
 
 
 @contextlib.contextmanager
