@@ -57,8 +57,15 @@ def client_files() -> dict[str, Path]:
 
 def input_key(rootfs_key: str, kernel_package_version: str, epoch: int) -> str:
     digest = hashlib.sha256()
-    for part in (BUILDER_VERSION, rootfs_key, kernel_package_version, str(epoch),
-                 str(ZSTD_LEVEL), " ".join(modules.MODULES), initscript.INIT):  # fmt: skip
+    for part in (
+        BUILDER_VERSION,
+        rootfs_key,
+        kernel_package_version,
+        str(epoch),
+        str(ZSTD_LEVEL),
+        " ".join(modules.MODULES),
+        initscript.INIT,
+    ):
         digest.update(part.encode() + b"\0")
     for name, path in client_files().items():
         digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -138,6 +145,10 @@ def _publish(src: Path, out_dir: Path, key: str, kernel_version: str) -> None:
         tmp = out_dir / f".{name}.tmp"
         shutil.copyfile(src / name, tmp)
         tmp.replace(out_dir / name)
-    info = {"key": key, "kernel": kernel_version, "built": int(time.time()),
-            "initrd_bytes": (out_dir / "initrd.img").stat().st_size}  # fmt: skip
+    info = {
+        "key": key,
+        "kernel": kernel_version,
+        "built": int(time.time()),
+        "initrd_bytes": (out_dir / "initrd.img").stat().st_size,
+    }
     (out_dir / "build.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")

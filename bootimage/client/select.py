@@ -21,8 +21,9 @@ class Need:
     label: str = "the image"  # for messages: "image 'lab' disk 0 (40.0 GiB)"
 
 
-def problems(disk: DiskInfo, need: Need, *, allow_removable: bool = False,
-             busy: Collection[str] = ()) -> list[str]:  # fmt: skip
+def problems(
+    disk: DiskInfo, need: Need, *, allow_removable: bool = False, busy: Collection[str] = ()
+) -> list[str]:
     """Why ``disk`` cannot take the image (empty = it can)."""
     why = []
     if disk.size < need.size:
@@ -60,8 +61,12 @@ def matches(disk: DiskInfo, hints: Mapping[str, Any]) -> bool:
 IDENTITY = ("serial", "wwn", "by_path", "size", "min_size", "max_size", "model")
 
 
-def choose(disks: Sequence[DiskInfo], need: Need, hints: Mapping[str, Any] | None = None,
-           busy: Collection[str] = ()) -> DiskInfo:  # fmt: skip
+def choose(
+    disks: Sequence[DiskInfo],
+    need: Need,
+    hints: Mapping[str, Any] | None = None,
+    busy: Collection[str] = (),
+) -> DiskInfo:
     """The one disk the image goes to, or :class:`DiskRefused` naming every disk."""
     hints = dict(hints or {})
     allow_removable = bool(hints.get("allow_removable"))

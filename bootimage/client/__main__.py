@@ -1,0 +1,5 @@
+import sys
+
+from bootimage.client.main import main
+
+sys.exit(main())

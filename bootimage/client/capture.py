@@ -1,0 +1,256 @@
+"""Capture: a new version of the job's image from this machine's disk.
+
+Only what a filesystem uses is read: for each partition whose filesystem partclone
+knows, partclone's domain map lists the used blocks; a chunk holding none of them is
+``unused``.  Everything else (partition tables, boot code in gaps, partitions of
+unknown type) is read whole.  A read chunk of zeros is ``zero``; a data chunk is named
+by its hash, and uploaded (compressed) only if the appliance lacks it.  The manifest is
+committed last, with the source disk's facts; the appliance names the version.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import DiskRefused
+from appliance.imagefmt.chunkio import (
+    Extents,
+    compress_chunk,
+    hash_chunk,
+    is_zero,
+    ordered_map,
+    pread_fn,
+)
+from appliance.imagefmt.manifest import (
+    DEFAULT_CHUNK_SIZE,
+    UNUSED,
+    ZERO,
+    Chunk,
+    Disk,
+    Manifest,
+    Partition,
+)
+from bootimage.client import disks as disks_mod
+from bootimage.client.api import Api
+from bootimage.client.loopdev import attached, run
+from bootimage.client.progress import Reporter
+from bootimage.client.select import matches
+from bootimage.client.target import FileTarget, busy_reason, open_target
+
+# partclone tool per filesystem type (as blkid names it)
+PARTCLONE = {
+    "ext2": "extfs",
+    "ext3": "extfs",
+    "ext4": "extfs",
+    "ntfs": "ntfs",
+    "vfat": "fat",
+    "xfs": "xfs",
+    "btrfs": "btrfs",
+    "exfat": "exfat",
+}
+TABLES = {"gpt": "gpt", "dos": "mbr"}
+
+
+def capture(
+    api: Api,
+    job: dict[str, Any],
+    reporter: Reporter,
+    *,
+    disk_path: str | None = None,
+    workers: int = 4,
+) -> dict[str, Any]:
+    """Capture the source disk; returns the appliance's answer ``{"image", "version"}``."""
+    options = dict(job.get("options") or {})
+    path = disk_path or pick_source(options.get("disk") or {}, reporter)
+    with open_target(path, writable=False) as source:
+        api.post_json("/state", {"state": "running"})
+        disk = read_disk(source, api, reporter, workers)
+    draft = Manifest(
+        image="capture",  # placeholders: the appliance names the image and the version
+        version="19700101T000000Z",
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        note=str(options.get("note") or ""),
+        source=str((job.get("host") or {}).get("name") or ""),
+        disks=(disk,),
+    ).to_dict()
+    draft.pop("image")
+    draft.pop("version")
+    reporter.start_phase("commit", 0)
+    answer = dict(api.post_json("/capture/commit", draft))
+    reporter.log(f"committed {answer.get('image')}@{answer.get('version')}")
+    return answer
+
+
+def read_disk(source: FileTarget, api: Api, reporter: Reporter, workers: int) -> Disk:
+    size = source.size
+    sector = source.logical_sector_size or 512
+    table, found = partition_table(source.path, sector)
+    parts = tuple(_with_fs(source.path, p) for p in found)
+    used = used_extents(source.path, size, parts, reporter)
+    reporter.log(
+        f"{source.path}: {size / 2**20:,.0f} MiB, table {table}, "
+        f"{len(parts)} partition(s); {used.total / 2**20:,.0f} MiB to read"
+    )
+    reporter.start_phase("capture", size)
+    chunks = encode(source, size, used, api, reporter, workers)
+    return Disk(
+        index=0,
+        size=size,
+        logical_sector_size=sector,
+        physical_sector_size=source.physical_sector_size or sector,
+        table=table,
+        partitions=parts,
+        chunk_size=DEFAULT_CHUNK_SIZE,
+        chunks=chunks,
+    )
+
+
+def encode(
+    source: FileTarget, size: int, used: Extents, api: Api, reporter: Reporter, workers: int
+) -> tuple[Chunk, ...]:
+    read = pread_fn(source.fd)
+    known: set[str] = set()
+    lock = threading.Lock()
+    uploaded = [0, 0]  # chunks, compressed bytes
+
+    def one(index: int) -> Chunk:
+        offset = index * DEFAULT_CHUNK_SIZE
+        length = min(DEFAULT_CHUNK_SIZE, size - offset)
+        try:
+            if not used.overlaps(offset, length):
+                return UNUSED
+            data = read(offset, length)
+            if is_zero(data):
+                return ZERO
+            digest = hash_chunk(data)
+            with lock:
+                seen = digest in known
+                known.add(digest)
+            if not seen and api.post_json("/capture/missing", {"hashes": [digest]})["missing"]:
+                frame = compress_chunk(data)
+                api.put_chunk(digest, frame)
+                with lock:
+                    uploaded[0] += 1
+                    uploaded[1] += len(frame)
+            return Chunk("hash", digest)
+        finally:
+            reporter.add(length)
+
+    chunks = tuple(ordered_map(one, range(-(-size // DEFAULT_CHUNK_SIZE)), workers))
+    reporter.log(f"uploaded {uploaded[0]} new chunk(s), {uploaded[1] / 2**20:,.1f} MiB compressed")
+    return chunks
+
+
+def partition_table(path: str, sector: int) -> tuple[str, list[Partition]]:
+    """(table type, partitions with byte offsets) as sfdisk reads them."""
+    try:
+        out = run(["sfdisk", "--json", path], f"read the partition table of {path}")
+    except Exception:
+        return "none", []  # no table: the whole disk is read as one area
+    table = json.loads(out).get("partitiontable", {})
+    unit = int(table.get("sectorsize", sector))
+    parts = []
+    for n, p in enumerate(table.get("partitions", []), start=1):
+        node = str(p.get("node", ""))
+        digits = node[len(node.rstrip("0123456789")) :]
+        parts.append(
+            Partition(
+                number=int(digits) if digits else n,
+                start=int(p["start"]) * unit,
+                size=int(p["size"]) * unit,
+                type=str(p.get("type", "")),
+                name=str(p.get("name", "")),
+                uuid=str(p.get("uuid", "")),
+            )
+        )
+    return TABLES.get(str(table.get("label", "")), "none"), parts
+
+
+def _with_fs(path: str, part: Partition) -> Partition:
+    out = run(
+        ["blkid", "-p", "-o", "export", "-O", str(part.start), "-S", str(part.size), path],
+        "probe a filesystem",
+        ok=(0, 2),
+    )
+    fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return Partition(
+        part.number, part.start, part.size, part.type, part.name, fields.get("TYPE", ""), part.uuid
+    )
+
+
+def used_extents(path: str, size: int, parts: tuple[Partition, ...], reporter: Reporter) -> Extents:
+    """Byte ranges that must be read: all but the free space of known filesystems."""
+    ranges: list[tuple[int, int]] = []
+    cursor = 0
+    for part in sorted(parts, key=lambda p: p.start):
+        ranges.append((cursor, max(part.start - cursor, 0)))
+        cursor = max(cursor, part.start + part.size)
+        tool = PARTCLONE.get(part.fs)
+        mapped = tool and _partclone_map(path, part, tool, reporter)
+        ranges += mapped if mapped else [(part.start, part.size)]
+    ranges.append((cursor, size - cursor))
+    return Extents(ranges)
+
+
+def _partclone_map(
+    path: str, part: Partition, tool: str, reporter: Reporter
+) -> list[tuple[int, int]] | None:
+    with (
+        tempfile.TemporaryDirectory(prefix="slate-dom-") as tmp,
+        attached(path, part.start, part.size, read_only=True) as dev,
+    ):
+        domain = Path(tmp) / "domain"
+        try:
+            run(
+                [
+                    f"partclone.{tool}",
+                    "-D",
+                    "-q",
+                    "-s",
+                    dev,
+                    "-O",
+                    str(domain),
+                    f"--offset_domain={part.start}",
+                ],
+                f"map used blocks of partition {part.number}",
+            )
+            used = parse_domain(domain.read_text())
+        except Exception as exc:
+            reporter.log(f"partition {part.number} ({part.fs}): {exc}; reading it whole")
+            return None
+    reporter.log(
+        f"partition {part.number} ({part.fs}): {sum(n for _o, n in used) / 2**20:,.1f} "
+        f"of {part.size / 2**20:,.0f} MiB in use"
+    )
+    return used or [(part.start, 0)]
+
+
+def parse_domain(text: str) -> list[tuple[int, int]]:
+    """Used ('+') ranges of a ddrescue domain map written by ``partclone -D``."""
+    used = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and not line.startswith("#") and fields[2] == "+":
+            used.append((int(fields[0], 16), int(fields[1], 16)))
+    return used
+
+
+def pick_source(hints: dict[str, Any], reporter: Reporter) -> str:
+    found = disks_mod.discover()
+    reporter.log("disks: " + (", ".join(d.describe() for d in found) or "none"))
+    named = (
+        [d for d in found if matches(d, hints)] if hints else [d for d in found if not d.removable]
+    )
+    named = [d for d in named if not busy_reason(d.path)]
+    if len(named) != 1:
+        raise DiskRefused(
+            f"cannot tell which disk to capture: {len(named)} candidates "
+            f"({', '.join(d.describe() for d in named) or 'none'})",
+            hint="name the source disk by serial or WWN in the job's disk hints",
+        )
+    return named[0].path

@@ -1,0 +1,108 @@
+"""The client's run: settings → network → job → restore or capture → report → reboot."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import SlateError
+from bootimage.client import net
+from bootimage.client.api import Api, Unreachable
+from bootimage.client.capture import capture
+from bootimage.client.cmdline import Settings, parse_args
+from bootimage.client.progress import Reporter
+from bootimage.client.restore import restore
+
+DEFAULT_GIVE_UP_AFTER = 600.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = parse_args(argv)
+    except SlateError as exc:
+        print(
+            f"slate: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""), file=sys.stderr
+        )
+        return 2
+    reporter = Reporter(None, console=settings.console)
+    ok, after = run(settings, reporter)
+    power(after, reporter)
+    return 0 if ok else 1
+
+
+def run(settings: Settings, reporter: Reporter) -> tuple[bool, str]:
+    """(succeeded, what to do after) — the job is reported done or failed here."""
+    patience = settings.give_up_after or DEFAULT_GIVE_UP_AFTER
+    after = settings.after or "none"
+    try:
+        if settings.mac:
+            net.bring_up(settings.mac, reporter.log, give_up_after=patience)
+        api = Api(settings.url, settings.token, give_up_after=patience, log=reporter.log)
+        job = api.job()
+    except SlateError as exc:
+        reporter.log(f"cannot start: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+        return False, after
+    options: dict[str, Any] = dict(job.get("options") or {})
+    if settings.give_up_after is None and options.get("give_up_after"):
+        api.give_up_after = float(options["give_up_after"])
+    after = settings.after or str(options.get("after") or "reboot")
+    reporter.api = api
+    reporter.start()
+    try:
+        return work(api, job, settings, reporter), after
+    finally:
+        reporter.stop()
+        api.close()
+
+
+def work(api: Api, job: dict[str, Any], settings: Settings, reporter: Reporter) -> bool:
+    action = job.get("action")
+    reporter.log(f"job {job.get('id')}: {action} {job.get('image') or ''}")
+    try:
+        if action == "restore":
+            disks = settings.disk.split(",") if settings.disk else []
+            verified = restore(api, job, reporter, disk_paths=disks, workers=settings.workers)
+            reporter.flush()
+            api.post_json("/done", {"verified_bytes": verified})
+            reporter.log(f"done: {verified / 2**20:,.0f} MiB verified")
+            return True
+        if action == "capture":
+            answer = capture(api, job, reporter, disk_path=settings.disk, workers=settings.workers)
+            reporter.flush()
+            api.post_json("/done", {"verified_bytes": 0})
+            reporter.log(f"done: captured {answer.get('image')}@{answer.get('version')}")
+            return True
+        raise SlateError(f"this client cannot run {action!r} jobs", hint="update Slate")
+    except Unreachable as exc:
+        reporter.log(f"failed: {exc.message}")
+        return False  # nobody to tell: the appliance marks the job failed when it times out
+    except SlateError as exc:
+        reason = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+    except Exception as exc:  # a bug: report it rather than leave the job hanging
+        reason = f"client error: {type(exc).__name__}: {exc}"
+        reporter.log(traceback.format_exc())
+    reporter.log(f"failed: {reason}")
+    reporter.flush()
+    try:
+        api.post_json("/failed", {"reason": reason})
+    except SlateError as exc:
+        reporter.log(f"could not report the failure: {exc.message}")
+    return False
+
+
+def power(after: str, reporter: Reporter) -> None:
+    """Reboot or power off — only inside the boot environment (PID 1 is our /init)."""
+    if after not in ("reboot", "poweroff"):
+        return
+    if os.getppid() != 1 or not Path("/init").exists():
+        reporter.log(f"not in the boot environment: not doing {after!r}")
+        return
+    reporter.log(f"{after} in 5 s")
+    os.sync()
+    subprocess.run(["sleep", "5"], check=False)
+    subprocess.run(["busybox", after, "-f"], check=False)

@@ -1,0 +1,113 @@
+"""Progress for the technician: posted to the appliance every second (phase, bytes
+done/total, rate, ETA), drawn as a bar on the machine's own console, and log lines
+forwarded in batches.  A background thread does the posting so a slow or absent
+appliance never stalls the copy."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+from typing import TextIO
+
+from appliance.errors import SlateError
+from bootimage.client.api import Api
+
+INTERVAL = 1.0  # the appliance wants news at least every 2 s
+
+
+class Reporter:
+    def __init__(
+        self, api: Api | None, *, console: bool = True, stream: TextIO | None = None
+    ) -> None:
+        self.api = api
+        self.console = console
+        self.stream = stream or sys.stderr
+        self.phase = "starting"
+        self.done = 0
+        self.total = 0
+        self._samples: deque[tuple[float, int]] = deque(maxlen=10)
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
+
+    # -- what the engines call --------------------------------------------------------
+    def start_phase(self, phase: str, total: int) -> None:
+        with self._lock:
+            self.phase, self.total, self.done = phase, total, 0
+            self._samples.clear()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.done += n
+
+    def log(self, message: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {message}"
+        with self._lock:
+            self._lines.append(line)
+        self.stream.write(("\r\033[K" if self.console else "") + line + "\n")
+        self.stream.flush()
+
+    # -- the background thread --------------------------------------------------------
+    def start(self) -> Reporter:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self.flush()
+
+    def snapshot(self) -> dict[str, float | int | str | None]:
+        now = time.monotonic()
+        with self._lock:
+            self._samples.append((now, self.done))
+            first_t, first_done = self._samples[0]
+            rate = (self.done - first_done) / (now - first_t) if now > first_t else 0.0
+            left = max(self.total - self.done, 0)
+            eta = left / rate if rate > 0 else None
+            return {
+                "phase": self.phase,
+                "done": self.done,
+                "total": self.total,
+                "rate": round(rate, 1),
+                "eta": None if eta is None else round(eta, 1),
+            }
+
+    def flush(self) -> None:
+        """Send progress and pending log lines now (one attempt each: never blocks long)."""
+        snap = self.snapshot()
+        if self.console:
+            self._draw(snap)
+        if self.api is None:
+            return
+        with self._lock:
+            lines, self._lines = self._lines[:500], self._lines[500:]
+        try:
+            if lines:
+                self.api.post_json("/log", {"lines": lines}, retry=False)
+            self.api.post_json("/progress", snap, retry=False)
+        except SlateError:
+            with self._lock:  # keep the lines for the next round
+                self._lines[:0] = lines
+
+    def _loop(self) -> None:
+        while not self._stop.wait(INTERVAL):
+            self.flush()
+
+    def _draw(self, snap: dict[str, float | int | str | None]) -> None:
+        total = int(snap["total"] or 0)
+        done = int(snap["done"] or 0)
+        frac = min(done / total, 1.0) if total else 0.0
+        bar = "#" * int(frac * 30)
+        rate = float(snap["rate"] or 0)
+        eta = snap["eta"]
+        eta_text = f"{int(eta) // 60}:{int(eta) % 60:02d}" if isinstance(eta, float) else "--:--"
+        self.stream.write(
+            f"\r\033[K{snap['phase']:<10} [{bar:<30}] {frac * 100:5.1f}% "
+            f"{done / 2**20:,.0f}/{total / 2**20:,.0f} MiB {rate / 2**20:6.1f} MiB/s ETA {eta_text}"
+        )
+        self.stream.flush()

@@ -1,0 +1,147 @@
+"""Restore: the job's image version onto the target disk(s).
+
+Every data chunk whose bytes are not already on the disk is fetched, decompressed,
+verified against its name and written at its offset (``chunkio.write_chunks``); a chunk
+already right is not fetched (delta restore, and resume after an interruption); zero
+chunks are written only where the disk is not already zero; ``unused`` chunks are
+skipped.  Then fsync, move the GPT backup header to the end of a larger disk, re-read
+the partition table, and grow the last partition when the job asks.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from typing import Any
+
+from appliance.errors import DiskRefused
+from appliance.imagefmt.chunkio import write_chunks
+from appliance.imagefmt.manifest import Disk, Manifest
+from bootimage.client import disks as disks_mod
+from bootimage.client import finish
+from bootimage.client.api import Api
+from bootimage.client.progress import Reporter
+from bootimage.client.select import Need, choose
+from bootimage.client.target import FileTarget, busy_reason, open_target
+
+
+def restore(
+    api: Api,
+    job: dict[str, Any],
+    reporter: Reporter,
+    *,
+    disk_paths: Sequence[str] = (),
+    workers: int = 4,
+) -> int:
+    """Restore the job's image; returns the verified byte count."""
+    manifest = Manifest.from_json(api.request("GET", str(job["manifest"]))[2])
+    reporter.log(f"restoring {manifest.ref}: {len(manifest.disks)} disk(s)")
+    options = dict(job.get("options") or {})
+    paths = list(disk_paths) or pick_disks(manifest, options.get("disk") or {}, reporter)
+    if len(paths) < len(manifest.disks):
+        raise DiskRefused(
+            f"{manifest.ref} has {len(manifest.disks)} disks but only {len(paths)} target(s)"
+            " were given",
+            hint="give one --disk per image disk",
+        )
+    targets = [
+        open_checked(path, disk, manifest.ref)
+        for path, disk in zip(paths, manifest.disks, strict=False)
+    ]
+    verified = 0
+    try:
+        api.post_json("/state", {"state": "running"})
+        for target, disk in zip(targets, manifest.disks, strict=True):
+            verified += restore_disk(api, job, manifest, disk, target, reporter, workers)
+        api.post_json("/state", {"state": "verifying"})
+        for target, disk in zip(targets, manifest.disks, strict=True):
+            reporter.start_phase("finishing", 0)
+            finish.after_write(target, disk, grow=bool(options.get("grow")), log=reporter.log)
+    finally:
+        for target in targets:
+            target.close()
+    return verified
+
+
+def restore_disk(
+    api: Api,
+    job: dict[str, Any],
+    manifest: Manifest,
+    disk: Disk,
+    target: FileTarget,
+    reporter: Reporter,
+    workers: int,
+) -> int:
+    fresh = is_fresh(target)
+    todo = disk.size - disk.bytes_of("unused")
+    reporter.log(
+        f"disk {disk.index} -> {target.path}: {todo / 2**20:,.0f} MiB of data and zeros"
+        + (" (fresh file)" if fresh else " (chunks already on the disk are kept)")
+    )
+    reporter.start_phase("restore", disk.size)
+    store = str(job.get("store") or "/store/")
+    stats = write_chunks(
+        target.fd,
+        disk,
+        lambda digest: api.fetch_chunk(digest, store),
+        fresh=fresh,
+        compare=not fresh,
+        what=manifest.ref,
+        on_progress=reporter.add,
+        workers=workers,
+    )
+    target.fsync()
+    reporter.log(
+        f"disk {disk.index}: {stats.verified / 2**20:,.0f} MiB verified, "
+        f"{stats.written / 2**20:,.0f} MiB written, {stats.skipped / 2**20:,.0f} MiB left alone"
+    )
+    return stats.verified
+
+
+def is_fresh(target: FileTarget) -> bool:
+    """A regular file with no data blocks: nothing to compare, holes can stay holes."""
+    st = os.fstat(target.fd)
+    return stat.S_ISREG(st.st_mode) and st.st_blocks == 0
+
+
+def open_checked(path: str, disk: Disk, ref: str) -> FileTarget:
+    """Open ``path`` and refuse it, before writing a byte, if ``disk`` does not fit."""
+    target = open_target(path)
+    try:
+        need = Need(disk.size, disk.logical_sector_size, f"{ref} disk {disk.index}")
+        size, sector = target.size, target.logical_sector_size
+        if size < need.size:
+            raise DiskRefused(
+                f"{path} ({_size(size)}) is smaller than {need.label} ({_size(need.size)})",
+                hint="use a larger disk, or an image captured from a smaller one",
+            )
+        if sector is not None and sector != need.logical_sector_size:
+            raise DiskRefused(
+                f"{path} has {sector}-byte sectors, {need.label} has "
+                f"{need.logical_sector_size}-byte sectors",
+                hint="restore an image captured from a disk with the same sector size",
+            )
+        return target
+    except BaseException:
+        target.close()
+        raise
+
+
+def pick_disks(manifest: Manifest, hints: dict[str, Any], reporter: Reporter) -> list[str]:
+    """Targets by the job's rule, for each disk of the image, found with udev."""
+    found = disks_mod.discover()
+    reporter.log("disks: " + (", ".join(d.describe() for d in found) or "none"))
+    busy = {d.name for d in found if busy_reason(d.path)}
+    chosen: list[str] = []
+    for disk in manifest.disks:
+        need = Need(disk.size, disk.logical_sector_size, f"{manifest.ref} disk {disk.index}")
+        left = [d for d in found if d.path not in chosen]
+        pick = choose(left, need, hints if disk.index == 0 else {}, busy)
+        reporter.log(f"target for disk {disk.index}: {pick.describe()}")
+        chosen.append(pick.path)
+    return chosen
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
