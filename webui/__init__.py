@@ -90,4 +90,7 @@ def _filters() -> dict[str, Any]:
         s = int(float(s))
         return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
-    return {"bytes": bytes_, "duration": duration}
+    def pct(p: Any) -> str:
+        return f"{float(p or 0):g}"  # 25.0 → "25", as the live updates print it
+
+    return {"bytes": bytes_, "duration": duration, "pct": pct}

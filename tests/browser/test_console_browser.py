@@ -1,0 +1,210 @@
+"""The console in a real browser: headless Chromium (Debian's) driven by Playwright.
+
+Log in, register a machine, start a reimage, watch its progress reach 100 % while a
+restore client reports through the real client API, see the job in the history.
+The appliance runs as in production (create_app + cheroot HttpServer on loopback).
+Screenshots land in artifacts/screenshots/ for people to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from appliance.config import Layout
+from appliance.http import create_app
+from appliance.http.server import HttpServer
+from appliance.imagefmt.chunkio import compress_chunk, hash_chunk
+from appliance.imagefmt.manifest import ZERO, Chunk, Disk, Manifest, Partition
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "a long lab password"
+MAC = "52:54:00:12:34:56"
+CHUNK = 256 * 1024
+
+
+def make_image(app: Any) -> Manifest:
+    store = app.extensions["slate"].store
+    entries = []
+    for seed in range(1, 5):
+        data = bytes([seed]) * CHUNK
+        store.put_chunk_frame(hash_chunk(data), compress_chunk(data))
+        entries.append(Chunk("hash", hash_chunk(data)))
+    entries += [ZERO] * 4
+    part = Partition(number=1, start=1024 * 1024, size=CHUNK * 4, type="0x83", fs="ext4")
+    disk = Disk(index=0, size=CHUNK * 8, table="mbr", partitions=(part,), chunk_size=CHUNK,
+                chunks=tuple(entries), model="QEMU HARDDISK", serial="REF001")  # fmt: skip
+    return store.commit(  # type: ignore[no-any-return]
+        Manifest(
+            image="win11-lab",
+            version=store.new_version_id("win11-lab"),
+            created="2026-11-25T09:00:00Z",
+            note="autumn term",
+            source="pc-ref",
+            disks=(disk,),
+        )
+    )
+
+
+@pytest.fixture
+def server(home: Path, slate: Any) -> Iterator[HttpServer]:
+    proc = slate("user", "add", "tina", "--role", "technician", "--password-stdin",
+                 input=PASSWORD + "\n")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    app = create_app(Layout(home))
+    assert "dashboard" in app.blueprints
+    make_image(app)
+    srv = HttpServer(app, "127.0.0.1", 0)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[Page]:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),  # a fresh user-data-dir
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 860},
+        )
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        try:
+            yield page
+        finally:
+            context.close()
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+class Client:
+    """The restore client's side of the protocol, as the boot environment speaks it."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base, self.token = base, token
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        req = urllib.request.Request(
+            self.base + "/api/client/v1" + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def progress(self, done: int, total: int, phase: str = "writing") -> None:
+        rate, eta = 48 * 1024 * 1024, (total - done) / 1e6
+        body = {"phase": phase, "done": done, "total": total, "rate": rate, "eta": eta}
+        self.call("POST", "/progress", body)
+
+
+def boot(base: str, mac: str) -> tuple[int, str]:
+    """What iPXE does: fetch the boot script; the job id and token are on its kernel line."""
+    with urllib.request.urlopen(f"{base}/boot/{mac}.ipxe", timeout=10) as resp:
+        script = resp.read().decode()
+    job = re.search(r"slate\.job=(\d+)", script)
+    token = re.search(r"slate\.token=(\S+)", script)
+    assert job and token, script
+    return int(job.group(1)), token.group(1)
+
+
+def test_register_reimage_watch_progress_history(server: HttpServer, page: Page) -> None:
+    base = server.url
+    # Log in.
+    page.goto(base + "/")
+    expect(page).to_have_url(re.compile(r"/login"))
+    shot(page, "01-login")
+    page.fill("#name", "tina")
+    page.fill("#password", PASSWORD)
+    page.click("button:has-text('Log in')")
+    expect(page.locator("h1")).to_have_text("Dashboard")
+
+    # Register a machine.
+    page.click("nav >> text=Machines")
+    page.fill("#mac", MAC.upper().replace(":", "-"))
+    page.fill("#name", "pc-101")
+    page.fill("#room", "lab-1")
+    page.fill("#disk_hint", "serial=SER123")
+    page.click("#register button[type=submit]")
+    expect(page.locator(".flash.info")).to_contain_text("Registered pc-101")
+    expect(page.locator("#hosts")).to_contain_text(MAC)
+    shot(page, "02-machines")
+
+    # Reimage: version, machine, confirmation listing exactly that machine and disk.
+    page.click("nav >> text=Reimage")
+    page.check(f"input[name=mac][value='{MAC}']")
+    shot(page, "03-reimage")
+    page.click("button:has-text('Review')")
+    expect(page.locator("h1")).to_contain_text("Overwrite 1 machine")
+    expect(page.locator("#targets")).to_contain_text("pc-101")
+    expect(page.locator("#targets")).to_contain_text("serial=SER123")
+    shot(page, "04-confirm")
+    page.click("button:has-text('Overwrite 1 machine')")
+    expect(page.locator("h1")).to_have_text("Dashboard")
+    expect(page.locator("#active-jobs")).to_contain_text("pc-101")
+
+    # The machine network-boots; its restore client reports progress.
+    job_id, token = boot(base, MAC)
+    client = Client(base, token)
+    assert client.call("GET", "/job")["image"] == "win11-lab"
+    client.call("POST", "/log", {"lines": ["disk vda: 2.0 MiB, serial SER123", "writing"]})
+    total = 8 * CHUNK
+    row = page.locator(f"#active-jobs tr[data-job='{job_id}']")
+    for percent in (10, 45, 80):
+        client.progress(total * percent // 100, total)
+        # The page updates by itself (server-sent events): no reload here.
+        expect(row.locator("progress")).to_have_attribute("value", str(percent))
+        expect(row).to_contain_text(f"{percent} %")
+    expect(row).to_contain_text("running")
+    expect(row).to_contain_text("48.0 MiB/s")
+    shot(page, "05-dashboard-progress")
+
+    client.call("POST", "/state", {"state": "verifying"})
+    client.progress(total, total, phase="verifying")
+    expect(row.locator("progress")).to_have_attribute("value", "100")
+    client.call("POST", "/log", {"lines": ["verified 8 chunks", "done, rebooting"]})
+    client.call("POST", "/done", {"verified_bytes": total})
+    finished = page.locator(f"#ended-jobs tr[data-job='{job_id}']")
+    expect(finished).to_contain_text("done")
+    expect(page.locator("#no-active")).to_be_visible()
+    shot(page, "06-dashboard-done")
+
+    # History and the job's own page with the client's log.
+    page.click("nav >> text=Jobs")
+    expect(page.locator(f"tr[data-job='{job_id}']")).to_contain_text("done")
+    shot(page, "07-jobs")
+    page.click(f"a:has-text('#{job_id}')")
+    expect(page.locator("#job-bar progress")).to_have_attribute("value", "100")
+    expect(page.locator("#job-log")).to_contain_text("verified 8 chunks")
+    shot(page, "08-job")
+    page.click("nav >> text=Images")
+    expect(page.locator("body")).to_contain_text("autumn term")
+    page.click("a:has-text('win11-lab')")
+    expect(page.locator("body")).to_contain_text("ext4")
+    shot(page, "09-image")
