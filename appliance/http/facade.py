@@ -81,5 +81,7 @@ class Appliance:
                 session.close()
 
     def close(self) -> None:
+        # Release pins only: a capture interrupted by a restart resumes (its client asks
+        # what is missing); gc reclaims the chunks if it never commits.
         for job_id in list(self._capture_sessions):
-            self.end_capture(job_id, ok=False)
+            self.end_capture(job_id)
