@@ -1,0 +1,77 @@
+"""``slate serve``: run the appliance (DHCP, TFTP, DNS, HTTP) on one interface."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from appliance import settings as settings_mod
+from appliance.config import Layout, resolve_home
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the appliance: DHCP, TFTP, DNS and HTTP on one interface",
+        description="Run every Slate service in one process, bound to one network "
+        "interface.  Every flag can also be given as an environment variable SLATE_<NAME>. "
+        "Stops cleanly on SIGTERM or Ctrl-C.",
+    )
+    settings_mod.add_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every transfer")
+    parser.set_defaults(func=run)
+
+
+class _ServiceName(logging.Filter):
+    """``slate.tftp`` -> ``tftp``: the prefix of every log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        record.service = name.split(".", 1)[1] if name.startswith("slate.") else name
+        return True
+
+
+def setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_ServiceName())
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(service)s: %(message)s", datefmt="%H:%M:%S")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    # Start-up and shutdown lines are always worth a line.
+    logging.getLogger("slate.serve").setLevel(logging.INFO)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def run(args: argparse.Namespace) -> int:
+    from appliance.server import Appliance
+
+    setup_logging(args.verbose)
+    settings = settings_mod.resolve(settings_mod.from_sources(args))
+    layout = Layout(resolve_home(args.home))
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    appliance = Appliance(layout, settings)
+    appliance.start()
+    log = logging.getLogger("slate.serve")
+    log.info("ready (data in %s)", layout.home)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        log.info("stopping")
+        appliance.stop()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,251 @@
+"""The appliance in one process: DHCP, TFTP, DNS and HTTP composed around one database.
+
+Each service owns its sockets and takes plain constructor arguments; this module wires
+them: the DHCP boot hook asks the inventory and the boot decision (``decide``) what a
+machine boots, TFTP serves the boot files (plus a generated ``grub/grub.cfg`` for the
+Secure Boot chain), DNS answers for the appliance and leased machines (full mode), and
+HTTP serves boot scripts, the boot environment and image chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any, Protocol
+
+from appliance import db
+from appliance.config import Layout
+from appliance.dns import DnsServer, Resolver
+from appliance.errors import SlateError
+from appliance.settings import Settings
+from appliance.tftp import TftpServer
+
+log = logging.getLogger("slate.serve")
+
+# TFTP root file -> where Debian installs it (ipxe, shim-signed, grub-efi-amd64-signed).
+BOOT_FILES: dict[str, Path] = {
+    "undionly.kpxe": Path("/usr/lib/ipxe/undionly.kpxe"),
+    "snponly.efi": Path("/usr/lib/ipxe/snponly.efi"),
+    "ipxe.efi": Path("/usr/lib/ipxe/ipxe.efi"),
+    "shimx64.efi": Path("/usr/lib/shim/shimx64.efi.signed"),
+    "grubx64.efi": Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"),
+}
+REQUIRED_BOOT_FILES = ("undionly.kpxe", "snponly.efi")
+GRUB_CFG = "grub/grub.cfg"
+
+
+class Service(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def populate_tftp_root(root: Path, sources: dict[str, Path] | None = None) -> list[str]:
+    """Copy the boot files into ``root`` (copies, not links: nothing may point out of
+    the root).  Returns the names present; missing optional files are logged."""
+    root.mkdir(parents=True, exist_ok=True)
+    present = []
+    for name, src in (sources or BOOT_FILES).items():
+        dest = root / name
+        if not src.exists():
+            if name in REQUIRED_BOOT_FILES:
+                raise SlateError(
+                    f"boot file {src} is missing",
+                    hint="install the Debian package ipxe (./run install does)",
+                )
+            log.warning("%s is missing: %s is not served", src, name)
+            continue
+        st = src.stat()
+        if not (dest.is_file() and not dest.is_symlink() and _same(dest.stat(), st)):
+            tmp = dest.with_name(f".{name}.tmp")
+            shutil.copyfile(src, tmp)  # follows the symlink /usr/lib/ipxe/ipxe.efi
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+            tmp.replace(dest)
+        present.append(name)
+    return present
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns
+
+
+class ThreadDb:
+    """One SQLite connection per thread (services run in their own threads)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        db.connect(path).close()  # create + migrate once, up front
+
+    def __call__(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = db.connect(self.path, migrate=False)
+        return conn
+
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def dns_names(conn: sqlite3.Connection, settings: Settings) -> dict[str, str]:
+    """Names DNS answers for: the appliance, reserved hosts, and bound leases."""
+    names: dict[str, str] = {}
+    rows = conn.execute(
+        "SELECT COALESCE(h.name, l.hostname), l.ip FROM leases l"
+        " LEFT JOIN hosts h ON h.mac = l.mac WHERE l.state='bound' AND l.expires > ?",
+        (time.time(),),
+    ).fetchall()
+    rows += conn.execute("SELECT name, ip FROM hosts WHERE ip IS NOT NULL AND ip != ''").fetchall()
+    for name, ip in rows:
+        name = (name or "").lower()
+        if _LABEL.match(name):  # a client's DHCP host name may be anything
+            names[name] = ip
+    names[settings.name] = settings.address
+    return names
+
+
+class Appliance:
+    """All services of ``slate serve``; :meth:`start` then :meth:`stop`."""
+
+    def __init__(self, layout: Layout, settings: Settings) -> None:
+        self.layout = layout
+        self.settings = settings
+        self.db = ThreadDb(layout.db)
+        self.services: list[tuple[str, Service]] = []
+
+    # --- composition --------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every service; if one fails, stop those already started and re-raise."""
+        s = self.settings
+        populate_tftp_root(self.layout.tftp_root)
+        builders: list[tuple[str, Callable[[], Service]]] = [
+            ("http", self._http),
+            ("tftp", self._tftp),
+        ]
+        if s.dns_enabled:
+            builders.append(("dns", self._dns))
+        if s.dhcp != "off":
+            builders.append(("dhcp", self._dhcp))
+        try:
+            for name, build in builders:
+                service = build()
+                try:
+                    service.start()
+                except OSError as exc:
+                    raise SlateError(
+                        f"{name} could not listen on {s.address}: {exc}",
+                        hint="is another server (dnsmasq, tftpd, a web server) using the port?",
+                    ) from exc
+                self.services.append((name, service))
+        except BaseException:
+            self.stop()
+            raise
+        log.info(
+            "serving on %s (%s), DHCP %s, HTTP %s, TFTP port %d%s",
+            s.interface,
+            s.address,
+            s.dhcp,
+            s.url,
+            s.tftp_port,
+            ", DNS" if s.dns_enabled else "",
+        )
+
+    def stop(self) -> None:
+        while self.services:
+            name, service = self.services.pop()
+            try:
+                service.stop()
+            except Exception:
+                log.exception("stopping %s failed", name)
+
+    def _tftp(self) -> Service:
+        s = self.settings
+        return TftpServer(
+            self.layout.tftp_root, s.address, s.tftp_port, generator=self._tftp_generated
+        )
+
+    def _tftp_generated(self, name: str, client_ip: str) -> bytes | None:
+        if name == GRUB_CFG:
+            from appliance.boot.render import render_grub_bootstrap
+
+            return render_grub_bootstrap(self.settings.url).encode()
+        return None
+
+    def _dns(self) -> Service:
+        s = self.settings
+        resolver = Resolver(
+            lambda: dns_names(self.db(), s), s.domain, s.network, upstream=s.upstream_dns
+        )
+        return DnsServer(resolver, s.address, s.dns_port)
+
+    def _http(self) -> Service:
+        from appliance.http import create_app
+        from appliance.http.server import HttpServer
+
+        app = create_app(self.layout, self.settings)
+        return HttpServer(app, self.settings.address, self.settings.http_port)
+
+    def _dhcp(self) -> Service:
+        from appliance.dhcp.leases import Pool
+        from appliance.dhcp.server import DhcpServer
+
+        s = self.settings
+        pools = []
+        if s.dhcp == "full":
+            first, last = s.pool_range
+            dns = IPv4Address(s.dns or s.address) if s.dns or s.dns_enabled else None
+            pools.append(
+                Pool(
+                    first,
+                    last,
+                    s.network,
+                    router=IPv4Address(s.router) if s.router else None,
+                    dns=(dns,) if dns else (),
+                    domain=s.domain if s.dns_enabled else "",
+                    lease_seconds=s.lease_time,
+                )
+            )
+        return DhcpServer(
+            s.interface,
+            s.address,
+            s.dhcp,
+            self.boot_hook,
+            pools=pools,
+            conn=db.connect(self.layout.db, migrate=False) if s.dhcp == "full" else None,
+        )
+
+    # --- the boot decision, as the DHCP server's hook -------------------------------
+
+    def boot_hook(self, client: Any) -> Any:
+        """``ClientInfo -> BootTarget | None`` (appliance/dhcp/policy.py)."""
+        from appliance.boot.decide import Machine, decide
+        from appliance.boot.plan import facts_for
+        from appliance.dhcp.policy import BootTarget
+        from appliance.jobs import Jobs
+
+        if not client.firmware:
+            return None
+        zero = IPv4Address(0)
+        ip = str(client.ciaddr) if client.ciaddr != zero else None
+        machine = Machine(client.mac, client.firmware, client.arch, ip, client.uuid or None)
+        jobs = Jobs(self.db(), self.layout)
+        spec = decide(machine, facts_for(jobs, machine, self.settings.unknown_policy))
+        if spec is None:
+            # It will never fetch a boot script (where boots are recorded): record it here.
+            if client.message_type == 1:  # DISCOVER: once per boot, not per packet
+                jobs.inventory.record_seen(
+                    machine.mac, machine.firmware, machine.arch, machine.uuid or "", ip or ""
+                )
+            return None
+        s = self.settings
+        return BootTarget.for_http(
+            s.address, s.http_port, client.mac, efi_file=s.efi_boot_file, secure_boot=s.secure_boot
+        )
