@@ -190,3 +190,85 @@ def wait_for(predicate, timeout: float = 60.0, step: float = 0.1) -> None:  # ty
 
 
 __all__ = ["MIB", "Appliance", "change_chunks", "json", "make_disk", "os", "run_client"]
+
+
+def attach(path: Path, offset: int = 0, size: int = 0, *, sector: int = 512) -> str:
+    cmd = ["losetup", "--find", "--show", "--offset", str(offset), "--sector-size", str(sector)]
+    if size:
+        cmd += ["--sizelimit", str(size)]
+    return subprocess.run(
+        [*cmd, str(path)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def detach(dev: str) -> None:
+    subprocess.run(["losetup", "--detach", dev], capture_output=True, check=False)
+
+
+def make_partitioned_disk(path: Path, mnt: Path) -> dict[str, bytes]:
+    """A 128 MiB GPT disk: 1 = ext4 (64 MiB, ~10 MiB of files), 2 = FAT (16 MiB, one
+    file), 3 = a partition of no known filesystem (8 MiB of random bytes).  Returns the
+    files written, by name."""
+    with path.open("wb") as f:
+        f.truncate(128 * MIB)
+    subprocess.run(
+        [
+            "sgdisk",
+            "-n1:2048:+64M",
+            "-t1:8300",
+            "-n2:0:+16M",
+            "-t2:0700",
+            "-n3:0:+8M",
+            "-t3:8300",
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    rng = random.Random(3)
+    files = {f"f{i}.bin": rng.randbytes(2 * MIB) for i in range(5)}
+    fat_file = rng.randbytes(MIB)
+    mnt.mkdir(parents=True, exist_ok=True)
+    ext = attach(path, MIB, 64 * MIB)
+    try:
+        subprocess.run(["mkfs.ext4", "-q", "-F", ext], check=True)
+        subprocess.run(["mount", ext, str(mnt)], check=True)
+        try:
+            for name, data in files.items():
+                (mnt / name).write_bytes(data)
+        finally:
+            subprocess.run(["umount", str(mnt)], check=True)
+    finally:
+        detach(ext)
+    fat = attach(path, 65 * MIB, 16 * MIB)
+    try:  # mtools: this host's kernel has no vfat driver to mount with
+        subprocess.run(["mkfs.vfat", fat], check=True, capture_output=True)
+        subprocess.run(["mcopy", "-i", fat, "-", "::/fat.bin"], input=fat_file, check=True)
+    finally:
+        detach(fat)
+    with path.open("r+b") as f:
+        f.seek(81 * MIB)
+        f.write(rng.randbytes(8 * MIB))
+    return {**files, "fat.bin": fat_file}
+
+
+def read_fat_file(path: Path, offset: int, size: int, name: str) -> bytes:
+    dev = attach(path, offset, size)
+    try:
+        return subprocess.run(
+            ["mcopy", "-i", dev, f"::/{name}", "-"], capture_output=True, check=True
+        ).stdout
+    finally:
+        detach(dev)
+
+
+def read_files(path: Path, mnt: Path, offset: int, size: int, names: list[str]) -> dict[str, bytes]:
+    dev = attach(path, offset, size)
+    try:
+        subprocess.run(["mount", "-o", "ro", dev, str(mnt)], check=True)
+        try:
+            return {n: (mnt / n).read_bytes() for n in names}
+        finally:
+            subprocess.run(["umount", str(mnt)], check=True)
+    finally:
+        detach(dev)
