@@ -149,7 +149,8 @@ def _make_disk(path: Path, tree: Path, size: int) -> None:
          "-n2:0:0", "-t2:8300", "-c2:root", "-u2:5a7e0000-0000-4000-8000-000000000003",
          str(path)], check=True, capture_output=True,
     )  # fmt: skip
-    subprocess.run(["mkfs.vfat", "-i", "5a7e0001", "--offset", "2048", str(path),
+    fat = "16" if efi_mib >= 64 else "12"  # mkfs.vfat picks by disk size, not partition size
+    subprocess.run(["mkfs.vfat", "-F", fat, "-i", "5a7e0001", "--offset", "2048", str(path),
                     str(efi_mib * 1024)], check=True, capture_output=True)  # fmt: skip
     start = 2048 + efi_mib * 2048
     sectors = size // 512 - 34 - start

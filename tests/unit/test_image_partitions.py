@@ -1,0 +1,50 @@
+"""Partition tables and filesystem magic, on tables written by sfdisk/sgdisk and
+filesystems made by mkfs (pure-Python parsing, no tools at read time)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from appliance.imagefmt import partitions
+from appliance.imagefmt.chunkio import pread_fn
+
+MIB = 1024 * 1024
+
+
+def _detect(path: Path, sector_size: int = 512) -> partitions.Table:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return partitions.detect(pread_fn(fd), path.stat().st_size, sector_size)
+    finally:
+        os.close(fd)
+
+
+def test_mbr_with_vfat_and_swap(tmp_path):
+    disk = tmp_path / "mbr.img"
+    subprocess.run(["truncate", "-s", "40M", str(disk)], check=True)
+    layout = "label: dos\nstart=2048, size=16384, type=c\nstart=18432, size=20480, type=82\n"
+    subprocess.run(["sfdisk", "-q", str(disk)], input=layout, text=True, check=True)
+    subprocess.run(["mkfs.vfat", "--offset", "2048", str(disk), "8192"], check=True,
+                   capture_output=True)  # fmt: skip
+    part2 = tmp_path / "p2.img"
+    subprocess.run(["truncate", "-s", "10M", str(part2)], check=True)
+    subprocess.run(["mkswap", str(part2)], check=True, capture_output=True)
+    with open(disk, "r+b") as fh:
+        fh.seek(18432 * 512)
+        fh.write(part2.read_bytes())
+    table = _detect(disk)
+    assert table.kind == "mbr"
+    got = [(p.number, p.start, p.size, p.type, p.fs) for p in table.partitions]
+    assert got == [(1, MIB, 8 * MIB, "0x0c", "vfat"), (2, 9 * MIB, 10 * MIB, "0x82", "swap")]
+    assert partitions.type_name("0x82") == "Linux swap"
+
+
+def test_garbage_and_blank_are_no_table(tmp_path):
+    blank = tmp_path / "blank.img"
+    blank.write_bytes(bytes(MIB))
+    assert _detect(blank).kind == "none"
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(b"\x55\xaa" * (MIB // 2))
+    assert _detect(junk).kind in ("none", "mbr")  # never raises
