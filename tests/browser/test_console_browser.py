@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,9 +136,7 @@ def boot(base: str, mac: str) -> tuple[int, str]:
     return int(job.group(1)), token.group(1)
 
 
-def test_register_reimage_watch_progress_history(server: HttpServer, page: Page) -> None:
-    base = server.url
-    # Log in.
+def log_in(page: Page, base: str) -> None:
     page.goto(base + "/")
     expect(page).to_have_url(re.compile(r"/login"))
     shot(page, "01-login")
@@ -145,7 +145,8 @@ def test_register_reimage_watch_progress_history(server: HttpServer, page: Page)
     page.click("button:has-text('Log in')")
     expect(page.locator("h1")).to_have_text("Dashboard")
 
-    # Register a machine.
+
+def register_machine(page: Page) -> None:
     page.click("nav >> text=Machines")
     page.fill("#mac", MAC.upper().replace(":", "-"))
     page.fill("#name", "pc-101")
@@ -156,7 +157,9 @@ def test_register_reimage_watch_progress_history(server: HttpServer, page: Page)
     expect(page.locator("#hosts")).to_contain_text(MAC)
     shot(page, "02-machines")
 
-    # Reimage: version, machine, confirmation listing exactly that machine and disk.
+
+def start_reimage(page: Page) -> None:
+    """Version, machine, a confirmation listing exactly that machine and disk, start."""
     page.click("nav >> text=Reimage")
     page.check(f"input[name=mac][value='{MAC}']")
     shot(page, "03-reimage")
@@ -168,6 +171,14 @@ def test_register_reimage_watch_progress_history(server: HttpServer, page: Page)
     page.click("button:has-text('Overwrite 1 machine')")
     expect(page.locator("h1")).to_have_text("Dashboard")
     expect(page.locator("#active-jobs")).to_contain_text("pc-101")
+
+
+def test_progress_steps_reach_the_dashboard_live(server: HttpServer, page: Page) -> None:
+    """Progress steps driven through the client API, so each step can be awaited."""
+    base = server.url
+    log_in(page, base)
+    register_machine(page)
+    start_reimage(page)
 
     # The machine network-boots; its restore client reports progress.
     job_id, token = boot(base, MAC)
@@ -208,3 +219,43 @@ def test_register_reimage_watch_progress_history(server: HttpServer, page: Page)
     page.click("a:has-text('win11-lab')")
     expect(page.locator("body")).to_contain_text("ext4")
     shot(page, "09-image")
+
+
+def test_real_restore_client_seen_from_the_console(
+    server: HttpServer, page: Page, tmp_path: Path
+) -> None:
+    """The real restore client process (bootimage.client) restores onto a disk file
+    while the console watches; the job ends done at 100 % with the client's log."""
+    base = server.url
+    log_in(page, base)
+    register_machine(page)
+    start_reimage(page)
+    job_id, token = boot(base, MAC)
+    disk = tmp_path / "disk.img"
+    with open(disk, "wb") as fh:
+        fh.truncate(8 * CHUNK)
+    args = ["--url", base, "--job", str(job_id), "--token", token, "--disk", str(disk)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bootimage.client", *args, "--after", "none", "--no-console"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    finished = page.locator(f"#ended-jobs tr[data-job='{job_id}']")
+    expect(finished).to_contain_text("done")  # arrived by server-sent events
+    shot(page, "10-real-client-dashboard")
+    page.click(f"#ended-jobs a:has-text('#{job_id}')")
+    expect(page.locator("#job-bar progress")).to_have_attribute("value", "100")
+    expect(page.locator("#job-log")).to_contain_text("verified")
+    shot(page, "11-real-client-job")
+    data = disk.read_bytes()
+    for i in range(8):
+        expected = bytes([i + 1]) * CHUNK if i < 4 else bytes(CHUNK)
+        assert data[i * CHUNK : (i + 1) * CHUNK] == expected, f"chunk {i} differs"

@@ -87,8 +87,8 @@ function liveJob(card) {
     document.getElementById("job-state").replaceChildren(stateBadge(job.state));
     document.getElementById("job-phase").textContent = job.phase || "–";
     document.getElementById("job-bar").replaceChildren(bar(job));
-    let text = `${bytes(job.bytes_done)} of ${bytes(job.bytes_total)}`;
-    if (job.rate) text += ` at ${bytes(job.rate)}/s, ETA ${duration(job.eta)}`;
+    let text = job.bytes_total ? `${bytes(job.bytes_done)} of ${bytes(job.bytes_total)}` : "-";
+    if (job.bytes_total && job.rate) text += ` at ${bytes(job.rate)}/s, ETA ${duration(job.eta)}`;
     document.getElementById("job-bytes").textContent = text;
     document.getElementById("job-reason").textContent = job.reason || "";
     const pre = document.getElementById("job-log");
