@@ -341,6 +341,7 @@ class Storm:
                 "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
                 "--interface=eth0", "--bind-interfaces", f"--dhcp-leasefile={self.tmp}/leases",
                 f"--dhcp-range={POOL[0]},{POOL[1]},1h", "--enable-tftp", f"--tftp-root={root}",
+                "--no-ping", "--dhcp-authoritative",
                 "--dhcp-match=set:ipxe,175", f"--dhcp-boot=tag:!ipxe,{BOOT_FILE.name}",
                 f"--dhcp-boot=tag:ipxe,http://{SERVER}:8080/boot/storm.ipxe",
                 "--log-facility=/dev/null",
