@@ -151,3 +151,25 @@ def test_capture_upload_over_the_wire(home, tmp_path):
         assert r.stdout.endswith(b"200")
     stored = Path(layout.store / chunk_relpath(digest))
     assert decode_chunk(digest, stored.read_bytes(), len(data)) == data
+
+
+def test_client_hanging_up_mid_body_does_not_hurt_the_server(home):
+    import socket
+
+    layout = Layout(home)
+    layout.bootimage.mkdir(parents=True)
+    (layout.bootimage / "initrd.img").write_bytes(os.urandom(32 * 1024 * 1024))
+    with HttpServer(create_app(layout, plugins=False), "127.0.0.1", 0) as server:
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", server.port)) as s:
+                s.sendall(b"GET /bootenv/initrd.img HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            # closed with most of the body unsent
+        r = curl(
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+            f"{server.url}/bootenv/initrd.img",
+        )
+        assert r.stdout == f"200 {32 * 1024 * 1024}".encode()
