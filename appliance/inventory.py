@@ -191,6 +191,16 @@ class Inventory:
 
     def remove_host(self, ref: str, *, actor: str) -> Host:
         host = self.get_host(ref)
+        busy = self.conn.execute(
+            "SELECT id, state FROM jobs WHERE host=? AND state IN"
+            " ('pending','booting','running','verifying')",
+            (host.mac,),
+        ).fetchone()
+        if busy:
+            raise Conflict(
+                f"host {host.name} has an active job ({busy['id']}, {busy['state']})",
+                hint=f"cancel it first: `slate job cancel {busy['id']}`",
+            )
         with transaction(self.conn):
             self.conn.execute("DELETE FROM hosts WHERE mac=?", (host.mac,))
             audit.record(self.conn, actor, "host.rm", host.name, host.mac)

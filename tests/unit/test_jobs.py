@@ -159,3 +159,12 @@ def test_versions_in_use_and_audit(jobs):
         ("erin", "job.delete"),
     ]
     assert jobs.get(a.id + 2).created_by == "dave"
+
+
+def test_host_with_active_job_cannot_be_removed(jobs):
+    job = jobs.restore("pc1", "win11", actor="t")
+    with pytest.raises(Conflict) as info:
+        jobs.inventory.remove_host("pc1", actor="t")
+    assert f"slate job cancel {job.id}" in (info.value.hint or "")
+    jobs.cancel(job.id, actor="t")
+    jobs.inventory.remove_host("pc1", actor="t")
