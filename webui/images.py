@@ -24,7 +24,8 @@ def index() -> Any:
 @bp.route("/<name>")
 @require("view")
 def show(name: str) -> Any:
-    return render_template("image.html", image=library.image(name))
+    can_note = hasattr(backend.slate().store, "set_note")
+    return render_template("image.html", image=library.image(name), can_note=can_note)
 
 
 @bp.post("/<name>/<version>/note")

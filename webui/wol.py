@@ -1,6 +1,7 @@
 """Wake-on-LAN: a real magic packet (6 bytes 0xff, then the MAC 16 times) over UDP.
 
-The target is a setting: ``app.config["SLATE_WOL_TARGET"] = "ADDRESS[:PORT]"``, else the
+The target is a setting, ``ADDRESS[:PORT]``: ``app.config["SLATE_WOL_TARGET"]``, else the
+environment variable ``SLATE_WOL_TARGET``, else ``settings.wol_target``; without one, the
 broadcast address of the interface the appliance serves (``settings.interface``), port 9.
 A test sets it to a loopback address or a namespace's address to receive the packet.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import socket
 import subprocess
 from typing import Any
@@ -45,7 +47,12 @@ def interface_broadcast(interface: str) -> str:
 
 
 def target(config: dict[str, Any], settings: Any) -> tuple[str, int]:
-    configured = str(config.get("SLATE_WOL_TARGET") or "")
+    configured = str(
+        config.get("SLATE_WOL_TARGET")
+        or os.environ.get("SLATE_WOL_TARGET")
+        or getattr(settings, "wol_target", "")
+        or ""
+    )
     if configured:
         host, _, port = configured.rpartition(":") if ":" in configured else (configured, "", "")
         return host, int(port or DEFAULT_PORT)
