@@ -21,6 +21,7 @@ class Settings:
     workers: int = 4
     console: bool = True  # draw a progress bar on the console
     after: str | None = None  # overrides the job's reboot|poweroff|none (tests: none)
+    dump: str | None = None  # "disks": print what udev says about the disks, then stop
 
 
 def parse_cmdline(text: str) -> dict[str, str]:
@@ -34,6 +35,8 @@ def parse_cmdline(text: str) -> dict[str, str]:
 
 
 def settings_from(values: dict[str, str]) -> Settings:
+    if values.get("dump"):  # a diagnostic boot: no job needed
+        values = {"url": "http://-", "job": "-", "token": "-", **values}
     missing = [k for k in ("url", "job", "token") if not values.get(k)]
     if missing:
         raise UsageError(
@@ -51,6 +54,7 @@ def settings_from(values: dict[str, str]) -> Settings:
             workers=int(values.get("workers", "4")),
             console=values.get("console", "1") != "0",
             after=values.get("after") or None,
+            dump=values.get("dump") or None,
         )
     except ValueError as exc:
         raise UsageError(f"bad slate.* value on the kernel command line: {exc}") from exc
@@ -68,9 +72,10 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--workers", type=int)
     parser.add_argument("--no-console", action="store_true", help="no progress bar")
     parser.add_argument("--after", choices=("reboot", "poweroff", "none"))
+    parser.add_argument("--dump", choices=("disks",), help="print udev's disk facts as JSON")
     args = parser.parse_args(argv)
     values: dict[str, str] = {}
-    if args.cmdline or not args.url:
+    if args.cmdline or not (args.url or args.dump):
         with open(args.cmdline or "/proc/cmdline") as f:
             values = parse_cmdline(f.read())
     flags = {
@@ -82,6 +87,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         "give_up_after": args.give_up_after,
         "workers": args.workers,
         "after": args.after,
+        "dump": args.dump,
     }
     values.update({k: str(v) for k, v in flags.items() if v is not None})
     if args.no_console:

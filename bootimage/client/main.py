@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import traceback
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from appliance.errors import SlateError
-from bootimage.client import net
+from bootimage.client import disks, net
 from bootimage.client.api import Api, Unreachable
 from bootimage.client.capture import capture
 from bootimage.client.cmdline import Settings, parse_args
@@ -19,6 +21,8 @@ from bootimage.client.progress import Reporter
 from bootimage.client.restore import restore
 
 DEFAULT_GIVE_UP_AFTER = 600.0
+DUMP_BEGIN = "----- slate disks begin -----"
+DUMP_END = "----- slate disks end -----"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     reporter = Reporter(None, console=settings.console)
+    if settings.dump == "disks":
+        dump_disks()
+        power(settings.after or "poweroff", reporter)
+        return 0
     ok, after = run(settings, reporter)
     power(after, reporter)
     return 0 if ok else 1
@@ -93,6 +101,16 @@ def work(api: Api, job: dict[str, Any], settings: Settings, reporter: Reporter) 
     except SlateError as exc:
         reporter.log(f"could not report the failure: {exc.message}")
     return False
+
+
+def dump_disks() -> None:
+    """udev's facts about every block device and the records made of them, as JSON
+    between markers on the console (how tests/golden/udev/ is captured)."""
+    facts = [{"properties": p, "attributes": a} for p, a in disks.udev_facts()]
+    records = [asdict(d) for d in disks.discover()]
+    text = json.dumps({"facts": facts, "records": records}, indent=1, sort_keys=True)
+    sys.stdout.write(f"\n{DUMP_BEGIN}\n{text}\n{DUMP_END}\n")
+    sys.stdout.flush()
 
 
 def power(after: str, reporter: Reporter) -> None:
