@@ -6,7 +6,7 @@ import ipaddress
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from appliance.dns import NameTable, answer, reverse_ip
+from appliance.dns import NameTable, Resolver, answer, reverse_ip
 
 NET = ipaddress.IPv4Network("10.77.0.0/24")
 TABLE = NameTable({"slate": "10.77.0.1", "pc1": "10.77.0.100"}, "slate.lan")
@@ -47,3 +47,18 @@ def test_reverse_names() -> None:
     assert reverse_ip("4.3.2.1.in-addr.arpa.") == "1.2.3.4"
     assert reverse_ip("3.2.1.in-addr.arpa") is None
     assert reverse_ip("x.3.2.1.in-addr.arpa") is None
+
+
+class _Handler:
+    def __init__(self, ip: str) -> None:
+        self.client_address = (ip, 5353)
+
+
+def test_resolver_refuses_outsiders_and_unknown_names_without_upstream() -> None:
+    resolver = Resolver(lambda: {"slate": "10.77.0.1"}, "slate.lan", NET)
+    inside, outside = _Handler("10.77.0.9"), _Handler("192.0.2.1")
+    q = DNSRecord.question("slate.slate.lan")
+    assert str(resolver.resolve(q, inside).rr[0].rdata) == "10.77.0.1"
+    assert resolver.resolve(q, outside).header.rcode == RCODE.REFUSED
+    other = DNSRecord.question("example.com")
+    assert resolver.resolve(other, inside).header.rcode == RCODE.REFUSED
