@@ -2,7 +2,7 @@
 
 Log in, register a machine, start a reimage, watch its progress reach 100 % while a
 restore client reports through the real client API, see the job in the history.
-The appliance runs as in production (create_app + cheroot HttpServer on loopback).
+The appliance runs as in production: a ``slate serve`` process on loopback.
 Screenshots land in artifacts/screenshots/ for people to look at.
 """
 
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +23,9 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from appliance.config import Layout
-from appliance.http import create_app
-from appliance.http.server import HttpServer
 from appliance.imagefmt.chunkio import compress_chunk, hash_chunk
 from appliance.imagefmt.manifest import ZERO, Chunk, Disk, Manifest, Partition
+from appliance.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -44,8 +45,7 @@ MAC = "52:54:00:12:34:56"
 CHUNK = 256 * 1024
 
 
-def make_image(app: Any) -> Manifest:
-    store = app.extensions["slate"].store
+def make_image(store: Store) -> Manifest:
     entries = []
     for seed in range(1, 5):
         data = bytes([seed]) * CHUNK
@@ -55,7 +55,7 @@ def make_image(app: Any) -> Manifest:
     part = Partition(number=1, start=1024 * 1024, size=CHUNK * 4, type="0x83", fs="ext4")
     disk = Disk(index=0, size=CHUNK * 8, table="mbr", partitions=(part,), chunk_size=CHUNK,
                 chunks=tuple(entries), model="QEMU HARDDISK", serial="REF001")  # fmt: skip
-    return store.commit(  # type: ignore[no-any-return]
+    return store.commit(
         Manifest(
             image="win11-lab",
             version=store.new_version_id("win11-lab"),
@@ -67,18 +67,59 @@ def make_image(app: Any) -> Manifest:
     )
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Served:
+    """A real ``slate serve`` process on loopback (DHCP off), as the product runs."""
+
+    def __init__(self, home: Path) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}"
+        args = ["serve", "--interface", "lo", "--address", "127.0.0.1", "--dhcp", "off",
+                "--http-port", self.url.rsplit(":", 1)[1], "--tftp-port", str(free_port()),
+                "--no-dns"]  # fmt: skip
+        self.log = open(home / "serve.log", "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance.cli", "--home", str(home), *args],
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_ready(home)
+
+    def _wait_ready(self, home: Path) -> None:
+        for _ in range(300):
+            if self.proc.poll() is not None:
+                raise AssertionError("slate serve exited:\n" + (home / "serve.log").read_text())
+            try:
+                with urllib.request.urlopen(self.url + "/api/v1/openapi.json", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("slate serve did not answer:\n" + (home / "serve.log").read_text())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
 @pytest.fixture
-def server(home: Path, slate: Any) -> Iterator[HttpServer]:
+def server(home: Path, slate: Any) -> Iterator[Served]:
     proc = slate("user", "add", "tina", "--role", "technician", "--password-stdin",
                  input=PASSWORD + "\n")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    app = create_app(Layout(home))
-    assert "dashboard" in app.blueprints
-    make_image(app)
-    srv = HttpServer(app, "127.0.0.1", 0)
-    srv.start()
-    yield srv
-    srv.stop()
+    make_image(Store(Layout(home)))
+    served = Served(home)
+    yield served
+    served.stop()
 
 
 @pytest.fixture
@@ -173,7 +214,7 @@ def start_reimage(page: Page) -> None:
     expect(page.locator("#active-jobs")).to_contain_text("pc-101")
 
 
-def test_progress_steps_reach_the_dashboard_live(server: HttpServer, page: Page) -> None:
+def test_progress_steps_reach_the_dashboard_live(server: Served, page: Page) -> None:
     """Progress steps driven through the client API, so each step can be awaited."""
     base = server.url
     log_in(page, base)
@@ -222,7 +263,7 @@ def test_progress_steps_reach_the_dashboard_live(server: HttpServer, page: Page)
 
 
 def test_real_restore_client_seen_from_the_console(
-    server: HttpServer, page: Page, tmp_path: Path
+    server: Served, page: Page, tmp_path: Path
 ) -> None:
     """The real restore client process (bootimage.client) restores onto a disk file
     while the console watches; the job ends done at 100 % with the client's log."""
