@@ -48,6 +48,7 @@ CLIENT_ID = 61
 TFTP_SERVER_NAME = 66
 BOOTFILE_NAME = 67
 USER_CLASS = 77
+RELAY_AGENT_INFO = 82
 CLIENT_ARCH = 93
 CLIENT_NDI = 94
 CLIENT_UUID = 97
@@ -90,6 +91,7 @@ KNOWN: dict[int, tuple[str, str]] = {
     TFTP_SERVER_NAME: ("tftp-server", "str"),
     BOOTFILE_NAME: ("bootfile", "str"),
     USER_CLASS: ("user-class", "str"),
+    RELAY_AGENT_INFO: ("relay-agent-info", "hex"),
     CLIENT_ARCH: ("client-arch", "u16s"),
     CLIENT_NDI: ("client-ndi", "hex"),
     CLIENT_UUID: ("client-uuid", "uuid"),

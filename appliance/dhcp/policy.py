@@ -268,6 +268,14 @@ def full_reply(
     return reply
 
 
+def finish(req: Message, reply: Message) -> Message:
+    """Last touches of every reply: echo the relay agent information (RFC 3046 §2.2)."""
+    agent = req.get(o.RELAY_AGENT_INFO)
+    if agent is None or reply.get(o.RELAY_AGENT_INFO) is not None:
+        return reply
+    return reply.replace(options=(*reply.options, (o.RELAY_AGENT_INFO, agent)))
+
+
 def destination(req: Message, reply: Message) -> tuple[IPv4Address, int]:
     """Where a reply to a port-67 request goes (RFC 2131 §4.1).
 

@@ -62,7 +62,7 @@ class DhcpServer:
         self.stats: Counter[str] = Counter()
         self._socks: dict[int, socket.socket] = {}
         self._thread: threading.Thread | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake: tuple[socket.socket, socket.socket] | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -77,6 +77,7 @@ class DhcpServer:
         except BaseException:
             self._close()
             raise
+        self._wake = socket.socketpair()  # stop() writes a byte to end the select loop
         self._thread = threading.Thread(target=self._serve, name="slate-dhcp", daemon=True)
         self._thread.start()
         log.info(
@@ -88,8 +89,8 @@ class DhcpServer:
         )
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._wake_w.send(b"x")
+        if self._thread is not None and self._wake is not None:
+            self._wake[1].send(b"x")
             self._thread.join(timeout=5)
             self._thread = None
         self._close()
@@ -98,10 +99,14 @@ class DhcpServer:
         for sock in self._socks.values():
             sock.close()
         self._socks.clear()
+        for end in self._wake or ():
+            end.close()
+        self._wake = None
 
     def _serve(self) -> None:
         sel = selectors.DefaultSelector()
-        sel.register(self._wake_r, selectors.EVENT_READ, None)
+        assert self._wake is not None
+        sel.register(self._wake[0], selectors.EVENT_READ, None)
         for port, sock in self._socks.items():
             sock.setblocking(False)
             sel.register(sock, selectors.EVENT_READ, port)
@@ -174,6 +179,7 @@ class DhcpServer:
         reply = self._proxy(req, client, port) if self.mode == "proxy" else self._full(req, client)
         if reply is None:
             return None, ("", 0)
+        reply = policy.finish(req, reply)
         if port != self.ports[0]:
             return reply, source  # port 4011: answer whoever asked, where they asked from
         return reply, policy.destination(req, reply)

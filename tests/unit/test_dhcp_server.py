@@ -129,3 +129,11 @@ def test_bad_configuration_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError):
         DhcpServer("eth0", "10.0.0.1", "full")
     DhcpServer("eth0", "10.0.0.1", "off").start()  # off: no sockets, nothing to stop
+
+
+def test_relay_agent_information_is_echoed(tmp_path: Path) -> None:
+    server = full(tmp_path)
+    req = request(MAC, o.DISCOVER, giaddr="10.5.0.1")
+    agent = bytes((1, 4)) + b"port"  # sub-option 1: circuit id
+    offer, _ = one(server, req.replace(options=(*req.options, (o.RELAY_AGENT_INFO, agent))))
+    assert offer.options[-1] == (o.RELAY_AGENT_INFO, agent)
