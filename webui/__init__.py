@@ -17,6 +17,7 @@ from werkzeug.wrappers import Response
 
 from webui import csrf, security
 from webui.throttle import Throttle
+from webui.verifier import Verifier
 
 SECRET_FILE = "console-secret"
 
@@ -42,6 +43,7 @@ def init_app(app: Flask) -> None:
     )
     app.session_interface = security.SessionInterface()
     app.extensions["slate.console.throttle"] = Throttle()
+    app.extensions["slate.console.verifier"] = Verifier()
     blueprints = [auth.bp, dashboard.bp, images.bp, machines.bp, reimage.bp, jobs.bp, admin.bp]
     for bp in [*blueprints, api.bp]:
         app.register_blueprint(bp)

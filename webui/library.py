@@ -40,6 +40,7 @@ def version_dict(m: Any, busy: frozenset[tuple[str, str]]) -> dict[str, Any]:
         "stored_size": stored,
         "disks": [_disk(d) for d in m.disks],
         "in_use": (m.image, m.version) in busy,
+        "verify": _verifier().status(m.image, m.version),
     }
 
 
@@ -110,26 +111,21 @@ def choices() -> list[tuple[str, str]]:
     return out
 
 
-def verify(name: str, version: str) -> dict[str, Any]:
-    """Read back every chunk of one version and check it against its name (sha256)."""
-    from appliance.errors import IntegrityError
-    from appliance.imagefmt.chunkio import decode_chunk
+def _verifier() -> Any:
+    from flask import current_app
 
-    store = slate().store
-    m = store.load(name, version)
-    bad: list[str] = []
-    checked = 0
-    for disk in m.disks:
-        for i, chunk in enumerate(disk.chunks):
-            if chunk.digest is None:
-                continue
-            _, length = disk.chunk_range(i)
-            try:
-                decode_chunk(chunk.digest, store.read_frame(chunk.digest), length)
-            except IntegrityError:
-                bad.append(chunk.digest)
-            checked += 1
-    return {"image": name, "version": version, "chunks": checked, "bad": sorted(set(bad))}
+    return current_app.extensions["slate.console.verifier"]
+
+
+def start_verify(name: str, version: str) -> dict[str, Any]:
+    """Start reading back every chunk of one version (in the background)."""
+    status: dict[str, Any] = _verifier().start(slate().store, name, version)
+    return status
+
+
+def verify_status(name: str, version: str) -> dict[str, Any]:
+    slate().store.load(name, version)  # NotFound for a version that does not exist
+    return _verifier().status(name, version) or {"state": "never"}
 
 
 def set_note(name: str, version: str, note: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 from test_webui_kit import MAC1, MAC2, MAC3, add_host, add_image, app, audit_actions, slate
@@ -186,18 +187,34 @@ def test_delete_version_refused_while_a_job_uses_it(app, admin):
     assert ("web:ada", "image.rm") in audit_actions(app)
 
 
-def test_verify_finds_a_damaged_chunk(app, admin):
+def _verified(console, url):
+    """Poll the verification status until it is no longer running (bounded)."""
+    for _ in range(600):
+        status = console.get(url).json
+        if status["state"] != "running":
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"verification still running: {status}")
+
+
+def test_verify_runs_in_background_and_finds_a_damaged_chunk(app, admin, viewer):
     image = add_image(app)
-    ok = admin.api("POST", f"/api/v1/images/win11/{image.version}/verify").json
-    assert ok["chunks"] == 3 and ok["bad"] == []
+    url = f"/api/v1/images/win11/{image.version}/verify"
+    assert viewer.get(url).json == {"state": "never"}
+    started = admin.api("POST", url)
+    assert started.status_code == 202 and started.json["state"] in ("running", "ok")
+    ok = _verified(viewer, url)
+    assert (ok["state"], ok["chunks"], ok["damaged"]) == ("ok", 3, [])
+    assert "all 3 chunks good" in viewer.get("/images/win11").text
     digest = image.disks[0].chunks[0].digest
     from appliance.imagefmt.chunkio import compress_chunk
 
     slate(app).store.chunk_path(digest).write_bytes(compress_chunk(b"\x07" * 64 * 1024))
-    bad = admin.api("POST", f"/api/v1/images/win11/{image.version}/verify").json
-    assert bad["bad"] == [digest]
-    resp = admin.post(f"/images/win11/{image.version}/verify", headers={"Referer": "x"})
-    assert "damaged" in admin.get(resp.headers["Location"]).text
+    assert admin.post(f"/images/win11/{image.version}/verify").status_code == 302
+    bad = _verified(viewer, url)
+    assert bad["state"] == "damaged" and bad["damaged"] == [digest]
+    assert "1 damaged chunk(s)" in viewer.get("/images/win11").text
+    assert ("web:ada", "image.verify") in audit_actions(app)
 
 
 def test_api_start_restore_preview_and_capture(app, home):

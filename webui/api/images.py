@@ -43,6 +43,12 @@ def delete_version(name: str, version: str) -> Any:
 @bp.post("/images/<name>/<version>/verify")
 @require("image.edit")
 def verify_version(name: str, version: str) -> Any:
-    result = library.verify(name, version)
+    status = library.start_verify(name, version)
     audit.record(backend.slate().db(), actor(), "image.verify", f"{name}@{version}")
-    return jsonify(result)
+    return jsonify(status), 202
+
+
+@bp.get("/images/<name>/<version>/verify")
+@require("view")
+def verify_result(name: str, version: str) -> Any:
+    return jsonify(library.verify_status(name, version))
