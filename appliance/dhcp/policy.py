@@ -155,11 +155,17 @@ def boot_file(client: ClientInfo, target: BootTarget) -> tuple[str, str] | None:
 
 
 def choose_pool(pools: Sequence[Pool], client: ClientInfo, local: IPv4Address) -> Pool | None:
-    """The pool of the requester's subnet: the relay's (giaddr) or our interface's."""
-    where = client.giaddr if client.relayed else local
-    for pool in pools:
-        if where in pool.network:
-            return pool
+    """The pool of the requester's subnet: the relay's (giaddr), else the client's own
+    (a renewing client of a relayed subnet unicasts to us directly), else our interface's.
+    """
+    if client.relayed:
+        places = [client.giaddr]
+    else:
+        places = [client.ciaddr, local] if client.ciaddr != ZERO else [local]
+    for where in places:
+        for pool in pools:
+            if where in pool.network:
+                return pool
     return None
 
 

@@ -137,6 +137,8 @@ def test_pool_choice_follows_giaddr() -> None:
     assert choose_pool([POOL, RELAYED], local, SERVER) is POOL
     assert choose_pool([POOL, RELAYED], relayed, SERVER) is RELAYED
     assert choose_pool([POOL, RELAYED], stranger, SERVER) is None
+    renewing = classify(request(MAC, o.REQUEST, ciaddr="10.5.0.12"))  # unicast, no relay
+    assert choose_pool([POOL, RELAYED], renewing, SERVER) is RELAYED
 
 
 def test_destination_rules() -> None:
