@@ -131,7 +131,8 @@ class Store:
         try:
             yield s
         except BaseException:
-            s.abort()
+            with contextlib.suppress(Exception):  # keep the original error; gc cleans later
+                s.abort()
             raise
         finally:
             s.close()

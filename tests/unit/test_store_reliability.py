@@ -143,3 +143,40 @@ def test_two_imports_at_once_sharing_chunks(slate, tmp_path, home):
         assert dest.read_bytes() == src.read_bytes()
     store = Store(Layout(home))
     assert {p.name[:-4] for p in _chunk_files(home)} == _referenced(store)
+
+
+def test_failed_import_removes_only_its_own_new_chunks(tmp_path, home):
+    from appliance.imagefmt import chunkio
+    from appliance.store.importer import import_image
+
+    store = Store(Layout(home))
+    src = _random_file(tmp_path / "src.img", 8, seed=7)
+    first_mib = src.read_bytes()[:MIB]
+    kept = chunkio.hash_chunk(first_mib)
+    other = store.session()
+    session = other.__enter__()  # another live import pinned the first chunk
+    session.write_chunk(kept, chunkio.compress_chunk(first_mib))
+
+    class Stop(Exception):
+        pass
+
+    def progress(total: int):
+        seen = []
+
+        def advance(n: int) -> None:
+            seen.append(n)
+            if len(seen) == 4:
+                raise Stop
+
+        return advance
+
+    try:
+        import_image(store, [src], "pc", chunk_size=MIB, progress=progress)
+    except Stop:
+        pass
+    else:
+        raise AssertionError("the import should have stopped")
+    assert [p.name[:-4] for p in _chunk_files(home)] == [kept]
+    assert store.images() == [] and list((home / "store" / "sessions").iterdir())
+    other.__exit__(None, None, None)
+    assert list((home / "store" / "sessions").iterdir()) == []
