@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -194,3 +195,40 @@ def test_dns_refuses_queries_from_outside_the_subnet(net: Net) -> None:
     out = net.out.run(["dig", "+time=2", "+tries=1", f"@{SRV}", "slate.slate.lan"], check=False)
     assert "status: REFUSED" in out.stdout
     assert "outside 10.77.0.0/24" in net.serve.output()
+
+
+# --- the process -------------------------------------------------------------------------
+
+
+def test_serve_stops_cleanly_and_explains_a_busy_port(tmp_path: Path) -> None:
+    require_root()
+    with Lab() as lab:
+        ns = lab.add_host("srv", "10.79.0.1/24")
+        serve = ServeProcess(ns, tmp_path / "home", "--interface", "eth0", "--dhcp", "proxy")
+        assert serve.stop() == 0
+        out = serve.output()
+        assert "serve: ready" in out and "serve: stopped" in out
+        # Another TFTP server holds port 69: one clear line and a hint, exit 1.
+        holder = ns.popen(
+            ["python3", "-c", "import socket,time; s=socket.socket(socket.AF_INET,"
+             "socket.SOCK_DGRAM); s.bind(('10.79.0.1',69)); print('up',flush=True); "
+             "time.sleep(60)"],
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == b"up\n"
+            argv = [sys.executable, "-m", "appliance.cli", "--home", str(tmp_path / "home")]
+            proc = ns.run([*argv, "serve", "--interface", "eth0", "--dhcp", "off"], check=False)
+        finally:
+            holder.kill()
+            holder.wait()
+        assert proc.returncode == 1
+        assert "tftp could not listen on 10.79.0.1" in proc.stderr
+        assert "hint:" in proc.stderr
+
+
+def test_serve_explains_a_wrong_interface(slate) -> None:  # type: ignore[no-untyped-def]
+    proc = slate("serve", "--interface", "nosuch0", "--dhcp", "off")
+    assert proc.returncode == 1
+    assert "interface 'nosuch0' does not exist" in proc.stderr
+    assert "hint:" in proc.stderr
