@@ -202,3 +202,10 @@ def test_capture_endpoints_refused_for_restore_job(env):
         "/api/client/v1/capture/missing", headers=bearer(env.token), json={"hashes": []}
     )
     assert r.status_code == 403
+
+
+def test_etag_revalidation(env):
+    digest = env.image.digests[0]
+    h = {**bearer(env.token), "If-None-Match": f'"{digest}"'}
+    r = env.client.get(chunk_url(digest), headers=h)
+    assert r.status_code == 304 and r.data == b""
