@@ -148,10 +148,15 @@ def as_text(value: bytes) -> str:
 
 
 def as_uuid(value: bytes) -> str:
-    """Option 97: type 0 followed by a 16-byte GUID, rendered as the bytes are sent."""
+    """Option 97: type 0 followed by the machine's 16-byte GUID.
+
+    Firmwares send the SMBIOS UUID with its first three fields little-endian, as EFI
+    GUIDs are stored (checked: OVMF and iPXE under QEMU ``-uuid``); decoding it that way
+    gives the UUID that dmidecode, QEMU and the machine's label show.
+    """
     if len(value) != 17 or value[0] != 0:
         raise ParseError(f"client UUID option is malformed ({len(value)} bytes)")
-    return str(uuid.UUID(bytes=value[1:]))
+    return str(uuid.UUID(bytes_le=value[1:]))
 
 
 # --- the option area -----------------------------------------------------------------

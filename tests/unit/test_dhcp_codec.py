@@ -11,7 +11,7 @@ import pytest
 from appliance.dhcp import options as o
 from appliance.dhcp.options import ParseError
 from appliance.dhcp.packet import BOOTREQUEST, MAGIC, Message, build, parse
-from tests.golden.dhcp.capture import render_golden
+from tests.golden.dhcp.capture import UUID, render_golden
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "dhcp"
 CAPTURES = sorted(GOLDEN.glob("*.bin"))
@@ -44,6 +44,8 @@ def test_firmware_of_each_capture() -> None:
     seen = {p.stem: render_golden(p.read_bytes()) for p in CAPTURES}
     assert "firmware='ipxe'" in seen["ipxe-bios-discover"]
     assert "firmware='uefi' arch=7" in seen["ovmf-uefi-discover"]
+    for name in ("ipxe-bios-discover", "ovmf-uefi-discover"):  # QEMU -uuid of capture.py
+        assert f"uuid='{UUID}'" in seen[name], name
     assert "is_pxe=False" in seen["dhclient-discover"]
     assert "is_pxe=False" in seen["udhcpc-discover"]
 

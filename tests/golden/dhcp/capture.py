@@ -36,6 +36,7 @@ MACS = {
     "ovmf-uefi": "52:54:00:00:00:14",
 }
 OVMF = Path("/usr/share/OVMF")
+UUID = "12345678-9abc-def0-1122-334455667788"  # SMBIOS system UUID of the QEMU machines
 
 
 def render_golden(data: bytes) -> str:
@@ -94,7 +95,7 @@ def run_client(name: str, lab: Lab, tmp: Path) -> subprocess.Popen[bytes]:
         return ns.popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tap = lab.add_tap()
     nic = f"virtio-net-pci,netdev=n0,mac={mac}"
-    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-display", "none"]
+    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-display", "none", "-uuid", UUID]
     cmd += ["-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no"]
     if name == "ipxe-bios":
         cmd += ["-boot", "n", "-device", nic]
