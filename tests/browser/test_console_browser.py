@@ -300,3 +300,32 @@ def test_real_restore_client_seen_from_the_console(
     for i in range(8):
         expected = bytes([i + 1]) * CHUNK if i < 4 else bytes(CHUNK)
         assert data[i * CHUNK : (i + 1) * CHUNK] == expected, f"chunk {i} differs"
+
+
+def test_admin_verifies_and_deletes_a_version_and_reads_the_audit(
+    server: Served, page: Page, slate: Any
+) -> None:
+    proc = slate("user", "add", "ada", "--role", "admin", "--password-stdin",
+                 input=PASSWORD + "\n")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    page.goto(server.url + "/login")
+    page.fill("#name", "ada")
+    page.fill("#password", PASSWORD)
+    page.click("button:has-text('Log in')")
+    page.click("nav >> text=Images")
+    page.click("a:has-text('win11-lab')")
+    page.click("button:has-text('Verify')")
+    # The page refreshes itself while the verification runs in the background.
+    expect(page.locator("body")).to_contain_text("all 4 chunks good")
+    shot(page, "12-admin-image-verified")
+    page.on("dialog", lambda dialog: dialog.accept())  # the "Delete …?" confirmation
+    page.click("button:has-text('Delete version')")
+    expect(page.locator(".flash.info")).to_contain_text("Deleted win11-lab@")
+    expect(page.locator("body")).to_contain_text("The library is empty")
+    page.click("nav >> text=Admin")
+    expect(page.locator("#users")).to_contain_text("tina")
+    shot(page, "13-admin-users")
+    page.click("a:has-text('audit log')")
+    expect(page.locator("body")).to_contain_text("image.rm")
+    expect(page.locator("body")).to_contain_text("web:ada")
+    shot(page, "14-audit")
