@@ -14,7 +14,7 @@ import sqlite3
 
 from appliance import audit
 from appliance.boot.decide import BootSpec, HostFacts, JobFacts, Machine, decide
-from appliance.errors import SlateError
+from appliance.errors import Conflict, SlateError
 from appliance.jobs import Jobs
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,9 @@ def _auto_restore(
     assert spec.image is not None
     try:
         job = jobs.restore(machine.mac, spec.image, actor=AUTO_ACTOR)
+    except Conflict:
+        # A concurrent request for this boot (an iPXE retry) created it first.
+        return decide(machine, facts_for(jobs, machine, unknown_policy))
     except SlateError as exc:
         # A rule naming a deleted image must not keep a classroom from booting.
         log.warning("auto-restore of %s for %s not started: %s", spec.image, spec.name, exc)

@@ -138,3 +138,18 @@ def test_bootenv_files_with_range(home):
     r = client.get("/bootenv/initrd.img", headers={"Range": "bytes=4990-"})
     assert r.status_code == 206 and r.data == b"I" * 10
     assert client.get("/bootenv/initrd.img").headers["Accept-Ranges"] == "bytes"
+
+
+def test_auto_restore_race_yields_the_same_job(home):
+    from appliance.boot.decide import Machine
+    from appliance.boot.plan import _auto_restore, plan_boot
+
+    _, _, facade = make(home)
+    facade.inventory.add_host(MAC, "pc1", actor="t", auto_restore="win11")
+    machine = Machine(MAC)
+    first = plan_boot(facade.jobs, machine, "silent")
+    # A second request that decided "auto-restore" before the first one's job existed:
+    again = _auto_restore(
+        facade.jobs, machine, first.__class__("auto-restore", MAC, "pc1", image="win11"), "silent"
+    )
+    assert first.kind == again.kind == "env" and first.job == again.job
