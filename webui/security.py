@@ -4,6 +4,7 @@ and what their role allows.  Every console view is wrapped in :func:`require`.""
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -100,7 +101,12 @@ def require(permission: str) -> Callable[[F], F]:
 
 
 class SessionInterface(SecureCookieSessionInterface):
-    """Session cookie marked Secure whenever the request came over https."""
+    """Session cookie marked Secure whenever the request came over https — directly, or
+    through a TLS-terminating reverse proxy when ``SLATE_TRUST_PROXY`` is set (only then
+    is its ``X-Forwarded-Proto`` believed)."""
 
     def get_cookie_secure(self, app: Any) -> bool:
-        return bool(app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure
+        if app.config.get("SESSION_COOKIE_SECURE") or request.is_secure:
+            return True
+        trusted = app.config.get("SLATE_TRUST_PROXY") or os.environ.get("SLATE_TRUST_PROXY")
+        return bool(trusted) and request.headers.get("X-Forwarded-Proto") == "https"

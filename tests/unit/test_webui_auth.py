@@ -38,6 +38,13 @@ def test_login_sets_hardened_session_cookie(app):
     assert "Secure" in resp.headers["Set-Cookie"]
 
 
+def test_secure_cookie_behind_a_trusted_tls_proxy_only(app):
+    proxied = {"X-Forwarded-Proto": "https"}
+    assert "Secure" not in app.test_client().get("/login", headers=proxied).headers["Set-Cookie"]
+    app.config["SLATE_TRUST_PROXY"] = True
+    assert "Secure" in app.test_client().get("/login", headers=proxied).headers["Set-Cookie"]
+
+
 def test_wrong_password_and_unknown_user_look_the_same(app):
     client = app.test_client()
     token = csrf_of(client.get("/login").text)
