@@ -90,7 +90,11 @@ def disk_record(props: Mapping[str, str], attrs: Mapping[str, str]) -> DiskInfo 
         size=size,
         logical_sector_size=logical,
         physical_sector_size=_int(attrs.get("queue/physical_block_size"), logical),
-        serial=props.get("ID_SERIAL_SHORT") or props.get("ID_SERIAL") or None,
+        # SCSI disks with a WWN get ID_SERIAL_SHORT from it; the unit serial is separate.
+        serial=props.get("ID_SCSI_SERIAL")
+        or props.get("ID_SERIAL_SHORT")
+        or props.get("ID_SERIAL")
+        or None,
         wwn=props.get("ID_WWN_WITH_EXTENSION") or props.get("ID_WWN") or None,
         model=(props.get("ID_MODEL") or "").replace("_", " ") or None,
         by_path=f"/dev/disk/by-path/{props['ID_PATH']}" if props.get("ID_PATH") else None,
