@@ -6,6 +6,7 @@ sector size, removable (unless the job allows it), read-only, busy, ambiguous.""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,13 +50,35 @@ def matches(disk: DiskInfo, hints: Mapping[str, Any]) -> bool:
         return False
     if hints.get("by_path") and disk.by_path != hints["by_path"]:
         return False
-    if hints.get("size") and disk.size != int(hints["size"]):
+    if (
+        hints.get("size")
+        and abs(disk.size - parse_size(hints["size"])) > parse_size(hints["size"]) * SIZE_TOLERANCE
+    ):
         return False
-    if hints.get("min_size") and disk.size < int(hints["min_size"]):
+    if hints.get("min_size") and disk.size < parse_size(hints["min_size"]):
         return False
-    if hints.get("max_size") and disk.size > int(hints["max_size"]):
+    if hints.get("max_size") and disk.size > parse_size(hints["max_size"]):
         return False
     return not (hints.get("model") and (disk.model or "") != str(hints["model"]))
+
+
+# Disks are sold in decimal units and report a little more or less: "size=512G" means
+# "about 512 GB".  5 % keeps a 480 GB and a 512 GB disk apart.
+SIZE_TOLERANCE = 0.05
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(I?)B?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: Any) -> int:
+    """Bytes of ``512G`` (decimal), ``64MiB`` (binary) or a plain number."""
+    match = _SIZE.match(str(value))
+    if not match:
+        raise DiskRefused(
+            f"disk hint size {value!r} is not a size",
+            hint="write sizes like 512G (decimal) or 64MiB (binary)",
+        )
+    number, prefix, binary = match.groups()
+    power = " KMGT".index(prefix.upper() or " ")
+    return int(float(number) * (1024 if binary else 1000) ** power)
 
 
 IDENTITY = ("serial", "wwn", "by_path", "size", "min_size", "max_size", "model")
