@@ -17,6 +17,7 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import zstandard
@@ -247,6 +248,10 @@ class Session:
         self.id = self.pins.id
         self.created: set[str] = set()
         self._lock = threading.Lock()
+        # New chunk files are fsynced in the background while the import goes on, so
+        # the commit (which needs them durable first) does not wait for all of them.
+        self._flusher = ThreadPoolExecutor(1, thread_name_prefix="fsync")
+        self._flushes: list[Future[None]] = []
 
     def pin(self, digests: Iterable[str]) -> None:
         self.pins.pin(digests)
@@ -271,18 +276,18 @@ class Session:
 
     def _created(self, digest: str, new: bool) -> bool:
         if new:
+            flush = self._flusher.submit(_fsync, self.store.chunk_path(digest))
             with self._lock:
                 self.created.add(digest)
+                self._flushes.append(flush)
         return new
 
     def commit(self, manifest: Manifest) -> Manifest:
-        """Flush this session's new chunks to disk, then commit the manifest."""
-        for digest in sorted(self.created):
-            fd = os.open(self.store.chunk_path(digest), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        """Wait until this session's new chunks are on disk, then commit the manifest."""
+        with self._lock:
+            flushes = list(self._flushes)
+        for flush in flushes:
+            flush.result()
         return self.store.commit(manifest)
 
     def abort(self) -> None:
@@ -292,7 +297,16 @@ class Session:
         collect(self.store, candidates=set(self.created), exclude_session=self.id)
 
     def close(self) -> None:
+        self._flusher.shutdown(wait=True, cancel_futures=True)
         self.pins.close()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:
