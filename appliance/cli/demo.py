@@ -53,7 +53,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     home = resolve_home(args.home)
     t0 = time.monotonic()
-    steps._refuse_second_lab(home)
+    steps.refuse_second_lab(home)
     say("slate demo: 1/5 the sample master image (Debian, BIOS + UEFI boot; cached)")
     image = build_master_image(log=lambda m: say(f"    {m}"))
     say(f"    {image.path} ({human_bytes(image.size)} disk)")

@@ -354,7 +354,7 @@ def _partition(spec: MasterImageSpec, disk: Path) -> None:
 def _attach(disk: Path, stack: contextlib.ExitStack) -> str:
     loop = _run(["losetup", "--find", "--show", "--partscan", str(disk)]).strip()
     stack.callback(subprocess.run, ["losetup", "-d", loop], capture_output=True)
-    for _ in range(50):  # partition nodes appear asynchronously (udev)
+    for _ in range(10):  # partition nodes appear asynchronously (udev), if at all
         if Path(f"{loop}p4").exists():
             return loop
         time.sleep(0.1)

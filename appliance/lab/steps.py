@@ -162,20 +162,21 @@ class Watch:
     started: float = field(default_factory=time.monotonic)
     seen: dict[int, dict[str, float]] = field(default_factory=dict)
     last: dict[int, Job] = field(default_factory=dict)
+    size: dict[int, int] = field(default_factory=dict)  # largest byte total reported
 
     def note(self, j: Job) -> bool:
         states = self.seen.setdefault(j.id, {})
         new = j.state not in states
         states.setdefault(j.state, time.monotonic())
         self.last[j.id] = j
+        self.size[j.id] = max(self.size.get(j.id, 0), j.bytes_total, j.verified_bytes)
         return new
 
     def figures(self, job_id: int) -> dict[str, float | None]:
         """Seconds from power-on to the restore start, restore time, rate (bytes/s)."""
         s = self.seen.get(job_id, {})
         run, done = s.get("running"), s.get("done")
-        j = self.last.get(job_id)
-        total = j.bytes_total if j else 0
+        total = self.size.get(job_id, 0)
         took = done - run if run is not None and done is not None else None
         return {
             "to_restore_start": run - self.started if run is not None else None,
@@ -283,7 +284,7 @@ def lab_up(
     from appliance.lab import harness
     from appliance.lab.masterimage import build_master_image
 
-    _refuse_second_lab(home)
+    refuse_second_lab(home)
     disk_size = EMPTY_DISK
     if with_image:
         image = build_master_image(log=log)
@@ -309,7 +310,7 @@ def lab_up(
     return state
 
 
-def _refuse_second_lab(home: Path) -> None:
+def refuse_second_lab(home: Path) -> None:
     from appliance.errors import Conflict
     from appliance.lab import harness
 

@@ -1,0 +1,34 @@
+"""End to end, one machine per firmware: PXE → restore → reboot → the restored Debian
+boots (its marker line on the serial console says which firmware), and the disk holds
+exactly the image's bytes."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.lab import steps
+from tests.lab.conftest import E2ELab, first_difference, record_figure
+
+RESTORE_TIMEOUT = 600
+BOOT_TIMEOUT = 240
+
+
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_pxe_restore_then_the_restored_system_boots(e2e: E2ELab, firmware: str) -> None:
+    m = e2e.machine(f"e2e-{firmware}", firmware)  # type: ignore[arg-type]
+    steps.register(e2e.home, [m])
+    [job_id] = steps.restore(e2e.home, [m.name], f"{steps.SAMPLE_IMAGE}@{e2e.version}")
+    watch = steps.Watch()
+    e2e.start(m)
+
+    steps.wait_jobs(e2e.home, [job_id], [m], RESTORE_TIMEOUT, watch=watch)
+    booted = steps.wait_booted([m], lambda _: e2e.image.marker_line(firmware), BOOT_TIMEOUT)
+
+    console = m.console()
+    assert e2e.image.marker_line(firmware) in console
+    job = steps.job(e2e.home, job_id)
+    assert job.state == "done"
+    assert job.verified_bytes > 0
+    diff = first_difference(m.disks[0][0], e2e.image.path)
+    assert diff is None, f"restored disk differs from the image at offset {diff}"
+    record_figure(f"restore-{firmware}", **watch.figures(job_id), boot_after_done=booted[m.name])
