@@ -40,6 +40,15 @@ BOOT_FILES: dict[str, Path] = {
 }
 REQUIRED_BOOT_FILES = ("undionly.kpxe", "snponly.efi")
 GRUB_CFG = "grub/grub.cfg"
+# grub/grub.cfg-52:54:00:12:34:56 — what the bootstrap grub.cfg asks for, by MAC.
+GRUB_MAC_CFG = re.compile(r"^grub/grub\.cfg-([0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5})$")
+BOOTENV_FILES = {"bootenv/vmlinuz": "vmlinuz", "bootenv/initrd.img": "initrd.img"}
+# Debian's signed grubnetx64 has tftp built in but no http module, and under Secure
+# Boot it cannot load one: the whole grub path (config, kernel, initramfs) is TFTP.
+GRUB_BOOTSTRAP = (
+    "# Slate: load this machine's boot decision, by MAC\n"
+    "source $prefix/grub.cfg-${net_default_mac}\n"
+)
 
 
 class Service(Protocol):
@@ -172,12 +181,30 @@ class Appliance:
             self.layout.tftp_root, s.address, s.tftp_port, generator=self._tftp_generated
         )
 
-    def _tftp_generated(self, name: str, client_ip: str) -> bytes | None:
+    def _tftp_generated(self, name: str, client_ip: str) -> bytes | Path | None:
+        """Files of the Secure Boot chain that are not in the TFTP root."""
         if name == GRUB_CFG:
-            from appliance.boot.render import render_grub_bootstrap
-
-            return render_grub_bootstrap(self.settings.url).encode()
+            return GRUB_BOOTSTRAP.encode()
+        match = GRUB_MAC_CFG.match(name)
+        if match:
+            return self._grub_cfg(match.group(1).lower(), client_ip).encode()
+        if name in BOOTENV_FILES:
+            path = self.layout.bootimage / BOOTENV_FILES[name]
+            return path if path.is_file() else None
         return None
+
+    def _grub_cfg(self, mac: str, client_ip: str) -> str:
+        """The machine's boot decision as a grub.cfg loading everything over TFTP."""
+        from appliance.boot.decide import Machine
+        from appliance.boot.plan import plan_boot
+        from appliance.boot.render import grub_device, render_grub
+        from appliance.jobs import Jobs
+
+        s = self.settings
+        machine = Machine(mac, "uefi", ip=client_ip)
+        spec = plan_boot(Jobs(self.db(), self.layout), machine, s.unknown_policy)
+        text = render_grub(spec, s.url)
+        return text.replace(grub_device(s.url) + "/", f"(tftp,{s.address})/")
 
     def _dns(self) -> Service:
         s = self.settings

@@ -9,7 +9,8 @@ own socket (same address, new port = the transfer ID) per transfer.
 Path rules: names are relative to the root (a leading ``/`` is ignored, as tftpd ``-s``
 does — GRUB asks for ``/grub/grub.cfg``); ``..`` components, backslashes, NULs and
 anything whose real path (symlinks resolved) leaves the root are refused and logged.
-A ``generator(name, client_ip) -> bytes | None`` renders per-machine files (grub.cfg).
+A ``generator(name, client_ip) -> bytes | Path | None`` renders per-machine files
+(grub.cfg) or maps a name to a file elsewhere that the server chose (the boot kernel).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ DEFAULT_BLKSIZE = 512
 MAX_BLKSIZE = 65464  # RFC 2348
 MAX_TRANSFERS = 512
 
-Generator = Callable[[str, str], bytes | None]
+Generator = Callable[[str, str], bytes | Path | None]
 
 
 class Refused(Exception):
@@ -223,6 +224,8 @@ class TftpServer:
         rel = safe_relpath(name)
         if self.generator is not None:
             content = self.generator(rel, client_ip)
+            if isinstance(content, Path):
+                return Source.from_file(content)
             if content is not None:
                 return Source.from_bytes(content)
         path = resolve(self.root, name)
