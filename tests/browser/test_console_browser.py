@@ -42,7 +42,7 @@ CHROMIUM_ARGS = [
 ]
 PASSWORD = "a long lab password"
 MAC = "52:54:00:12:34:56"
-CHUNK = 256 * 1024
+CHUNK = 4 * 1024 * 1024  # the capture default, so a re-capture shares every chunk
 
 
 def make_image(store: Store) -> Manifest:
@@ -300,6 +300,30 @@ def test_real_restore_client_seen_from_the_console(
     for i in range(8):
         expected = bytes([i + 1]) * CHUNK if i < 4 else bytes(CHUNK)
         assert data[i * CHUNK : (i + 1) * CHUNK] == expected, f"chunk {i} differs"
+
+    # Capture the restored machine as a new image: its chunks are all shared.
+    page.click("nav >> text=Reimage")
+    page.click("a:has-text('Capture')")
+    page.select_option("#mac", MAC)
+    page.fill("#cap-image", "pc-101-backup")
+    page.fill("#note", "after restore")
+    page.click("button:has-text('Capture')")
+    expect(page.locator("h1")).to_contain_text("capture pc-101")
+    capture_id, capture_token = boot(base, MAC)
+    args = ["--url", base, "--job", str(capture_id), "--token", capture_token]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bootimage.client", *args, "--disk", str(disk), "--after", "none",
+         "--no-console"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    expect(page.locator("#job-state")).to_contain_text("done")  # live, then reloaded
+    expect(page.locator("body")).to_contain_text("Captured version")
+    page.click("nav >> text=Images")
+    page.click("a:has-text('pc-101-backup')")
+    expect(page.locator("body")).to_contain_text("after restore")
+    expect(page.locator("body")).to_contain_text("4 of 4 chunks")
+    shot(page, "15-captured-image")
 
 
 def test_admin_verifies_and_deletes_a_version_and_reads_the_audit(
