@@ -93,3 +93,28 @@ def test_boot_hook_points_known_machines_at_their_boot_script(home: Path) -> Non
     assert app.boot_hook(client("02:00:00:00:00:01", firmware="uefi")).secure_boot
     # Full mode: strangers boot their local disk (unknown = local), so they get a target.
     assert app.boot_hook(client("02:00:00:00:00:07")) is not None
+
+
+def test_secure_boot_files_come_from_tftp(home: Path) -> None:
+    """Debian's signed grub has no http module: config and kernel are TFTP paths."""
+    layout = Layout(home)
+    app = Appliance(layout, Settings(interface="eth0", address="10.0.0.1", prefix=24))
+    boot = layout.bootimage
+    boot.mkdir()
+    (boot / "vmlinuz").write_bytes(b"kernel")
+    mac = "02:00:00:00:00:01"
+    Inventory(app.db()).add_host(mac, "pc-01", actor="test")
+    from appliance.jobs import Jobs
+
+    job = Jobs(app.db(), layout).capture(mac, "img", actor="test")
+    bootstrap = app._tftp_generated("grub/grub.cfg", "10.0.0.9")
+    assert isinstance(bootstrap, bytes) and b"${net_default_mac}" in bootstrap
+    cfg = app._tftp_generated(f"grub/grub.cfg-{mac.upper()}", "10.0.0.9")
+    assert isinstance(cfg, bytes)
+    text = cfg.decode()
+    assert "linux (tftp,10.0.0.1)/bootenv/vmlinuz" in text
+    assert "initrd (tftp,10.0.0.1)/bootenv/initrd.img" in text
+    assert f"slate.job={job.id}" in text and "(http," not in text
+    assert app._tftp_generated("bootenv/vmlinuz", "10.0.0.9") == boot / "vmlinuz"
+    assert app._tftp_generated("bootenv/initrd.img", "10.0.0.9") is None  # not built
+    assert app._tftp_generated("grub/grub.cfg-nonsense", "10.0.0.9") is None
