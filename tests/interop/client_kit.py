@@ -79,13 +79,17 @@ def change_chunks(path: Path, fraction: float, chunk: int = 4 * MIB, seed: int =
 class Appliance:
     """A data directory with an image and a host, served by a separate process."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(
+        self, home: Path, *, host: str = "127.0.0.1", wrap: list[str] | None = None
+    ) -> None:
         home.mkdir(parents=True, exist_ok=True)
         self.home = home
         self.layout = Layout(home)
         self.conn = db.connect(self.layout.db)
+        self.host = host
+        self.wrap = wrap or []  # e.g. `ip netns exec NS` to serve inside a namespace
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
         Inventory(self.conn).add_host(MAC, "pc1", actor="test")
 
@@ -108,7 +112,7 @@ class Appliance:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE, str(self.home), "127.0.0.1", str(self.port)],
+            [*self.wrap, sys.executable, "-c", SERVE, str(self.home), self.host, str(self.port)],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
