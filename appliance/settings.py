@@ -28,7 +28,7 @@ UNKNOWN_POLICIES = ("silent", "local", "register")
 class Settings:
     """Everything ``slate serve`` needs besides the data directory."""
 
-    interface: str = "lo"
+    interface: str = ""  # required: Slate serves exactly one interface
     address: str = ""  # IPv4 of the interface; "" = look it up
     prefix: int = 0  # prefix length of the served subnet; 0 = look it up
     dhcp: str = "proxy"
@@ -226,6 +226,11 @@ def interface_addresses(interface: str) -> list[ipaddress.IPv4Interface]:
 
 def resolve(settings: Settings) -> Settings:
     """Fill in the address and prefix from the interface, then check consistency."""
+    if not settings.interface:
+        raise UsageError(
+            "no network interface given",
+            hint="name the one interface to serve with --interface IF (see `ip -br addr`)",
+        )
     addrs = interface_addresses(settings.interface)
     if not settings.address:
         if not addrs:

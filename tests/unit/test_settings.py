@@ -58,3 +58,5 @@ def test_loopback_resolves() -> None:
     assert s.prefix == 8
     with pytest.raises(UsageError, match="does not exist"):
         sm.resolve(sm.Settings(interface="nosuchif0"))
+    with pytest.raises(UsageError, match="no network interface"):
+        sm.resolve(sm.Settings())
