@@ -132,3 +132,21 @@ def test_server_on_loopback_serves_files_and_generated_content(tmp_path: Path) -
         assert fetch(server.port, b"f.bin") == payload
     finally:
         server.stop()
+
+
+def test_options_are_acknowledged_on_the_wire(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"z" * 3000)
+    server = TftpServer(tmp_path, "127.0.0.1", 0)
+    server.start()
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(3)
+        opts = {"blksize": "1000", "tsize": "0", "timeout": "3", "windowsize": "4"}
+        sock.sendto(rrq(b"f", **opts), ("127.0.0.1", server.port))
+        data, _ = sock.recvfrom(1000)
+        assert data[:2] == b"\x00\x06"  # OACK
+        words = data[2:].split(b"\0")[:-1]
+        acked = dict(zip(words[::2], words[1::2], strict=True))
+        assert acked == {b"blksize": b"1000", b"tsize": b"3000", b"timeout": b"3"}
+    finally:
+        server.stop()
