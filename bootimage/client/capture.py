@@ -80,7 +80,7 @@ def capture(
     ).to_dict()
     draft.pop("image")
     draft.pop("version")
-    reporter.start_phase("commit", 0)
+    reporter.set_phase("commit")
     answer = dict(api.post_json("/capture/commit", draft))
     reporter.log(f"committed {answer.get('image')}@{answer.get('version')}")
     return answer

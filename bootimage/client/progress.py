@@ -39,6 +39,11 @@ class Reporter:
             self.phase, self.total, self.done = phase, total, 0
             self._samples.clear()
 
+    def set_phase(self, phase: str) -> None:
+        """A new phase that keeps the byte counts (e.g. "finishing" after "restore")."""
+        with self._lock:
+            self.phase = phase
+
     def add(self, n: int) -> None:
         with self._lock:
             self.done += n

@@ -56,7 +56,7 @@ def restore(
             verified += restore_disk(api, job, manifest, disk, target, reporter, workers)
         api.post_json("/state", {"state": "verifying"})
         for target, disk in zip(targets, manifest.disks, strict=True):
-            reporter.start_phase("finishing", 0)
+            reporter.set_phase("finishing")
             finish.after_write(target, disk, grow=bool(options.get("grow")), log=reporter.log)
     finally:
         for target in targets:

@@ -33,7 +33,7 @@ def test_restore_equals_image_byte_for_byte(tmp_path: Path) -> None:
         assert ended.verified_bytes == 64 * MIB
         # The last progress report came before "done": the console shows the full bar.
         assert ended.bytes_total == 64 * MIB and ended.bytes_done == 64 * MIB
-        assert ended.phase == "restore"
+        assert ended.phase == "finishing"
 
 
 def test_delta_restore_fetches_only_changed_chunks(tmp_path: Path) -> None:
