@@ -16,6 +16,7 @@ from appliance import audit
 from appliance.errors import Conflict, UsageError
 from appliance.inventory import normalize_mac
 from appliance.jobs import parse_when, versions_in_use
+from appliance.jobstates import ACTIVE
 
 
 def slate() -> Any:
@@ -37,13 +38,31 @@ def active_jobs() -> list[dict[str, Any]]:
     return [job_dict(j) for j in slate().jobs.list_jobs()]
 
 
+def _recent_ids(limit: int, *, ended: bool, host: str | None = None) -> list[int]:
+    """Newest job ids, read from the documented ``jobs`` table through the facade's
+    ``db()``: the jobs API lists every job, and a dashboard asks once a second."""
+    where, args = [], []
+    if ended:
+        where.append(f"state NOT IN ({','.join('?' * len(ACTIVE))})")
+        args.extend(sorted(ACTIVE))
+    if host:
+        where.append("host = ?")
+        args.append(normalize_mac(host))
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    sql = f"SELECT id FROM jobs{clause} ORDER BY id DESC LIMIT ?"
+    return [int(r[0]) for r in slate().db().execute(sql, [*args, limit]).fetchall()]
+
+
 def ended_jobs(limit: int = 50) -> list[dict[str, Any]]:
-    ended = [j for j in slate().jobs.list_jobs(include_ended=True) if not j.active]
-    return [job_dict(j) for j in ended[:limit]]
+    jobs = slate().jobs
+    return [job_dict(jobs.get(i)) for i in _recent_ids(limit, ended=True)]
 
 
 def all_jobs(limit: int = 200, host: str | None = None) -> list[dict[str, Any]]:
-    return [job_dict(j) for j in slate().jobs.list_jobs(include_ended=True, host=host)[:limit]]
+    jobs = slate().jobs
+    if host:
+        host = slate().inventory.get_host(host).mac
+    return [job_dict(jobs.get(i)) for i in _recent_ids(limit, ended=False, host=host)]
 
 
 def hosts(q: str = "", room: str | None = None) -> list[dict[str, Any]]:
