@@ -31,6 +31,7 @@ log = logging.getLogger("slate.dhcp")
 MODES = ("proxy", "full", "off")
 BootHook = Callable[[ClientInfo], BootTarget | None]
 Reply = tuple[bytes, tuple[str, int]]
+DRAIN_BATCH = 64
 
 
 class DhcpServer:
@@ -120,7 +121,8 @@ class DhcpServer:
             sel.close()
 
     def _drain(self, sock: socket.socket, port: int) -> None:
-        while True:
+        # A bounded batch: under a flood, stop() must still get its turn in select().
+        for _ in range(DRAIN_BATCH):
             try:
                 data, source = sock.recvfrom(65535)
             except BlockingIOError:

@@ -75,13 +75,13 @@ options_area = st.lists(st.tuples(st.integers(0, 255), st.binary(max_size=40)), 
 )
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(header=st.binary(min_size=236, max_size=236), area=options_area, tail=st.binary(max_size=8))
 def test_hypothesis_structured_packets(header: bytes, area: bytes, tail: bytes) -> None:
     _parse_and_classify(header + MAGIC + area + tail)
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.binary(max_size=600))
 def test_hypothesis_random_bytes(data: bytes) -> None:
     _parse_and_classify(data)
