@@ -198,3 +198,22 @@ def test_rm_and_gc(slate, tmp_path, home):
 def test_names_checked_before_reading(slate, tmp_path, name):
     proc = slate("image", "import", str(tmp_path / "missing"), f"--name={name}")
     assert proc.returncode == 1 and "image name" in proc.stderr
+
+
+def test_qcow2_in_place_and_with_backing_file(slate, tmp_path):
+    raw = tmp_path / "base.raw"
+    raw.write_bytes(b"\0" * 3 * MIB + random.Random(8).randbytes(MIB) + b"\0" * 4 * MIB)
+    base = tmp_path / "base.qcow2"
+    subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(base)], check=True)
+    top = tmp_path / "top.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2",
+                    str(top)], check=True)  # fmt: skip
+    subprocess.run(["qemu-io", "-c", "write -P 0x5a 6M 64k", str(top)], check=True,
+                   capture_output=True)  # fmt: skip
+    expected = bytearray(raw.read_bytes())
+    expected[6 * MIB : 6 * MIB + 65536] = b"\x5a" * 65536
+    for src, want in ((base, raw.read_bytes()), (top, bytes(expected))):
+        slate("image", "import", str(src), "--name", src.stem, check=True)
+        out = tmp_path / f"{src.stem}.out"
+        slate("image", "export", src.stem, str(out), check=True)
+        assert out.read_bytes() == want, src
