@@ -1,0 +1,348 @@
+"""Benchmark of the restore/capture client (bootimage.client), each figure against a
+baseline measured in the same run (medians of --runs, default 3):
+
+1. restore on loopback vs ``curl -s URL | zstd -d | dd of=T bs=4M`` of the same data
+   (one zstd file served by the same HTTP server), verification on — goal >= 1.0x;
+2. restore through a 1 Gbit/s link (tc tbf on a veth between namespaces): compressed
+   bytes per second vs the line rate — goal >= 95 %;
+3. delta restore of a disk that differs in 5 % of its chunks vs a full restore — goal
+   <= 15 % of the time;
+4. capture of a disk whose ext4 filesystem is 25 % used vs ``dd`` of the whole disk.
+
+Run as root from the repository root:  .venv/bin/python bench/client_bench.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import Row, median, print_rows
+
+from appliance import db
+from appliance.config import Layout
+from appliance.inventory import Inventory
+from appliance.jobs import Jobs
+from appliance.lab.netns import Lab
+from appliance.store import Store
+from appliance.store.importer import import_image
+
+ROOT = Path(__file__).resolve().parent.parent
+MIB = 1024 * 1024
+MAC = "52:54:00:be:0c:01"
+SERVE = """
+import sys, time
+from pathlib import Path
+from flask import request
+from appliance.config import Layout
+from appliance.http import create_app
+from appliance.http.files import send_path
+from appliance.http.server import HttpServer
+app = create_app(Layout(Path(sys.argv[1])), plugins=False)
+# The baseline's single zstd file, served by the same server and the same sendfile path.
+app.add_url_rule("/baseline.zst", "baseline",
+                 lambda: send_path(Path(sys.argv[1]) / "baseline.zst", request, "application/zstd"))
+server = HttpServer(app, sys.argv[2], int(sys.argv[3]))
+server.start()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_disk(path: Path, size: int, incompressible: float = 0.5) -> None:
+    """Mixed content: random blocks, text-like blocks, and 10 % zero blocks."""
+    rng = random.Random(5)
+    with path.open("wb") as f:
+        for block in range(size // MIB):
+            r = rng.random()
+            if r < 0.1:
+                f.seek((block + 1) * MIB)
+                continue
+            if r < 0.1 + 0.9 * incompressible:
+                f.write(rng.randbytes(MIB))
+            else:
+                f.write((b"block %08d of the bench disk; " % block) * (MIB // 32))
+        f.truncate(size)
+
+
+def drop_cache(path: Path) -> None:
+    """Forget one file's cached pages (not the whole machine's)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+class Server:
+    def __init__(self, home: Path, host: str = "127.0.0.1", wrap: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://{host}:{self.port}"
+        argv = [*(wrap or []), sys.executable, "-c", SERVE, str(home), host, str(self.port)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+class Bench:
+    def __init__(self, work: Path, size: int, runs: int) -> None:
+        self.work, self.size, self.runs = work, size, runs
+        self.home = work / "home"
+        self.home.mkdir()
+        self.layout = Layout(self.home)
+        self.conn = db.connect(self.layout.db)
+        Inventory(self.conn).add_host(MAC, "bench1", actor="bench")
+        self.jobs = Jobs(self.conn, self.layout)
+
+    def image(self, name: str, source: Path) -> None:
+        import_image(Store(self.layout), [source], name)
+
+    def job(self, action: str, image: str) -> tuple[int, str]:
+        if action == "restore":
+            job = self.jobs.restore("bench1", image, actor="bench")
+        else:
+            job = self.jobs.capture("bench1", image, actor="bench")
+        return job.id, self.jobs.token(job.id)
+
+    def client(
+        self,
+        url: str,
+        image: str,
+        disk: Path,
+        action: str = "restore",
+        wrap: list[str] | None = None,
+    ) -> float:
+        job_id, token = self.job(action, image)
+        argv = [
+            *(wrap or []),
+            sys.executable,
+            "-m",
+            "bootimage.client",
+            "--url",
+            url,
+            "--job",
+            str(job_id),
+            "--token",
+            token,
+            "--disk",
+            str(disk),
+            "--after",
+            "none",
+            "--no-console",
+        ]
+        start = time.perf_counter()
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+        took = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"client failed:\n{proc.stderr[-2000:]}")
+        return took
+
+    def fresh(self, path: Path) -> Path:
+        path.unlink(missing_ok=True)
+        with path.open("wb") as f:
+            f.truncate(self.size)
+        return path
+
+
+def bench_loopback(b: Bench, source: Path) -> list[Row]:
+    b.image("loop", source)
+    subprocess.run(
+        ["zstd", "-q", "-3", "-T1", "-f", str(source), "-o", str(b.home / "baseline.zst")],
+        check=True,
+    )
+    server = Server(b.home)
+    target = b.work / "target.img"
+    try:
+        slate, base = [], []
+        for _ in range(b.runs):
+            slate.append(b.client(server.url, "loop", b.fresh(target)))
+            b.fresh(target)
+            cmd = (
+                f"curl -s {server.url}/baseline.zst | zstd -d -q | "
+                f"dd of={target} bs=4M conv=notrunc status=none"
+            )
+            start = time.perf_counter()
+            subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True)
+            base.append(time.perf_counter() - start)
+        full = median(slate)
+        # delta: 5 % of the chunks differ
+        deltas = []
+        for _ in range(b.runs):
+            shutil.copyfile(source, target)
+            change(target, 0.05)
+            deltas.append(b.client(server.url, "loop", target))
+    finally:
+        server.stop()
+    mb = b.size / MIB
+    return [
+        Row("restore, loopback (MiB/s)", mb / full, mb / median(base), "MiB/s", ">= 1.0x"),
+        Row(
+            "delta restore 5 % vs full (s)",
+            median(deltas),
+            full,
+            "s",
+            "<= 0.15x",
+            higher_is_better=False,
+        ),
+    ]
+
+
+def change(path: Path, fraction: float, chunk: int = 4 * MIB) -> None:
+    rng = random.Random(9)
+    count = path.stat().st_size // chunk
+    with path.open("r+b") as f:
+        for i in rng.sample(range(count), max(1, int(count * fraction))):
+            f.seek(i * chunk + 4096)
+            f.write(rng.randbytes(4096))
+
+
+def bench_link(b: Bench, size: int) -> list[Row]:
+    source = b.work / "random.img"
+    rng = random.Random(3)
+    with source.open("wb") as f:
+        for _ in range(size // MIB):
+            f.write(rng.randbytes(MIB))
+    b.image("link", source)
+    stored = Store(b.layout).stored_size(Store(b.layout).resolve("link").digests())
+    target = b.work / "link-target.img"
+    with Lab() as lab:
+        srv = lab.add_host("srv", "10.98.0.1/24")
+        cli = lab.add_host("c1", "10.98.0.2/24")
+        srv.run(
+            [
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                "eth0",
+                "root",
+                "tbf",
+                "rate",
+                "1gbit",
+                "burst",
+                "1mb",
+                "latency",
+                "20ms",
+            ]
+        )
+        server = Server(b.home, "10.98.0.1", srv.argv([]))
+        try:
+            times = [
+                b.client(server.url, "link", b.fresh(target), wrap=cli.argv([]))
+                for _ in range(b.runs)
+            ]
+        finally:
+            server.stop()
+    line = 1e9 / 8 / MIB
+    return [
+        Row(
+            "restore via 1 Gbit/s tbf (MiB/s, compressed)",
+            stored / MIB / median(times),
+            line,
+            "MiB/s",
+            ">= 0.95x",
+        )
+    ]
+
+
+def bench_capture(b: Bench) -> list[Row]:
+    disk = b.work / "capture.img"
+    with disk.open("wb") as f:
+        f.truncate(b.size)
+    subprocess.run(["sgdisk", "-n1:2048:0", "-t1:8300", str(disk)], check=True, capture_output=True)
+    loop = subprocess.run(
+        ["losetup", "--find", "--show", "--offset", str(MIB), str(disk)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    mnt = b.work / "mnt"
+    mnt.mkdir()
+    try:
+        subprocess.run(["mkfs.ext4", "-q", "-F", loop], check=True)
+        subprocess.run(["mount", loop, str(mnt)], check=True)
+        rng = random.Random(4)
+        for i in range(b.size // 4 // MIB // 4):
+            (mnt / f"f{i}").write_bytes(rng.randbytes(4 * MIB))
+        subprocess.run(["umount", str(mnt)], check=True)
+    finally:
+        subprocess.run(["losetup", "--detach", loop], check=False)
+    server = Server(b.home)
+    try:
+        caps, dds = [], []
+        for _ in range(b.runs):
+            drop_cache(disk)
+            caps.append(b.client(server.url, "cap", disk, action="capture"))
+            drop_cache(disk)
+            start = time.perf_counter()
+            subprocess.run(["dd", f"if={disk}", "of=/dev/null", "bs=4M", "status=none"], check=True)
+            dds.append(time.perf_counter() - start)
+    finally:
+        server.stop()
+    return [
+        Row(
+            "capture 25 % used vs dd of the disk (s)",
+            median(caps),
+            median(dds),
+            "s",
+            "< 1.0x (grows with used data)",
+            higher_is_better=False,
+        )
+    ]
+
+
+def flush_title(rows: list[Row]) -> str:
+    sys.stdout.flush()
+    return f"(so far: {len(rows)} figure(s))"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one run (tests)")
+    parser.add_argument("--size", type=int, default=512, help="disk size in MiB")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    size = (32 if args.quick else args.size) * MIB
+    runs = 1 if args.quick else args.runs
+    if os.geteuid() != 0:
+        raise SystemExit("client_bench needs root (namespaces, loop devices)")
+    with tempfile.TemporaryDirectory(prefix="slate-client-bench-", dir="/var/tmp") as tmp:
+        b = Bench(Path(tmp), size, runs)
+        source = Path(tmp) / "source.img"
+        make_disk(source, size)
+        rows = []
+        for part in (
+            lambda: bench_loopback(b, source),
+            lambda: bench_link(b, (32 if args.quick else 256) * MIB),
+            lambda: bench_capture(b),
+        ):
+            rows += part()
+            print_rows(rows[-2:] if len(rows) > 1 else rows, flush_title(rows))
+    print_rows(rows, f"client bench: {size // MIB} MiB disks, medians of {runs} run(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
