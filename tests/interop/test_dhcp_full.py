@@ -19,6 +19,7 @@ from tests.interop.test_dhcp_support import (
     SlateDhcp,
     kill,
     lab_with_server,
+    probe,
     script,
     stop_pid,
     wait_for,
@@ -131,3 +132,28 @@ def test_two_clients_get_distinct_addresses_and_dns_options(tmp_path: Path) -> N
             server.stop()
     a, b = bound_ip(log1, ("bound",)), bound_ip(log2, ("bound",))
     assert a and b and a != b
+
+
+def test_inform_and_decline_over_the_wire(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    mac, other = "02:00:00:00:03:01", "02:00:00:00:03:02"
+    with lab_with_server() as (lab, srv):
+        server = SlateDhcp(srv, tmp_path / "slate.log", *FULL, "--home", str(home))
+        try:
+            static = lab.add_host("static", "10.77.0.70/24", mac=mac)
+            inform = probe(static, "--mac", mac, "--type", "inform", "--ciaddr", "10.77.0.70",
+                           "--to", SERVER)  # fmt: skip
+            assert len(inform) == 1 and inform[0]["type"] == "ACK"
+            opts = inform[0]["options"]
+            assert "51" not in opts and opts["3"] == SERVER and opts["15"] == "'lab.test'"  # type: ignore[operator,index]
+            client = lab.add_host("c", mac=other)
+            offer = probe(client, "--mac", other)[0]
+            ip = str(offer["yiaddr"])
+            assert probe(client, "--mac", other, "--type", "decline", "--requested", ip,
+                         "--server-id", SERVER, wait=1) == []  # fmt: skip
+            again = probe(client, "--mac", other)[0]
+            assert again["yiaddr"] != ip  # the declined address is quarantined
+        finally:
+            server.stop()
+    assert f"declined {ip}" in server.log()
