@@ -209,7 +209,7 @@ def with_boot(
 def proxy_reply(
     req: Message, client: ClientInfo, target: BootTarget | None, server: IPv4Address, port: int
 ) -> Message | None:
-    """proxyDHCP: an OFFER to a PXE DISCOVER (port 67) or an ACK to a PXE REQUEST.
+    """proxyDHCP: an OFFER to a PXE DISCOVER (port 67), an ACK to a REQUEST on 4011.
 
     Never an address (yiaddr stays 0).  None = stay silent.
     """
@@ -217,8 +217,11 @@ def proxy_reply(
         return None
     if client.message_type == o.DISCOVER and port == 67:
         kind = o.OFFER
-    elif client.message_type == o.REQUEST and (port == 4011 or client.server_id == server):
+    elif client.message_type in (o.REQUEST, o.INFORM) and port == 4011:
         kind = o.ACK
+    # A REQUEST on port 67 naming us selects our address-less offer: only a client that
+    # does not understand proxyDHCP does that, and an ACK would leave it without an
+    # address. Silence makes it fall back to the site server's offer.
     else:
         return None
     reply = reply_base(req, kind, server)

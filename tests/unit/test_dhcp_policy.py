@@ -87,6 +87,9 @@ def test_proxy_is_silent_for_non_pxe_no_target_and_foreign_requests() -> None:
     assert proxy_reply(pxe, classify(pxe), None, SERVER, 67) is None
     other = request(MAC, o.REQUEST, arch=0, server_id="10.0.0.2", requested="10.0.0.50")
     assert proxy_reply(other, classify(other), TARGET, SERVER, 67) is None
+    # A client selecting our address-less offer on port 67 must not be ACKed into 0.0.0.0.
+    confused = request(MAC, o.REQUEST, arch=0, server_id=SERVER, requested="0.0.0.0")
+    assert proxy_reply(confused, classify(confused), TARGET, SERVER, 67) is None
 
 
 def test_proxy_ack_on_4011_for_ipxe() -> None:
