@@ -210,12 +210,17 @@ class TftpServer:
             self._active.add(peer)
         try:
             source = self._open(request.filename, peer[0])
-        except Refused as exc:
+        except Exception as exc:  # Refused, an unreadable file, a failing generator
             with self._lock:
                 self._active.discard(peer)
-            level = logging.WARNING if exc.code == ERR_ACCESS else logging.INFO
-            log.log(level, "refused %r to %s: %s", request.filename, peer[0], exc)
-            self._reply_error(peer, exc.code)
+            code = exc.code if isinstance(exc, Refused) else ERR_ACCESS
+            if isinstance(exc, Refused) and code != ERR_ACCESS:
+                log.info("refused %r to %s: %s", request.filename, peer[0], exc)
+            elif isinstance(exc, Refused):
+                log.warning("refused %r to %s: %s", request.filename, peer[0], exc)
+            else:
+                log.exception("cannot open %r for %s", request.filename, peer[0])
+            self._reply_error(peer, code)
             return
         transfer = Transfer(self, request, source, peer)
         threading.Thread(target=transfer.run, name=f"tftp-{peer[0]}", daemon=True).start()

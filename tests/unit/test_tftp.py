@@ -150,3 +150,27 @@ def test_options_are_acknowledged_on_the_wire(tmp_path: Path) -> None:
         assert acked == {b"blksize": b"1000", b"tsize": b"3000", b"timeout": b"3"}
     finally:
         server.stop()
+
+
+def test_a_failing_generator_is_an_error_reply_not_a_stuck_client(tmp_path: Path) -> None:
+    (tmp_path / "ok").write_bytes(b"fine")
+
+    def generator(name: str, ip: str) -> bytes | None:
+        if name == "boom":
+            raise RuntimeError("database is locked")
+        return None
+
+    server = TftpServer(tmp_path, "127.0.0.1", 0, generator=generator)
+    server.start()
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(3)
+        sock.sendto(rrq(b"boom"), ("127.0.0.1", server.port))
+        data, _ = sock.recvfrom(100)
+        assert data[:4] == struct.pack("!HH", 5, ERR_ACCESS)
+        # The same client port may ask again at once.
+        sock.sendto(rrq(b"ok"), ("127.0.0.1", server.port))
+        data, _ = sock.recvfrom(100)
+        assert data == struct.pack("!HH", 3, 1) + b"fine"
+    finally:
+        server.stop()
