@@ -142,37 +142,59 @@ class Api:
 
     def fetch_chunk(self, digest: str, store: str = "/store/") -> bytes:
         """The stored zstd frame of a chunk; a body cut off midway resumes with Range."""
-        path = store.rstrip("/") + "/" + chunk_relpath(digest)
-        got = b""
+        path = self.prefix + store.rstrip("/") + "/" + chunk_relpath(digest)
+        got = bytearray()
         delay = 0.5
         while True:
-            headers = {"Range": f"bytes={len(got)}-"} if got else {}
+            headers = {"Authorization": f"Bearer {self.token}"}
+            if got:
+                headers["Range"] = f"bytes={len(got)}-"
             try:
-                status, _h, data = self._once(
-                    "GET",
-                    self.prefix + path,
-                    None,
-                    {"Authorization": f"Bearer {self.token}", **headers},
-                )
-            except http.client.IncompleteRead as exc:
-                self._drop()
-                got += exc.partial  # keep what arrived; ask for the rest
-                problem = f"cut off after {len(got)} bytes"
+                status, body = self._get_into(path, headers, got)
             except (OSError, http.client.HTTPException) as exc:
                 self._drop()
-                problem = f"{type(exc).__name__}: {exc}"
+                problem = f"{type(exc).__name__}: {exc} (after {len(got)} bytes)"
             else:
-                if status == 206 and got:
-                    self._ok(len(data))
-                    return got + data
-                if status == 200:
-                    self._ok(len(data))
-                    return data
+                if status in (200, 206):
+                    self._ok(len(got))
+                    return bytes(got)
                 if status not in RETRY_STATUS:
-                    raise _answer_error("GET", path, status, data)
+                    raise _answer_error("GET", path, status, body)
                 problem = f"HTTP {status}"
             self._wait("GET", path, problem, delay)
             delay = min(delay * 2, 10.0)
+
+    def _get_into(self, path: str, headers: dict[str, str], got: bytearray) -> tuple[int, bytes]:
+        """GET ``path``, appending a 200/206 body to ``got`` as it arrives (so a transfer
+        cut off midway keeps what came); other answers' bodies are returned."""
+        conn = self._conn()
+        conn.request("GET", path, headers=headers)
+        resp = conn.getresponse()
+        if resp.status not in (200, 206) or (resp.status == 200 and got):
+            if resp.status == 200:
+                got.clear()  # the server ignored Range: start over
+            else:
+                return resp.status, resp.read()
+        length = resp.length
+        if length is None:
+            got += resp.read()
+        else:
+            # readinto a preallocated buffer: one copy from the socket, not three.
+            start = len(got)
+            got.extend(bytes(length))
+            filled = 0
+            with memoryview(got) as whole:
+                while filled < length:
+                    n = resp.readinto(whole[start + filled :])
+                    if not n:
+                        break
+                    filled += n
+            if filled < length:
+                del got[start + filled :]  # keep what came; the caller asks for the rest
+                raise http.client.IncompleteRead(b"", length - filled)
+        if resp.will_close:
+            self._drop()
+        return resp.status, b""
 
     def put_chunk(self, digest: str, frame: bytes) -> None:
         self.request(
