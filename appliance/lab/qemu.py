@@ -98,6 +98,8 @@ class Machine:
     def argv(self) -> list[str]:
         """The QEMU command line (without the namespace wrapper)."""
         args = [QEMU, "-name", self.name, "-accel", self.accel, "-m", str(self.memory)]
+        if self.accel == "kvm":
+            args += ["-cpu", "host"]  # TCG's default model is fine; under KVM use the real CPU
         args += ["-nographic", "-monitor", "none", "-serial", f"file:{self.serial_log}"]
         args += self._firmware_args()
         args += self._net_args()
