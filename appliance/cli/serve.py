@@ -28,20 +28,21 @@ def register(subparsers: Any) -> None:
 
 
 class _ServiceName(logging.Filter):
-    """``slate.tftp`` -> ``tftp``: the prefix of every log line."""
+    """``slate.tftp`` -> ``tftp: ``: the prefix of every log line (once, even when a
+    module already starts its messages with it)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         name = record.name
-        record.service = name.split(".", 1)[1] if name.startswith("slate.") else name
+        service = name.split(".", 1)[1] if name.startswith("slate.") else name
+        prefix = f"{service}: "
+        record.prefix = "" if str(record.msg).startswith(prefix) else prefix
         return True
 
 
 def setup_logging(verbose: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_ServiceName())
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(service)s: %(message)s", datefmt="%H:%M:%S")
-    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(prefix)s%(message)s", datefmt="%H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
