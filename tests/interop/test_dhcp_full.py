@@ -48,7 +48,7 @@ def unicast_acks(server_log: str, ip: str) -> int:
 def test_dhclient_obtains_renews_releases_and_lease_survives_restart(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    args = (*FULL, "--home", str(home), "--lease-seconds", "6")
+    args = (*FULL, "--home", str(home), "--lease-seconds", "20")
     log = tmp_path / "dhclient.log"
     run = script(tmp_path / "dhclient-script", DHCLIENT_SCRIPT, log)
     base = ["dhclient", "-4", "-sf", str(run), "-lf", str(tmp_path / "leases")]
@@ -60,25 +60,33 @@ def test_dhclient_obtains_renews_releases_and_lease_survives_restart(tmp_path: P
             client.run([*base, "-1", "eth0"], timeout=60)
             ip = bound_ip(log, ("BOUND",))
             assert ip is not None and ip.startswith("10.77.0.1"), log.read_text()
-            # lease 6 s -> T1 3 s: the running dhclient renews by unicast to us.
-            wait_for(lambda: unicast_acks(server.log(), ip) >= 1, 30, "a renewal")
+            # lease 20 s -> T1 10 s: the running dhclient renews by unicast to us.
+            wait_for(lambda: unicast_acks(server.log(), ip) >= 1, 40, "a renewal")
             assert "RENEW" in log.read_text()
+        finally:
+            stop_pid(tmp_path / "dhclient.pid")  # SIGTERM: dhclient exits, keeps its lease
+            server.stop()
+        rows = db.connect(Layout(home).db).execute("SELECT ip, state FROM leases").fetchall()
+        assert [tuple(r) for r in rows] == [(ip, "bound")]
+        # Restart: the bound lease is known from the database alone.
+        server = SlateDhcp(srv, tmp_path / "slate2.log", *args)
+        try:
+            other = lab.add_host("c9", mac="02:00:00:00:01:09")
+            taken = probe(other, "--mac", "02:00:00:00:01:09", "--type", "request",
+                          "--requested", ip)  # fmt: skip
+            assert [r["type"] for r in taken] == ["NAK"]
+            offer = probe(other, "--mac", "02:00:00:00:01:09")
+            assert len(offer) == 1 and offer[0]["yiaddr"] != ip
+            (tmp_path / "leases").unlink()  # dhclient forgets; Slate must remember
+            client.run([*base, "-1", "eth0"], timeout=60)
+            assert bound_ip(log, ("BOUND",)) == ip
             client.run([*base, "-r", "eth0"], timeout=30)
             wait_for(lambda: f"released {ip}" in server.log(), 15, "the release")
         finally:
             stop_pid(tmp_path / "dhclient.pid")
             server.stop()
-        rows = db.connect(Layout(home).db).execute("SELECT ip, state FROM leases").fetchall()
-        assert [tuple(r) for r in rows] == [(ip, "released")]
-        # Restart: the same MAC gets its address back, from the database alone.
-        server = SlateDhcp(srv, tmp_path / "slate2.log", *args, "--lease-seconds", "600")
-        try:
-            (tmp_path / "leases").unlink()
-            client.run([*base, "-1", "eth0"], timeout=60)
-            assert bound_ip(log, ("BOUND",)) == ip
-        finally:
-            stop_pid(tmp_path / "dhclient.pid")
-            server.stop()
+        state = db.connect(Layout(home).db).execute("SELECT state FROM leases WHERE ip=?", (ip,))
+        assert state.fetchone()[0] == "released"
 
 
 def test_udhcpc_obtains_renews_releases(tmp_path: Path) -> None:
