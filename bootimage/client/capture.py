@@ -11,6 +11,7 @@ committed last, with the source disk's facts; the appliance names the version.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import threading
 import time
@@ -82,6 +83,7 @@ def capture(
     draft.pop("version")
     reporter.set_phase("commit")
     answer = dict(api.post_json("/capture/commit", draft))
+    answer["hashed_bytes"] = disk.size - disk.bytes_of("unused")
     reporter.log(f"committed {answer.get('image')}@{answer.get('version')}")
     return answer
 
@@ -98,6 +100,7 @@ def read_disk(source: FileTarget, api: Api, reporter: Reporter, workers: int) ->
     )
     reporter.start_phase("capture", size)
     chunks = encode(source, size, used, api, reporter, workers)
+    facts = identity(source.path)
     return Disk(
         index=0,
         size=size,
@@ -105,9 +108,20 @@ def read_disk(source: FileTarget, api: Api, reporter: Reporter, workers: int) ->
         physical_sector_size=source.physical_sector_size or sector,
         table=table,
         partitions=parts,
+        model=(facts.model or "") if facts else "",
+        serial=(facts.serial or "") if facts else "",
         chunk_size=DEFAULT_CHUNK_SIZE,
         chunks=chunks,
     )
+
+
+def identity(path: str) -> disks_mod.DiskInfo | None:
+    """udev's record of the source disk (model, serial) — None for a file, or no udev."""
+    try:
+        real = os.path.realpath(path)
+        return next((d for d in disks_mod.discover() if d.path == real), None)
+    except Exception:  # informational only: never fail a capture over it
+        return None
 
 
 def encode(

@@ -10,14 +10,14 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from appliance.errors import SlateError
 from bootimage.client import disks, net
 from bootimage.client.api import Api, Unreachable
 from bootimage.client.capture import capture
 from bootimage.client.cmdline import Settings, parse_args
-from bootimage.client.progress import Reporter
+from bootimage.client.progress import Reporter, console_streams
 from bootimage.client.restore import restore
 
 DEFAULT_GIVE_UP_AFTER = 600.0
@@ -33,7 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"slate: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""), file=sys.stderr
         )
         return 2
-    reporter = Reporter(None, console=settings.console)
+    stream: TextIO = sys.stderr
+    if in_boot_environment():
+        with open("/proc/cmdline") as f:
+            stream = console_streams(f.read(), sys.stderr)
+    reporter = Reporter(None, console=settings.console, stream=stream)
     if settings.dump == "disks":
         dump_disks()
         power(settings.after or "poweroff", reporter)
@@ -82,7 +86,8 @@ def work(api: Api, job: dict[str, Any], settings: Settings, reporter: Reporter) 
         if action == "capture":
             answer = capture(api, job, reporter, disk_path=settings.disk, workers=settings.workers)
             reporter.flush()
-            api.post_json("/done", {"verified_bytes": 0})
+            # Every chunk the new version names was hashed here and checked on arrival.
+            api.post_json("/done", {"verified_bytes": int(answer.get("hashed_bytes", 0))})
             reporter.log(f"done: captured {answer.get('image')}@{answer.get('version')}")
             return True
         raise SlateError(f"this client cannot run {action!r} jobs", hint="update Slate")
@@ -113,11 +118,16 @@ def dump_disks() -> None:
     sys.stdout.flush()
 
 
+def in_boot_environment() -> bool:
+    """True when running as the initramfs's payload (our /init, PID 1, is the parent)."""
+    return os.getppid() == 1 and Path("/init").exists()
+
+
 def power(after: str, reporter: Reporter) -> None:
     """Reboot or power off — only inside the boot environment (PID 1 is our /init)."""
     if after not in ("reboot", "poweroff"):
         return
-    if os.getppid() != 1 or not Path("/init").exists():
+    if not in_boot_environment():
         reporter.log(f"not in the boot environment: not doing {after!r}")
         return
     reporter.log(f"{after} in 5 s")

@@ -5,6 +5,7 @@ appliance never stalls the copy."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -15,6 +16,38 @@ from appliance.errors import SlateError
 from bootimage.client.api import Api
 
 INTERVAL = 1.0  # the appliance wants news at least every 2 s
+
+
+class Tee:
+    """Write to several consoles: the kernel's /dev/console is only the *last*
+    ``console=`` of the command line (``console=ttyS0,115200 console=tty0`` → the
+    screen), but a technician may be watching the serial port as well."""
+
+    def __init__(self, streams: list[TextIO]) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            with contextlib.suppress(OSError):
+                stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            with contextlib.suppress(OSError):
+                stream.flush()
+
+
+def console_streams(cmdline: str, primary: TextIO) -> TextIO:
+    """``primary`` plus every other ``console=`` device of the kernel command line."""
+    names = [w.split("=", 1)[1].split(",")[0] for w in cmdline.split() if w.startswith("console=")]
+    extra: list[TextIO] = []
+    for name in dict.fromkeys(names[:-1]):  # the last one is /dev/console itself
+        try:
+            extra.append(open(f"/dev/{name}", "w", encoding="utf-8", errors="replace"))  # noqa: SIM115
+        except OSError:
+            continue
+    return Tee([primary, *extra]) if extra else primary  # type: ignore[return-value]
 
 
 class Reporter:

@@ -22,6 +22,8 @@ def test_capture_then_restore_round_trips(tmp_path: Path) -> None:
         assert ended.state == "done", ended.reason
         manifest = Store(app.layout).resolve("captured")
         disk = manifest.disks[0]
+        assert ended.verified_bytes == disk.size - disk.bytes_of("unused")
+        assert manifest.created.endswith("Z")
         assert disk.size == 128 * MIB and disk.table == "gpt"
         assert [p.fs for p in disk.partitions] == ["ext4", "vfat", ""]
         # Free space of the ext4 and FAT filesystems was not read.

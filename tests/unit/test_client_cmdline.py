@@ -47,3 +47,16 @@ def test_domain_map_used_ranges() -> None:
 0x00900400  0x00128400  +
 """
     assert parse_domain(text) == [(0x100000, 0x16D000), (0x900400, 0x128400)]
+
+
+def test_console_streams_add_every_console_but_the_last(tmp_path) -> None:
+    import io
+
+    from bootimage.client.progress import Tee, console_streams
+
+    primary = io.StringIO()
+    assert console_streams("quiet console=tty0", primary) is primary
+    tee = console_streams("console=null,115200 console=tty0", primary)
+    assert isinstance(tee, Tee) and len(tee.streams) == 2
+    tee.write("hello\n")
+    assert primary.getvalue() == "hello\n"
