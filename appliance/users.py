@@ -8,6 +8,7 @@ usable tokens.  Every change is written to the audit log.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -35,7 +36,13 @@ MIN_PASSWORD = 10
 TOKEN_PREFIX = "slt_"
 _NAME = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
 # Hash used when the user does not exist, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = generate_password_hash("not-a-real-password", method="scrypt")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check against for unknown names (equal timing); made on first use, not at
+    import, so that every `slate` command does not pay one scrypt."""
+    return generate_password_hash("not-a-real-password", method="scrypt")
 
 
 @dataclass(frozen=True)
@@ -152,7 +159,7 @@ def _refuse_last_admin(conn: sqlite3.Connection, name: str) -> None:
 def authenticate(conn: sqlite3.Connection, name: str, password: str) -> User | None:
     """The user if ``password`` is theirs, else None (same cost either way)."""
     row = conn.execute("SELECT * FROM users WHERE name=?", (name,)).fetchone()
-    stored = row["password_hash"] if row is not None else _DUMMY_HASH
+    stored = row["password_hash"] if row is not None else _dummy_hash()
     ok = check_password_hash(stored, password)
     return _row_user(row) if row is not None and ok else None
 
