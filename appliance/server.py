@@ -274,5 +274,10 @@ class Appliance:
             return None
         s = self.settings
         return BootTarget.for_http(
-            s.address, s.http_port, client.mac, efi_file=s.efi_boot_file, secure_boot=s.secure_boot
+            s.address,
+            s.http_port,
+            client.mac,
+            efi_file=s.efi_boot_file,
+            secure_boot=s.secure_boot,
+            http_url=f"http://{s.address}:{s.http_port}/ipxe/{s.efi_boot_file}",
         )

@@ -15,6 +15,9 @@ from appliance.inventory import normalize_mac
 
 bp = Blueprint("boot", __name__)
 BOOTENV_FILES = frozenset({"vmlinuz", "initrd.img"})
+# UEFI HTTP boot firmware loads its first program over HTTP instead of TFTP: the same
+# iPXE binaries `slate serve` copies into the TFTP root, by a fixed list of names.
+HTTP_BOOT_FILES = frozenset({"snponly.efi", "ipxe.efi"})
 FIRMWARE_BY_PLATFORM = {"pcbios": "bios", "efi": "uefi"}
 
 
@@ -46,3 +49,10 @@ def bootenv(name: str) -> Response:
     if name not in BOOTENV_FILES:
         return Response("not found\n", 404, mimetype="text/plain")
     return send_path(appliance().layout.bootimage / name, request, "application/octet-stream")
+
+
+@bp.route("/ipxe/<name>", methods=["GET", "HEAD"])
+def ipxe_binary(name: str) -> Response:
+    if name not in HTTP_BOOT_FILES:
+        return Response("not found\n", 404, mimetype="text/plain")
+    return send_path(appliance().layout.tftp_root / name, request, "application/efi")

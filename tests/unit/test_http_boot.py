@@ -153,3 +153,15 @@ def test_auto_restore_race_yields_the_same_job(home):
         facade.jobs, machine, first.__class__("auto-restore", MAC, "pc1", image="win11"), "silent"
     )
     assert first.kind == again.kind == "env" and first.job == again.job
+
+
+def test_ipxe_binaries_for_uefi_http_boot(home):
+    _, client, facade = make(home)
+    facade.layout.tftp_root.mkdir(parents=True)
+    (facade.layout.tftp_root / "snponly.efi").write_bytes(b"MZ" + b"\0" * 100)
+    (facade.layout.tftp_root / "undionly.kpxe").write_bytes(b"BIOS")
+    r = client.get("/ipxe/snponly.efi")
+    assert r.status_code == 200 and r.data.startswith(b"MZ")
+    # Only the listed EFI programs: nothing else of the TFTP root or the data directory.
+    for path in ("/ipxe/undionly.kpxe", "/ipxe/../slate.db", "/ipxe/..%2Fslate.db"):
+        assert client.get(path).status_code == 404

@@ -87,7 +87,9 @@ def test_boot_hook_points_known_machines_at_their_boot_script(home: Path) -> Non
     Inventory(app.db()).add_host("02:00:00:00:00:01", "pc-01", actor="test")
     target = app.boot_hook(client("02:00:00:00:00:01", firmware="uefi"))
     assert target == BootTarget(
-        script_url="http://10.0.0.1:8080/boot/02:00:00:00:00:01.ipxe", efi_file="ipxe.efi"
+        script_url="http://10.0.0.1:8080/boot/02:00:00:00:00:01.ipxe",
+        efi_file="ipxe.efi",
+        http_url="http://10.0.0.1:8080/ipxe/ipxe.efi",
     )
     app.settings = replace(settings, secure_boot=True, dhcp="full")
     assert app.boot_hook(client("02:00:00:00:00:01", firmware="uefi")).secure_boot
@@ -118,3 +120,17 @@ def test_secure_boot_files_come_from_tftp(home: Path) -> None:
     assert app._tftp_generated("bootenv/vmlinuz", "10.0.0.9") == boot / "vmlinuz"
     assert app._tftp_generated("bootenv/initrd.img", "10.0.0.9") is None  # not built
     assert app._tftp_generated("grub/grub.cfg-nonsense", "10.0.0.9") is None
+
+
+def test_uefi_http_boot_gets_an_http_url_with_vendor_class_httpclient(home: Path) -> None:
+    from appliance.dhcp.policy import boot_file
+
+    settings = Settings(interface="eth0", address="10.0.0.1", prefix=24, http_port=8080)
+    app = Appliance(Layout(home), settings)
+    Inventory(app.db()).add_host("02:00:00:00:00:02", "pc-02", actor="test")
+    http_client = replace(client("02:00:00:00:00:02", firmware="uefi-http"), arch=16)
+    target = app.boot_hook(http_client)
+    assert boot_file(http_client, target) == (
+        "http://10.0.0.1:8080/ipxe/snponly.efi",
+        "HTTPClient",
+    )
