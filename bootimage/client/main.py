@@ -50,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(settings: Settings, reporter: Reporter) -> tuple[bool, str]:
     """(succeeded, what to do after) — the job is reported done or failed here."""
     patience = settings.give_up_after or DEFAULT_GIVE_UP_AFTER
-    after = settings.after or "none"
+    # Without a job there is nothing to do here: reboot, and the appliance decides again
+    # (no job → the local disk boots).
+    after = settings.after or "reboot"
     try:
         if settings.mac:
             net.bring_up(settings.mac, reporter.log, give_up_after=patience)
