@@ -100,7 +100,10 @@ class Store:
         same name while a capture is in progress, so gc keeps the chunk."""
         if not is_digest(digest):
             raise UsageError(f"{digest!r} is not a chunk name (sha256 hex)")
-        length = zstandard.frame_content_size(frame) if len(frame) >= 4 else -1
+        try:
+            length = zstandard.frame_content_size(frame)
+        except zstandard.ZstdError:
+            length = -1
         if not 0 < length <= MAX_CHUNK_SIZE:
             raise IntegrityError(f"chunk {digest} upload is not a zstd frame with its size")
         decode_chunk(digest, frame, length)
