@@ -18,7 +18,7 @@ class Settings:
     mac: str | None = None  # the boot NIC (iPXE's ${net0/mac}); None = do not touch the net
     disk: str | None = None  # a path bypasses discovery (tests: a sparse file, a loop device)
     give_up_after: float | None = None  # seconds; None = the job's setting
-    workers: int = 4
+    workers: int = 8  # chunk transfers in flight; bench/client_bench.py: 8 beats 4 here
     console: bool = True  # draw a progress bar on the console
     after: str | None = None  # overrides the job's reboot|poweroff|none (tests: none)
     dump: str | None = None  # "disks": print what udev says about the disks, then stop
@@ -51,7 +51,7 @@ def settings_from(values: dict[str, str]) -> Settings:
             mac=values.get("mac") or None,
             disk=values.get("disk") or None,
             give_up_after=float(values["give_up_after"]) if "give_up_after" in values else None,
-            workers=int(values.get("workers", "4")),
+            workers=int(values.get("workers", "8")),
             console=values.get("console", "1") != "0",
             after=values.get("after") or None,
             dump=values.get("dump") or None,

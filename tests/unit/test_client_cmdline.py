@@ -22,7 +22,7 @@ def test_cmdline_settings() -> None:
         "abc",
         "52:54:00:12:34:56",
     )
-    assert s.disk is None and s.after is None and s.workers == 4
+    assert s.disk is None and s.after is None and s.workers == 8
 
 
 def test_missing_settings_name_what_is_missing() -> None:
