@@ -224,9 +224,9 @@ def measure(disk: Path, work: Path, runs: int) -> list[Row]:
 
     zi, si, zi_cpu, si_cpu = paired(
         ["sh", "-c", f"zstd -3 -T0 -c '{disk}' > /dev/null"],
-        slate_cli(home, "import", str(disk), "--name", "bench"), runs, lambda: None,
+        slate_cli(home, "import", str(disk), "--name", "bench"), runs, clear_home,
     )  # fmt: skip
-    clear_home()
+    clear_home()  # a fresh store for the export and re-import figures
     subprocess.run(slate_cli(home, "import", str(disk), "--name", "bench"), check=True,
                    stdout=subprocess.DEVNULL, cwd=ROOT)  # fmt: skip
     stored = stored_bytes(home)
