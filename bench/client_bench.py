@@ -107,7 +107,7 @@ class Server:
 
 
 class Bench:
-    def __init__(self, work: Path, size: int, runs: int, workers: int = 4) -> None:
+    def __init__(self, work: Path, size: int, runs: int, workers: int = 8) -> None:
         self.work, self.size, self.runs, self.workers = work, size, runs, workers
         self.home = work / "home"
         self.home.mkdir()
@@ -352,7 +352,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run (tests)")
     parser.add_argument("--size", type=int, default=512, help="disk size in MiB")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=4, help="client worker threads")
+    parser.add_argument("--workers", type=int, default=8, help="client worker threads")
     args = parser.parse_args()
     size = (32 if args.quick else args.size) * MIB
     runs = 1 if args.quick else args.runs

@@ -158,6 +158,9 @@ class Api:
                 if status in (200, 206):
                     self._ok(len(got))
                     return bytes(got)
+                if status == 416 and got:  # our partial copy disagrees: start over
+                    got.clear()
+                    continue
                 if status not in RETRY_STATUS:
                     raise _answer_error("GET", path, status, body)
                 problem = f"HTTP {status}"
@@ -179,19 +182,19 @@ class Api:
         if length is None:
             got += resp.read()
         else:
-            # readinto a preallocated buffer: one copy from the socket, not three.
-            start = len(got)
-            got.extend(bytes(length))
+            # readinto one preallocated buffer: fewer copies than read()'s joined pieces.
+            buf = bytearray(length)
             filled = 0
-            with memoryview(got) as whole:
-                while filled < length:
-                    n = resp.readinto(whole[start + filled :])
-                    if not n:
-                        break
-                    filled += n
-            if filled < length:
-                del got[start + filled :]  # keep what came; the caller asks for the rest
-                raise http.client.IncompleteRead(b"", length - filled)
+            try:
+                with memoryview(buf) as view:
+                    while filled < length:
+                        n = resp.readinto(view[filled:])
+                        if not n:
+                            raise http.client.IncompleteRead(b"", length - filled)
+                        filled += n
+            finally:
+                # Keep what arrived (also on a timeout): the caller asks for the rest.
+                got += memoryview(buf)[:filled] if filled < length else buf
         if resp.will_close:
             self._drop()
         return resp.status, b""
