@@ -22,8 +22,8 @@ from bootimage.client import disks as disks_mod
 from bootimage.client import finish
 from bootimage.client.api import Api
 from bootimage.client.progress import Reporter
-from bootimage.client.select import Need, choose
-from bootimage.client.target import FileTarget, busy_reason, open_target
+from bootimage.client.select import Need, choose, truthy
+from bootimage.client.target import BlockTarget, FileTarget, busy_reason, open_target
 
 
 def restore(
@@ -45,12 +45,12 @@ def restore(
             " were given",
             hint="give one --disk per image disk",
         )
-    targets = [
-        open_checked(path, disk, manifest.ref)
-        for path, disk in zip(paths, manifest.disks, strict=False)
-    ]
+    allow = truthy((options.get("disk") or {}).get("allow_removable"))
+    targets: list[FileTarget] = []
     verified = 0
     try:
+        for path, disk in zip(paths, manifest.disks, strict=False):
+            targets.append(open_checked(path, disk, manifest.ref, allow_removable=allow))
         api.post_json("/state", {"state": "running"})
         for target, disk in zip(targets, manifest.disks, strict=True):
             verified += restore_disk(api, job, manifest, disk, target, reporter, workers)
@@ -105,10 +105,15 @@ def is_fresh(target: FileTarget) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_blocks == 0
 
 
-def open_checked(path: str, disk: Disk, ref: str) -> FileTarget:
+def open_checked(path: str, disk: Disk, ref: str, *, allow_removable: bool = False) -> FileTarget:
     """Open ``path`` and refuse it, before writing a byte, if ``disk`` does not fit."""
     target = open_target(path)
     try:
+        if isinstance(target, BlockTarget) and target.removable and not allow_removable:
+            raise DiskRefused(
+                f"refusing {path}: it is a removable disk",
+                hint="set allow_removable in the job's disk hints if this is really the target",
+            )
         need = Need(disk.size, disk.logical_sector_size, f"{ref} disk {disk.index}")
         size, sector = target.size, target.logical_sector_size
         if size < need.size:

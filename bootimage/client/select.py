@@ -43,6 +43,11 @@ def problems(
     return why
 
 
+def truthy(value: Any) -> bool:
+    """Hint values arrive as text (``allow_removable=yes``) or JSON booleans."""
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
 def matches(disk: DiskInfo, hints: Mapping[str, Any]) -> bool:
     if hints.get("serial") and disk.serial != str(hints["serial"]):
         return False
@@ -92,7 +97,7 @@ def choose(
 ) -> DiskInfo:
     """The one disk the image goes to, or :class:`DiskRefused` naming every disk."""
     hints = dict(hints or {})
-    allow_removable = bool(hints.get("allow_removable"))
+    allow_removable = truthy(hints.get("allow_removable"))
     if not disks:
         raise DiskRefused(
             f"no disk found for {need.label}",
@@ -125,10 +130,8 @@ def choose(
             f"{len(fit)} disks could take {need.label}: {_list(fit)}; the choice is ambiguous",
             hint="name the target by serial or WWN in the job's disk hints",
         )
-    reasons = "; ".join(
-        f"{d.describe()}: {', '.join(problems(d, need, allow_removable=allow_removable, busy=busy))}"  # noqa: E501
-        for d in disks
-    )
+    why = {d.name: problems(d, need, allow_removable=allow_removable, busy=busy) for d in disks}
+    reasons = "; ".join(f"{d.describe()}: {', '.join(why[d.name])}" for d in disks)
     raise DiskRefused(
         f"no disk can take {need.label}: {reasons}",
         hint="use a larger disk or an image made for this disk's sector size",

@@ -102,6 +102,14 @@ class BlockTarget(FileTarget):
     def physical_sector_size(self) -> int:
         return self._ioctl(BLKPBSZGET, "I")
 
+    @property
+    def removable(self) -> bool:
+        sysdir = _sys_block(self.path)
+        try:
+            return sysdir is not None and (sysdir / "removable").read_text().strip() == "1"
+        except OSError:
+            return False
+
     def reread_partitions(self) -> None:
         fcntl.ioctl(self.fd, BLKRRPART)
 

@@ -46,6 +46,9 @@ def test_removable_disk_is_refused_even_when_named() -> None:
     with pytest.raises(DiskRefused, match="removable"):
         choose(list(d.values()), NEED, {"serial": "USB-SER4"})
     assert choose(list(d.values()), NEED, {"serial": "USB-SER4", "allow_removable": True})
+    assert choose(list(d.values()), NEED, {"serial": "USB-SER4", "allow_removable": "yes"})
+    with pytest.raises(DiskRefused, match="removable"):
+        choose(list(d.values()), NEED, {"serial": "USB-SER4", "allow_removable": "no"})
 
 
 def test_too_small_and_other_sector_size_are_refused_with_sizes() -> None:
