@@ -130,8 +130,8 @@ def choose(
             f"{len(fit)} disks could take {need.label}: {_list(fit)}; the choice is ambiguous",
             hint="name the target by serial or WWN in the job's disk hints",
         )
-    why = {d.name: problems(d, need, allow_removable=allow_removable, busy=busy) for d in disks}
-    reasons = "; ".join(f"{d.describe()}: {', '.join(why[d.name])}" for d in disks)
+    found = {d.name: problems(d, need, allow_removable=allow_removable, busy=busy) for d in disks}
+    reasons = "; ".join(f"{d.describe()}: {', '.join(found[d.name])}" for d in disks)
     raise DiskRefused(
         f"no disk can take {need.label}: {reasons}",
         hint="use a larger disk or an image made for this disk's sector size",
