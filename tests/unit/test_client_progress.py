@@ -1,0 +1,34 @@
+"""The progress reporter: rate and ETA from recent samples, the console bar, log lines
+kept for the appliance (no appliance here: api=None)."""
+
+from __future__ import annotations
+
+import io
+import time
+
+from bootimage.client.progress import Reporter
+
+
+def test_snapshot_rate_eta_and_bar() -> None:
+    out = io.StringIO()
+    rep = Reporter(None, console=True, stream=out)
+    rep.start_phase("restore", 100 * 2**20)
+    rep.snapshot()
+    rep.add(10 * 2**20)
+    time.sleep(0.05)
+    snap = rep.snapshot()
+    assert snap["phase"] == "restore" and snap["done"] == 10 * 2**20
+    assert isinstance(snap["rate"], float) and snap["rate"] > 0
+    assert isinstance(snap["eta"], float) and snap["eta"] > 0
+    rep.flush()
+    assert "restore" in out.getvalue() and "10.0%" in out.getvalue()
+    rep.set_phase("finishing")
+    assert rep.snapshot()["done"] == 10 * 2**20  # a phase change keeps the counts
+
+
+def test_log_lines_are_printed_and_kept() -> None:
+    out = io.StringIO()
+    rep = Reporter(None, console=False, stream=out)
+    rep.log("disk 0 -> /dev/vda")
+    assert "disk 0 -> /dev/vda" in out.getvalue()
+    assert "\r" not in out.getvalue()  # no bar codes without a console
