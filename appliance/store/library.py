@@ -143,6 +143,11 @@ class Store:
 
     # ------------------------------------------------------------------ manifests
     def manifest_path(self, name: str, version: str) -> Path:
+        if not is_version(version):  # never a path outside the store
+            raise UsageError(
+                f"{version!r} is not a version id",
+                hint=f"versions look like 20261125T162431Z; `slate image show {name}` lists them",
+            )
         return self.root / "manifests" / check_name(name) / f"{version}.json"
 
     def images(self) -> list[str]:
@@ -224,7 +229,7 @@ class Store:
 
     def remove(self, name: str, version: str) -> None:
         path = self.manifest_path(name, version)
-        if not is_version(version) or not path.exists():
+        if not path.exists():
             raise NotFound(
                 f"image {name} has no version {version}",
                 hint=f"`slate image show {name}` lists its versions",

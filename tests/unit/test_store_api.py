@@ -69,3 +69,12 @@ def test_refs_and_version_order():
             parse_ref(bad)
     ids = ["20261125T000001Z", "20261125T000000.5Z", "20261125T000000Z"]
     assert sorted(ids, key=version_key) == ids[::-1]
+
+
+def test_versions_never_name_paths_outside_the_store(home):
+    store = Store(Layout(home))
+    for bad in ("../../etc/passwd", "20261125T000000Z/../x", ""):
+        with pytest.raises(UsageError):
+            store.load("pc", bad)
+        with pytest.raises(UsageError):
+            store.remove("pc", bad)
