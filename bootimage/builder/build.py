@@ -32,6 +32,7 @@ ZSTD_LEVEL = 15
 ZSTD_THREADS = 2  # fixed: the frame layout must not depend on the machine
 DEFAULT_EPOCH = 1700000000
 BUDGET = 60 * 2**20
+KEEP = 3  # cached outputs kept (each ~45 MB); older keys are removed after a build
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ def build(out_dir: Path, cache_dir: Path, log: Callable[[str], None] = print) ->
     else:
         log(f"initramfs: inputs unchanged, reusing {cached_dir}")
     _publish(cached_dir, out_dir, key, kernel.version)
+    _prune(cached_dir.parent, keep=KEEP)
     return BuildResult(out_dir / "vmlinuz", out_dir / "initrd.img", key, cached, kernel.version)
 
 
@@ -136,6 +138,13 @@ def _install_client(stage: Path) -> None:
     (stage / "etc").mkdir(exist_ok=True)
     (stage / "etc/machine-id").write_text("")
     (stage / "etc/hostname").write_text("slate\n")
+
+
+def _prune(root: Path, keep: int) -> None:
+    done = [p for p in root.iterdir() if (p / "initrd.img").is_file()]
+    done.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in done[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _publish(src: Path, out_dir: Path, key: str, kernel_version: str) -> None:
