@@ -24,8 +24,7 @@ def index() -> Any:
 @bp.route("/<name>")
 @require("view")
 def show(name: str) -> Any:
-    can_note = hasattr(backend.slate().store, "set_note")
-    return render_template("image.html", image=library.image(name), can_note=can_note)
+    return render_template("image.html", image=library.image(name))
 
 
 @bp.post("/<name>/<version>/note")

@@ -129,17 +129,8 @@ def verify_status(name: str, version: str) -> dict[str, Any]:
 
 
 def set_note(name: str, version: str, note: str) -> None:
-    """Change a version's note (the store's own method: the manifest stays immutable)."""
-    store = slate().store
-    setter = getattr(store, "set_note", None)
-    if setter is None:
-        from appliance.errors import SlateError
-
-        raise SlateError(
-            "this appliance's image library cannot change notes yet",
-            hint="the note given at capture or import is kept",
-        )
-    setter(name, version, note)
+    """Change a version's note (the store rewrites the manifest atomically; chunks stay)."""
+    slate().store.set_note(name, version, note)
 
 
 def remove(name: str, version: str) -> None:

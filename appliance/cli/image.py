@@ -1,4 +1,4 @@
-"""``slate image …``: the image library (import, list, show, export, verify, rm, gc)."""
+"""``slate image …``: the image library (import, list, show, export, verify, note, rm, gc)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from appliance.cli.output import (
     print_table,
 )
 from appliance.config import Layout, resolve_home
-from appliance.errors import IntegrityError, UsageError
+from appliance.errors import Conflict, IntegrityError, UsageError
 from appliance.imagefmt.manifest import MAX_CHUNK_SIZE, MIB, MIN_CHUNK_SIZE, Manifest
 from appliance.imagefmt.partitions import type_name
+from appliance.jobs import versions_in_use
 from appliance.store import Store, parse_ref
 from appliance.store.collect import collect
 from appliance.store.exporter import export_image
@@ -65,6 +66,11 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("rm", help="remove one version (its chunks go at the next gc)")
     p.add_argument("ref", metavar="NAME@VERSION")
     p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser("note", help="change the note of a version")
+    p.add_argument("ref", metavar="NAME@VERSION")
+    p.add_argument("text", help="the new note (one line)")
+    p.set_defaults(func=cmd_note)
 
     p = sub.add_parser("gc", help="remove chunks no version uses")
     add_json_flag(p)
@@ -252,8 +258,25 @@ def cmd_rm(args: argparse.Namespace) -> int:
     if version is None:
         raise UsageError("say which version to remove: NAME@VERSION",
                          hint=f"`slate image show {name}` lists its versions")  # fmt: skip
-    _store(args).remove(name, version)
+    store = _store(args)
+    store.load(name, version)  # NotFound with its hint before anything else
+    if (name, version) in versions_in_use(store.db()):
+        raise Conflict(
+            f"{name}@{version} is used by a job that has not ended",
+            hint="wait for the job or `slate job cancel` it (see `slate job list`)",
+        )
+    store.remove(name, version)
     print(f"removed {name}@{version} (run `slate image gc` to free its chunks)")
+    return 0
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    name, version = parse_ref(args.ref)
+    if version is None:
+        raise UsageError("say which version: NAME@VERSION",
+                         hint=f"`slate image show {name}` lists its versions")  # fmt: skip
+    _store(args).set_note(name, version, args.text)
+    print(f"{name}@{version}: note set")
     return 0
 
 

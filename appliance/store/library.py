@@ -11,6 +11,7 @@ the SQLite rows (appliance.store.index) only an index of them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import secrets
@@ -226,6 +227,28 @@ class Store:
         _fsync_dir(path.parent)
         index.add(self.db(), manifest, self.stored_size(manifest.digests()))
         return manifest
+
+    def set_note(self, name: str, version: str, note: str) -> Manifest:
+        """Change a version's note: the manifest is rewritten atomically (temp file, fsync,
+        rename), so readers see the old or the new file, never a mix.  Its chunks, and so
+        every byte a restore writes, are untouched."""
+        if len(note) > 1000 or any(ord(c) < 32 and c not in "\t" for c in note):
+            raise UsageError(
+                "a note is one line of at most 1000 characters",
+                hint="leave out line breaks and control characters",
+            )
+        current = self.load(name, version)
+        changed = dataclasses.replace(current, note=note)
+        path = self.manifest_path(name, version)
+        tmp = self.root / "tmp" / f"m.{secrets.token_hex(8)}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(changed.to_json())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        index.add(self.db(), changed, self.stored_size(changed.digests()))
+        return changed
 
     def remove(self, name: str, version: str) -> None:
         path = self.manifest_path(name, version)

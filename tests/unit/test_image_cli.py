@@ -217,3 +217,33 @@ def test_qcow2_in_place_and_with_backing_file(slate, tmp_path):
         out = tmp_path / f"{src.stem}.out"
         slate("image", "export", src.stem, str(out), check=True)
         assert out.read_bytes() == want, src
+
+
+def test_note_changes_only_the_note_and_rm_refuses_a_version_in_use(slate, tmp_path, home):
+    from appliance import db
+    from appliance.config import Layout
+    from appliance.inventory import Inventory
+    from appliance.jobs import Jobs
+
+    disk = make_disk(tmp_path / "n.img", seed=9)
+    v = slate("image", "import", str(disk), "--name", "lab", "--note", "old", check=True)
+    version = v.stdout.strip()
+    before = json.loads(slate("image", "show", f"lab@{version}", "--json", check=True).stdout)
+    slate("image", "note", f"lab@{version}", "term 3 build", check=True)
+    after = json.loads(slate("image", "show", f"lab@{version}", "--json", check=True).stdout)
+    assert after["note"] == "term 3 build"
+    assert {k: x for k, x in after.items() if k != "note"} == {
+        k: x for k, x in before.items() if k != "note"
+    }
+    bad = slate("image", "note", f"lab@{version}", "two\nlines")
+    assert bad.returncode == 1 and "one line" in bad.stderr
+    slate("image", "verify", check=True)
+
+    conn = db.connect(Layout(home).db)
+    Inventory(conn).add_host("02:00:00:00:00:42", "pc-42", actor="test")
+    job = Jobs(conn, Layout(home)).restore("pc-42", f"lab@{version}", actor="test")
+    refused = slate("image", "rm", f"lab@{version}")
+    assert refused.returncode == 1 and "used by a job" in refused.stderr
+    assert "slate job cancel" in refused.stderr
+    Jobs(conn, Layout(home)).cancel(job.id, actor="test")
+    slate("image", "rm", f"lab@{version}", check=True)

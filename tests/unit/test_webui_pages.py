@@ -292,12 +292,11 @@ def test_wol_target_setting_order(monkeypatch):
     assert target({}, None) == ("255.255.255.255", 9)
 
 
-def test_note_edit_uses_the_store_or_says_it_cannot(app, admin):
+def test_note_edit_through_api_and_page(app, admin):
     image = add_image(app)
     resp = admin.api("PATCH", f"/api/v1/images/win11/{image.version}", {"note": "new term"})
-    if hasattr(slate(app).store, "set_note"):
-        assert resp.status_code == 200
-        assert slate(app).store.resolve("win11").note == "new term"
-    else:  # the image library has no way to change a note yet: say so, change nothing
-        assert resp.status_code == 400 and "cannot change notes" in resp.json["error"]
-        assert "Save note" not in admin.get("/images/win11").text
+    assert resp.status_code == 200
+    assert slate(app).store.resolve("win11").note == "new term"
+    assert "Save note" in admin.get("/images/win11").text
+    resp = admin.api("PATCH", f"/api/v1/images/win11/{image.version}", {"note": "a\nb"})
+    assert resp.status_code == 400 and "one line" in resp.json["error"]
