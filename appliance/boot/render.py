@@ -35,14 +35,15 @@ def kernel_cmdline(spec: BootSpec, base_url: str, *, efi_initrd: bool = True) ->
 
 
 def _ipxe_local(title: str) -> list[str]:
-    # BIOS: hand over to the first hard disk.  UEFI: `exit` returns to the firmware,
-    # which tries its next boot option (the local disk).
+    # BIOS: hand over to the first hard disk.  UEFI: return to the firmware with an
+    # error (`exit 1`), so it tries its next boot option, the local disk; a plain `exit`
+    # reports success and OVMF (like many real firmwares) then opens its boot menu.
     return [
         f"echo {title}",
         "iseq ${platform} efi && goto slate_exit ||",
         "sanboot --no-describe --drive 0x80 ||",
         ":slate_exit",
-        "exit",
+        "exit 1",
     ]
 
 
@@ -50,7 +51,7 @@ def render_ipxe(spec: BootSpec | None, base_url: str) -> str:
     """The iPXE script for ``spec`` (None = silent: leave the machine to its firmware)."""
     base = base_url.rstrip("/")
     if spec is None:
-        lines = ["# Slate: not answering for this machine", "exit"]
+        lines = ["# Slate: not answering for this machine", "exit 1"]
     elif spec.kind == "env" and spec.job is not None:
         lines = [
             f"# Slate: {spec.job.action} job {spec.job.id} for {spec.name or spec.mac}",

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from appliance.errors import SlateError
 
 
 @contextmanager
 def attached(path: str, offset: int, size: int, *, read_only: bool) -> Iterator[str]:
+    _load_loop_module()
     cmd = ["losetup", "--find", "--show", "--offset", str(offset), "--sizelimit", str(size)]
     if read_only:
         cmd.append("--read-only")
@@ -27,6 +28,14 @@ def attached(path: str, offset: int, size: int, *, read_only: bool) -> Iterator[
         yield dev
     finally:
         subprocess.run(["losetup", "--detach", dev], capture_output=True, check=False)
+
+
+def _load_loop_module() -> None:
+    # The boot environment loads only what udev asks for, and nothing asks for `loop`:
+    # without it there is no /dev/loop-control and losetup finds no free device.
+    # Harmless where loop is built in or already loaded (the host, in tests).
+    with suppress(FileNotFoundError):
+        subprocess.run(["modprobe", "loop"], capture_output=True, check=False)
 
 
 def run(cmd: list[str], what: str, *, ok: tuple[int, ...] = (0,), stdin: str | None = None) -> str:
