@@ -16,7 +16,9 @@ def test_three_machines_in_a_room_reimaged_by_one_command(e2e: E2ELab) -> None:
     machines = [e2e.machine(f"e2e-{n}", fw, memory=448) for fw, n in kinds]  # type: ignore[arg-type]
     steps.register(e2e.home, machines, room=ROOM)
 
-    out = steps.slate(e2e.home, "job", "restore", "--room", ROOM, "--image", steps.SAMPLE_IMAGE)
+    # Pinned to the imported version: the capture test adds newer versions of this image.
+    ref = f"{steps.SAMPLE_IMAGE}@{e2e.version}"
+    out = steps.slate(e2e.home, "job", "restore", "--room", ROOM, "--image", ref)
     job_ids = [steps.job_id_for(e2e.home, m.name) for m in machines]
     assert len(set(job_ids)) == 3, out.stdout
 
