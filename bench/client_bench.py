@@ -41,24 +41,6 @@ from appliance.store.importer import import_image
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 MAC = "52:54:00:be:0c:01"
-SERVE = """
-import sys, time
-from pathlib import Path
-from flask import request
-from appliance.config import Layout
-from appliance.http import create_app
-from appliance.http.files import send_path
-from appliance.http.server import HttpServer
-app = create_app(Layout(Path(sys.argv[1])), plugins=False)
-# The baseline's single zstd file, served by the same server and the same sendfile path.
-app.add_url_rule("/baseline.zst", "baseline",
-                 lambda: send_path(Path(sys.argv[1]) / "baseline.zst", request, "application/zstd"))
-server = HttpServer(app, sys.argv[2], int(sys.argv[3]))
-server.start()
-print("ready", flush=True)
-while True:
-    time.sleep(3600)
-"""
 
 
 def free_port() -> int:
@@ -97,7 +79,17 @@ class Server:
     def __init__(self, home: Path, host: str = "127.0.0.1", wrap: list[str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://{host}:{self.port}"
-        argv = [*(wrap or []), sys.executable, "-c", SERVE, str(home), host, str(self.port)]
+        argv = [
+            *(wrap or []),
+            sys.executable,
+            "-m",
+            "appliance.http",
+            str(home),
+            host,
+            str(self.port),
+            "--file",
+            f"/baseline.zst={home / 'baseline.zst'}",
+        ]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
 

@@ -26,20 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
 MAC = "52:54:00:12:34:56"
 
-SERVE = """
-import sys, time
-from pathlib import Path
-from appliance.config import Layout
-from appliance.http import create_app
-from appliance.http.server import HttpServer
-app = create_app(Layout(Path(sys.argv[1])), plugins=False)
-server = HttpServer(app, sys.argv[2], int(sys.argv[3]))
-server.start()
-print("ready", flush=True)
-while True:
-    time.sleep(3600)
-"""
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -112,7 +98,15 @@ class Appliance:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [*self.wrap, sys.executable, "-c", SERVE, str(self.home), self.host, str(self.port)],
+            [
+                *self.wrap,
+                sys.executable,
+                "-m",
+                "appliance.http",
+                str(self.home),
+                self.host,
+                str(self.port),
+            ],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,

@@ -1,0 +1,46 @@
+"""Serve only the HTTP side of a data directory (boot scripts, boot environment, client
+API, store) — no DHCP, TFTP or DNS.  For tests and benchmarks that need a live appliance
+in another process or namespace:
+
+    python -m appliance.http HOME HOST PORT [--file URL=PATH ...]
+
+``--file /baseline.zst=/tmp/x.zst`` also serves one plain file through the same server and
+sendfile path (a benchmark's baseline).  Prints ``ready`` once listening.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+
+from flask import Response, request
+
+from appliance.config import Layout
+from appliance.http import create_app
+from appliance.http.files import send_path
+from appliance.http.server import HttpServer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m appliance.http")
+    parser.add_argument("home", type=Path)
+    parser.add_argument("host")
+    parser.add_argument("port", type=int)
+    parser.add_argument("--file", action="append", default=[], metavar="URL=PATH")
+    args = parser.parse_args()
+    app = create_app(Layout(args.home), plugins=False)
+    for n, spec in enumerate(args.file):
+        url, _, path = spec.partition("=")
+
+        def view(path: Path = Path(path)) -> Response:
+            return send_path(path, request, "application/octet-stream")
+
+        app.add_url_rule(url, f"extra_file_{n}", view)
+    HttpServer(app, args.host, args.port).start()
+    print("ready", flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
