@@ -12,7 +12,9 @@ stays at a few chunks per worker).
 from __future__ import annotations
 
 import bisect
+import errno
 import hashlib
+import mmap
 import os
 import threading
 from collections import deque
@@ -72,27 +74,48 @@ def compress_chunk(data: bytes | memoryview, level: int = DEFAULT_LEVEL) -> byte
     return _compressor(level).compress(data)
 
 
-def decode_chunk(digest: str, frame: bytes, length: int) -> bytes:
+_DAMAGED_HINT = "run `slate image verify` to list damaged chunks and the versions using them"
+
+
+def decode_chunk(digest: str, frame: bytes | memoryview, length: int) -> bytes:
     """Decompress a stored frame and check it is exactly the chunk named ``digest`` of
     ``length`` bytes.  Raises IntegrityError naming the chunk otherwise."""
     try:
         data = _decompressor().decompress(frame, max_output_size=length)
     except zstandard.ZstdError as exc:
-        raise IntegrityError(
-            f"chunk {digest} is damaged: it does not decompress ({exc})",
-            hint="run `slate image verify` to list damaged chunks and the versions using them",
-        ) from exc
-    if len(data) != length:
-        raise IntegrityError(
-            f"chunk {digest} is damaged: {len(data)} bytes instead of {length}",
-            hint="run `slate image verify` to list damaged chunks and the versions using them",
-        )
-    if hash_chunk(data) != digest:
-        raise IntegrityError(
-            f"chunk {digest} is damaged: its content does not match its name",
-            hint="run `slate image verify` to list damaged chunks and the versions using them",
-        )
+        raise _damaged(digest, f"it does not decompress ({exc})") from exc
+    _check(digest, data, len(data), length)
     return data
+
+
+def decode_chunk_into(digest: str, frame: bytes | bytearray | memoryview, out: memoryview) -> None:
+    """:func:`decode_chunk` into ``out`` (exactly the chunk's length): no new buffer per
+    chunk, so a restore does not pay a page fault for every page of every chunk."""
+    length = len(out)
+    got = 0
+    try:
+        reader = _decompressor().stream_reader(frame)
+        while got < length:
+            n = reader.readinto(out[got:])
+            if not n:
+                break
+            got += n
+        extra = bool(reader.read(1)) if got == length else False
+    except zstandard.ZstdError as exc:
+        raise _damaged(digest, f"it does not decompress ({exc})") from exc
+    _check(digest, out, length + 1 if extra else got, length)
+
+
+def _check(digest: str, data: bytes | memoryview, got: int, length: int) -> None:
+    if got != length:
+        size = f"{got} bytes" if got < length else "more bytes"
+        raise _damaged(digest, f"{size} instead of {length}")
+    if hash_chunk(data) != digest:
+        raise _damaged(digest, "its content does not match its name")
+
+
+def _damaged(digest: str, why: str) -> IntegrityError:
+    return IntegrityError(f"chunk {digest} is damaged: {why}", hint=_DAMAGED_HINT)
 
 
 def zeros(length: int) -> bytes:
@@ -102,23 +125,28 @@ def zeros(length: int) -> bytes:
     return z
 
 
-def is_zero(data: bytes | memoryview) -> bool:
-    # A memcmp against a cached zero buffer runs at memory speed.
-    return data == zeros(len(data))
+def is_zero(data: bytes | bytearray | memoryview) -> bool:
+    # A memcmp against a cached zero buffer runs at memory speed.  Not ``data == ...``:
+    # comparing a memoryview goes element by element (~100x slower); bytes.startswith
+    # takes any buffer and is one memcmp.
+    return zeros(len(data)).startswith(data)
 
 
 def ordered_map(
-    fn: Callable[[T], R], items: Iterable[T], workers: int | None = None
+    fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, window: int = 0
 ) -> Iterator[R]:
-    """``map(fn, items)`` on a thread pool, results in order, at most ~2 per worker in
-    flight.  The first exception is raised after the running calls finish."""
+    """``map(fn, items)`` on a thread pool, results in order, at most ``window``
+    (default 2 per worker) in flight.  A wider window keeps the workers busy while the
+    oldest call is slow (a retransmitted download); use it when results are small.
+    The first exception is raised after the running calls finish."""
     workers = workers or default_workers()
+    window = max(window, workers) if window else 2 * workers
     pending: deque[Future[R]] = deque()
     with ThreadPoolExecutor(workers, thread_name_prefix="chunkio") as pool:
         try:
             for item in items:
                 pending.append(pool.submit(fn, item))
-                if len(pending) >= 2 * workers:
+                if len(pending) >= window:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
@@ -233,6 +261,10 @@ def pread_fn(fd: int) -> ReadFn:
 
 # ----------------------------------------------------------------------------- writing
 
+# O_DIRECT needs the buffer, the offset and the length aligned to the device's logical
+# block; 4096 covers 512-byte and 4Kn disks and the block size of common filesystems.
+DIRECT_ALIGN = 4096
+
 
 @dataclass
 class WriteStats:
@@ -241,10 +273,71 @@ class WriteStats:
     skipped: int = 0  # bytes left alone (holes, unused, already right)
 
 
+class _Scratch(threading.local):
+    """One page-aligned buffer per worker thread, reused for every chunk it handles."""
+
+    buf: mmap.mmap | None = None
+
+    def view(self, length: int) -> memoryview:
+        if self.buf is None or len(self.buf) < length:
+            self.buf = mmap.mmap(-1, max(length, DIRECT_ALIGN))
+        return memoryview(self.buf)[:length]
+
+
+class _Io:
+    """Positional reads and writes of a target: through ``direct`` (an O_DIRECT
+    descriptor of the same file, bypassing the page cache) when the range is aligned,
+    else through the buffered ``fd``.  A kernel or filesystem that refuses direct I/O
+    (EINVAL) turns it off for the rest of the run."""
+
+    def __init__(self, fd: int, direct: int | None) -> None:
+        self.fd, self.direct = fd, direct
+
+    def _fd(self, offset: int, length: int) -> int:
+        d = self.direct
+        if d is not None and offset % DIRECT_ALIGN == 0 and length % DIRECT_ALIGN == 0:
+            return d
+        return self.fd
+
+    def _retry_buffered(self, fd: int, exc: OSError) -> bool:
+        if fd == self.direct and exc.errno == errno.EINVAL:
+            self.direct = None
+            return True
+        return False
+
+    def read_into(self, view: memoryview, offset: int) -> None:
+        fd = self._fd(offset, len(view))
+        try:
+            got = 0
+            while got < len(view):
+                n = os.preadv(fd, [view[got:]], offset + got)
+                if not n:
+                    raise SlateError(
+                        f"the target ended at {offset + got} bytes",
+                        hint="the target disk is smaller than it claimed; check it",
+                    )
+                got += n
+        except OSError as exc:
+            if not self._retry_buffered(fd, exc):
+                raise
+            self.read_into(view, offset)
+
+    def write(self, view: memoryview, offset: int) -> None:
+        fd = self._fd(offset, len(view))
+        try:
+            done = 0
+            while done < len(view):
+                done += os.pwrite(fd, view[done:], offset + done)
+        except OSError as exc:
+            if not self._retry_buffered(fd, exc):
+                raise
+            self.write(view, offset)
+
+
 def write_chunks(
     fd: int,
     disk: Disk,
-    fetch: Callable[[str], bytes],
+    fetch: Callable[[str], bytes | bytearray | memoryview],
     *,
     fresh: bool,
     compare: bool = False,
@@ -252,25 +345,32 @@ def write_chunks(
     on_progress: Callable[[int], None] | None = None,
     workers: int | None = None,
     indices: Sequence[int] | None = None,
+    direct_fd: int | None = None,
 ) -> WriteStats:
     """Write ``disk`` to the open target ``fd``: every data chunk is fetched
-    (``fetch(digest) -> zstd frame``, called in worker threads), decompressed and
-    verified before its ``pwrite``.
+    (``fetch(digest) -> zstd frame``, called in worker threads; the buffer it returns
+    is only read before that thread's next call), decompressed and verified before its
+    ``pwrite``.
 
     ``fresh``: the target is a new file already truncated to the disk size, so zero and
     unused chunks stay holes.  Otherwise zero chunks are read back and written as zeros
     unless already zero.  ``compare``: skip data chunks whose bytes on the target already
-    hash right (delta restore / resume).  Errors name the chunk, ``what`` and the offset.
+    hash right (delta restore / resume).  ``direct_fd``: an ``O_DIRECT`` descriptor of
+    the same target for aligned chunks (no page-cache copy; the caller still fsyncs).
+    Errors name the chunk, ``what`` and the offset.
     """
     stats = WriteStats()
     lock = threading.Lock()
-    read = pread_fn(fd)
+    io = _Io(fd, direct_fd)
+    scratch = _Scratch()
 
     def one(i: int) -> int:
         chunk = disk.chunks[i]
         offset, length = disk.chunk_range(i)
         try:
-            written, verified = _write_one(fd, read, chunk, offset, length, fetch, fresh, compare)
+            written, verified = _write_one(
+                io, scratch.view(length), chunk, offset, fetch, fresh, compare
+            )
         except (SlateError, OSError) as exc:
             raise _chunk_error(exc, chunk, what, disk.index, offset) from exc
         with lock:
@@ -279,40 +379,46 @@ def write_chunks(
             stats.skipped += length - written
         return length
 
-    for length in ordered_map(
-        one, indices if indices is not None else range(disk.chunk_count), workers
-    ):
+    # Results are bare lengths (each worker stages chunks in its own buffer): a wide
+    # window costs no memory and one slow chunk does not idle the other workers.
+    todo = indices if indices is not None else range(disk.chunk_count)
+    for length in ordered_map(one, todo, workers, window=64):
         if on_progress is not None:
             on_progress(length)
     return stats
 
 
 def _write_one(
-    fd: int,
-    read: ReadFn,
+    io: _Io,
+    buf: memoryview,
     chunk: Chunk,
     offset: int,
-    length: int,
-    fetch: Callable[[str], bytes],
+    fetch: Callable[[str], bytes | bytearray | memoryview],
     fresh: bool,
     compare: bool,
 ) -> tuple[int, int]:
-    """(bytes written, bytes verified) for one chunk."""
+    """(bytes written, bytes verified) for one chunk, staged in ``buf`` (its length)."""
+    length = len(buf)
     if chunk == UNUSED:
         return 0, 0
     if chunk == ZERO:
-        if fresh or is_zero(read(offset, length)):
+        if fresh:
             return 0, length
-        os.pwrite(fd, zeros(length), offset)
+        io.read_into(buf, offset)
+        if is_zero(buf):
+            return 0, length
+        buf[:] = zeros(length)  # staged in the aligned buffer: direct I/O stays possible
+        io.write(buf, offset)
         return length, length
     assert chunk.digest is not None
-    if compare and hash_chunk(read(offset, length)) == chunk.digest:
-        return 0, length
-    data = decode_chunk(chunk.digest, fetch(chunk.digest), length)
-    view = memoryview(data)
-    done = 0
-    while done < length:
-        done += os.pwrite(fd, view[done:], offset + done)
+    if compare:
+        io.read_into(buf, offset)
+        # A data chunk is never all zeros (those are stored as `zero`), so a zeroed area
+        # of the disk (a new or wiped disk) is told apart by a memcmp, without a hash.
+        if not is_zero(buf) and hash_chunk(buf) == chunk.digest:
+            return 0, length
+    decode_chunk_into(chunk.digest, fetch(chunk.digest), buf)
+    io.write(buf, offset)
     return length, length
 
 

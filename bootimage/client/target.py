@@ -25,9 +25,23 @@ class FileTarget:
 
     is_block = False
 
+    direct_fd: int | None = None
+
     def __init__(self, path: str, *, writable: bool = True) -> None:
         self.path = path
         self.fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
+
+    def open_direct(self) -> int | None:
+        """A second descriptor of the same target with ``O_DIRECT`` (chunks go to the
+        disk without a page-cache copy), or None where the filesystem refuses it.  For
+        a block device it is opened after :attr:`fd` holds the exclusive claim."""
+        if self.direct_fd is None:
+            flags = (os.O_RDWR if _writable(self.fd) else os.O_RDONLY) | os.O_CLOEXEC
+            try:
+                self.direct_fd = os.open(self.path, flags | os.O_DIRECT)
+            except OSError:
+                return None
+        return self.direct_fd
 
     @property
     def size(self) -> int:
@@ -54,6 +68,9 @@ class FileTarget:
         os.fsync(self.fd)
 
     def close(self) -> None:
+        if self.direct_fd is not None:
+            os.close(self.direct_fd)
+            self.direct_fd = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -112,6 +129,10 @@ class BlockTarget(FileTarget):
 
     def reread_partitions(self) -> None:
         fcntl.ioctl(self.fd, BLKRRPART)
+
+
+def _writable(fd: int) -> bool:
+    return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDWR
 
 
 def open_target(path: str, *, writable: bool = True) -> FileTarget:
