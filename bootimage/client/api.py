@@ -1,6 +1,7 @@
 """The appliance's client API over ``http.client``: keep-alive connections (one per
-thread, so several chunk downloads are in flight), retries with backoff while the
-appliance or the link is away, ``Range`` to resume a chunk cut off mid-body.
+thread), retries with backoff while the appliance or the link is away.  Chunks come
+through :mod:`bootimage.client.fetcher` (pipelined on one connection, ``Range`` to
+resume a chunk cut off mid-body).
 
 A request gives up only when no request has succeeded for ``give_up_after`` seconds:
 then :class:`Unreachable` is raised.  Answers the client cannot fix by retrying (401,
@@ -15,10 +16,13 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.errors import Conflict, NotFound, PeerError, SlateError
 from appliance.imagefmt.names import chunk_relpath
+
+if TYPE_CHECKING:
+    from bootimage.client.fetcher import Fetcher
 
 API = "/api/client/v1"
 TIMEOUT = 15.0  # a silent link is noticed after this long, then the request is retried
@@ -51,6 +55,7 @@ class Api:
         self.received = 0  # body bytes, for the rate shown to the technician
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._fetcher: Fetcher | None = None
 
     # -- one connection per thread ----------------------------------------------------
     def _conn(self) -> http.client.HTTPConnection:
@@ -68,6 +73,9 @@ class Api:
 
     def close(self) -> None:
         self._drop()
+        if self._fetcher is not None:
+            self._fetcher.close()
+            self._fetcher = None
 
     # -- requests -----------------------------------------------------------------------
     def request(
@@ -142,62 +150,19 @@ class Api:
 
     def fetch_chunk(self, digest: str, store: str = "/store/") -> bytes:
         """The stored zstd frame of a chunk; a body cut off midway resumes with Range."""
-        path = self.prefix + store.rstrip("/") + "/" + chunk_relpath(digest)
-        got = bytearray()
-        delay = 0.5
-        while True:
-            headers = {"Authorization": f"Bearer {self.token}"}
-            if got:
-                headers["Range"] = f"bytes={len(got)}-"
-            try:
-                status, body = self._get_into(path, headers, got)
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop()
-                problem = f"{type(exc).__name__}: {exc} (after {len(got)} bytes)"
-            else:
-                if status in (200, 206):
-                    self._ok(len(got))
-                    return bytes(got)
-                if status == 416 and got:  # our partial copy disagrees: start over
-                    got.clear()
-                    continue
-                if status not in RETRY_STATUS:
-                    raise _answer_error("GET", path, status, body)
-                problem = f"HTTP {status}"
-            self._wait("GET", path, problem, delay)
-            delay = min(delay * 2, 10.0)
+        return bytes(self.fetch_chunk_view(digest, store))
 
-    def _get_into(self, path: str, headers: dict[str, str], got: bytearray) -> tuple[int, bytes]:
-        """GET ``path``, appending a 200/206 body to ``got`` as it arrives (so a transfer
-        cut off midway keeps what came); other answers' bodies are returned."""
-        conn = self._conn()
-        conn.request("GET", path, headers=headers)
-        resp = conn.getresponse()
-        if resp.status not in (200, 206) or (resp.status == 200 and got):
-            if resp.status == 200:
-                got.clear()  # the server ignored Range: start over
-            else:
-                return resp.status, resp.read()
-        length = resp.length
-        if length is None:
-            got += resp.read()
-        else:
-            # readinto one preallocated buffer: fewer copies than read()'s joined pieces.
-            buf = bytearray(length)
-            filled = 0
-            try:
-                with memoryview(buf) as view:
-                    while filled < length:
-                        n = resp.readinto(view[filled:])
-                        if not n:
-                            raise http.client.IncompleteRead(b"", length - filled)
-                        filled += n
-            finally:
-                # Keep what arrived (also on a timeout): the caller asks for the rest.
-                got += memoryview(buf)[:filled] if filled < length else buf
-        if resp.will_close:
-            self._drop()
-        return resp.status, b""
+    def fetch_chunk_view(self, digest: str, store: str = "/store/") -> memoryview:
+        """:meth:`fetch_chunk` into this thread's reusable buffer, pipelined with the
+        other threads' requests on one connection (:mod:`bootimage.client.fetcher`):
+        the view is valid until the same thread fetches again."""
+        from bootimage.client.fetcher import Fetcher
+
+        with self._lock:
+            if self._fetcher is None:
+                self._fetcher = Fetcher(self)
+            fetcher = self._fetcher
+        return fetcher.fetch(self.prefix + store.rstrip("/") + "/" + chunk_relpath(digest))
 
     def put_chunk(self, digest: str, frame: bytes) -> None:
         self.request(
@@ -206,6 +171,15 @@ class Api:
             frame,
             headers={"Content-Type": "application/zstd"},
         )
+
+
+def _range_start(value: str | None) -> int | None:
+    """The first byte of a ``Content-Range: bytes A-B/N`` answer."""
+    try:
+        unit, rest = (value or "").split(" ", 1)
+        return int(rest.split("-", 1)[0]) if unit == "bytes" else None
+    except ValueError:
+        return None
 
 
 def _answer_error(method: str, path: str, status: int, data: bytes) -> SlateError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,20 +82,27 @@ def restore_disk(
     )
     reporter.start_phase("restore", disk.size)
     store = str(job.get("store") or "/store/")
+    start = time.monotonic()
+    received = api.received
     stats = write_chunks(
         target.fd,
         disk,
-        lambda digest: api.fetch_chunk(digest, store),
+        lambda digest: api.fetch_chunk_view(digest, store),
         fresh=fresh,
         compare=not fresh,
         what=manifest.ref,
         on_progress=reporter.add,
         workers=workers,
+        direct_fd=target.open_direct(),
     )
     target.fsync()
+    took = max(time.monotonic() - start, 1e-6)
+    fetched = api.received - received
     reporter.log(
         f"disk {disk.index}: {stats.verified / 2**20:,.0f} MiB verified, "
         f"{stats.written / 2**20:,.0f} MiB written, {stats.skipped / 2**20:,.0f} MiB left alone"
+        f" in {took:.1f} s ({stats.verified / 2**20 / took:,.0f} MiB/s; "
+        f"{fetched / 2**20:,.0f} MiB fetched at {fetched / 2**20 / took:,.1f} MiB/s)"
     )
     return stats.verified
 
