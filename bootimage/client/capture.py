@@ -225,6 +225,11 @@ def _partclone_map(
                     f"partclone.{tool}",
                     "-D",
                     "-q",
+                    # partclone's progress thread sleeps this many seconds between
+                    # updates and is joined at the end: the default 2 s was most of a
+                    # small capture's time.  The map itself only reads the fs bitmaps.
+                    "-f",
+                    "0",
                     "-s",
                     dev,
                     "-O",
