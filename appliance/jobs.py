@@ -34,6 +34,12 @@ from appliance.store import Store
 ACTIONS = ("restore", "capture", "register", "wipe")
 AFTER = ("reboot", "poweroff", "none")
 DEFAULT_GIVE_UP_AFTER = 6 * 3600
+# A machine that fetched its boot script but whose client never called in (a kernel
+# that does not boot, a NIC without a driver) fails its job after this long.
+BOOT_TIMEOUT = 30 * 60
+# A client that stopped reporting is given its own give_up_after plus this margin
+# (it retries for that long before it gives up itself).
+STALE_MARGIN = 5 * 60
 SECRET_FILE = "job-secret"
 
 
@@ -466,11 +472,56 @@ class Jobs:
             self.conn.execute("DELETE FROM jobs WHERE id=?", (job_id,))
             audit.record(self.conn, actor, "job.delete", job.host_name, f"job {job_id}")
 
+    def expire_stale(self, now: datetime | None = None) -> list[Job]:
+        """Fail the jobs whose machine has gone silent, so nothing stays "running"
+        forever: ``booting`` with no client call for :data:`BOOT_TIMEOUT`; ``running``
+        or ``verifying`` with no news for the job's ``give_up_after`` (the client's own
+        limit) plus :data:`STALE_MARGIN`.  Returns the jobs failed."""
+        now = now or datetime.now(UTC)
+        failed = []
+        rows = self.conn.execute(
+            f"{_SELECT} WHERE j.state IN ('booting', 'running', 'verifying')"
+        ).fetchall()
+        for job in map(_job, rows):
+            since = datetime.strptime(job.updated_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            silent = (now - since).total_seconds()
+            if job.state == "booting":
+                limit = BOOT_TIMEOUT
+                why = (
+                    f"the machine fetched its boot script at {job.updated_at} but its client"
+                    f" never called in within {limit // 60} min; look at the machine's screen"
+                    " (kernel, disk or network driver) and retry the job"
+                )
+            else:
+                limit = int(job.options.get("give_up_after") or DEFAULT_GIVE_UP_AFTER)
+                limit += STALE_MARGIN
+                why = (
+                    f"no news from the machine since {job.updated_at} ({job.phase or job.state},"
+                    f" {_percent(job)}); it lost power or its network for more than"
+                    f" {limit // 60} min. The disk may be half written: retry the job"
+                )
+            if silent <= limit:
+                continue
+            with transaction(self.conn):
+                current = self.get(job.id)
+                if current.state != job.state or current.updated_at != job.updated_at:
+                    continue  # it reported in the meantime
+                self._move(job.id, "failed", why)
+                audit.record(self.conn, "slate", "job.expire", job.host_name, f"job {job.id}")
+            failed.append(self.get(job.id))
+        return failed
+
     def _require_active(self, job_id: int) -> Job:
         job = self.get(job_id)
         if not job.active:
             raise Conflict(f"job {job_id} has ended ({job.state})", hint="boot the machine again")
         return job
+
+
+def _percent(job: Job) -> str:
+    if not job.bytes_total:
+        return "no progress reported"
+    return f"{100 * job.bytes_done / job.bytes_total:.0f} % done"
 
 
 def _describe(job: Job) -> str:

@@ -120,6 +120,45 @@ def dns_names(conn: sqlite3.Connection, settings: Settings) -> dict[str, str]:
     return names
 
 
+class Housekeeping:
+    """Every ``interval`` seconds: fail the jobs whose machine went silent
+    (:meth:`appliance.jobs.Jobs.expire_stale`), so the console never shows a job
+    "running" on a machine that lost power hours ago."""
+
+    def __init__(self, layout: Layout, interval: float = 30.0) -> None:
+        self.layout = layout
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="housekeeping", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def run_once(self) -> list[Any]:
+        from appliance.jobs import Jobs
+
+        conn = db.connect(self.layout.db)
+        try:
+            expired = Jobs(conn, self.layout).expire_stale()
+        finally:
+            conn.close()
+        for job in expired:
+            log.warning("job %d (%s) failed: %s", job.id, job.host_name, job.reason)
+        return expired
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:  # never let housekeeping take the appliance down
+                log.exception("housekeeping failed; trying again in %.0f s", self.interval)
+
+
 class Appliance:
     """All services of ``slate serve``; :meth:`start` then :meth:`stop`."""
 
@@ -138,6 +177,7 @@ class Appliance:
         builders: list[tuple[str, Callable[[], Service]]] = [
             ("http", self._http),
             ("tftp", self._tftp),
+            ("housekeeping", lambda: Housekeeping(self.layout)),
         ]
         if s.dns_enabled:
             builders.append(("dns", self._dns))

@@ -168,3 +168,46 @@ def test_host_with_active_job_cannot_be_removed(jobs):
     assert f"slate job cancel {job.id}" in (info.value.hint or "")
     jobs.cancel(job.id, actor="t")
     jobs.inventory.remove_host("pc1", actor="t")
+
+
+def _age(jobs, job_id: int, seconds: float) -> None:
+    """Pretend the job's last news is ``seconds`` old."""
+    then = datetime.now(UTC).timestamp() - seconds
+    stamp = datetime.fromtimestamp(then, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    jobs.conn.execute("UPDATE jobs SET updated_at=? WHERE id=?", (stamp, job_id))
+
+
+def test_silent_jobs_fail_with_a_reason_and_the_rest_are_left_alone(jobs):
+    from appliance.jobs import BOOT_TIMEOUT, STALE_MARGIN
+
+    booting = jobs.restore("pc1", "win11", actor="t")
+    jobs.transition(booting.id, "booting")
+    _age(jobs, booting.id, BOOT_TIMEOUT + 60)
+    running = jobs.restore("pc2", "win11", actor="t", options={"give_up_after": 600})
+    jobs.transition(running.id, "running")
+    jobs.progress(running.id, phase="restore", done=25, total=100)
+    _age(jobs, running.id, 600 + STALE_MARGIN + 60)
+    expired = {j.id: j for j in jobs.expire_stale()}
+    assert set(expired) == {booting.id, running.id}
+    assert expired[booting.id].state == "failed"
+    assert "never called in" in expired[booting.id].reason
+    assert expired[running.id].state == "failed"
+    assert "restore, 25 % done" in expired[running.id].reason
+    assert "retry" in expired[running.id].reason
+    actions = [r["action"] for r in jobs.conn.execute("SELECT action FROM audit")]
+    assert actions.count("job.expire") == 2
+    # Failed jobs can be retried, and a job with recent news is not touched.
+    again = jobs.retry(running.id, actor="t")
+    jobs.transition(again.id, "running")
+    _age(jobs, again.id, 600)  # within its limit (give_up_after + margin)
+    assert jobs.expire_stale() == []
+    assert jobs.get(again.id).state == "running"
+
+
+def test_pending_and_scheduled_jobs_never_expire(jobs):
+    from appliance.jobs import BOOT_TIMEOUT
+
+    job = jobs.restore("pc1", "win11", actor="t", not_before="2099-01-01T00:00:00Z")
+    _age(jobs, job.id, 10 * BOOT_TIMEOUT)
+    assert jobs.expire_stale() == []
+    assert jobs.get(job.id).state == "pending"

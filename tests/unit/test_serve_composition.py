@@ -134,3 +134,29 @@ def test_uefi_http_boot_gets_an_http_url_with_vendor_class_httpclient(home: Path
         "http://10.0.0.1:8080/ipxe/snponly.efi",
         "HTTPClient",
     )
+
+
+def test_housekeeping_fails_a_job_whose_machine_went_silent(home: Path) -> None:
+    from http_kit import V1, write_image
+
+    from appliance.jobs import BOOT_TIMEOUT, Jobs
+    from appliance.server import Housekeeping
+
+    layout = Layout(home)
+    write_image(layout, "win11", V1)
+    conn = db.connect(layout.db)
+    Inventory(conn).add_host("aa:bb:cc:00:00:09", "pc9", actor="t")
+    jobs = Jobs(conn, layout)
+    job = jobs.restore("pc9", "win11", actor="t")
+    jobs.transition(job.id, "booting")
+    conn.execute("UPDATE jobs SET updated_at='2000-01-01T00:00:00Z' WHERE id=?", (job.id,))
+    keeper = Housekeeping(layout, interval=0.05)
+    keeper.start()
+    try:
+        deadline = time.monotonic() + 30
+        while jobs.get(job.id).state != "failed" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        keeper.stop()
+    assert jobs.get(job.id).state == "failed"
+    assert f"within {BOOT_TIMEOUT // 60} min" in jobs.get(job.id).reason
