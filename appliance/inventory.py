@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 import re
 import sqlite3
 from dataclasses import asdict, dataclass
@@ -48,6 +49,15 @@ def check_host_name(name: str) -> str:
             hint="use letters, digits, '.', '_' or '-' (up to 63), starting with a letter or digit",
         )
     return name
+
+
+def _check_ip(text: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError as exc:
+        raise UsageError(
+            f"{text!r} is not an IPv4 address", hint="e.g. 10.0.0.21, or '' for none"
+        ) from exc
 
 
 def parse_image_spec(spec: str) -> tuple[str, str | None]:
@@ -205,6 +215,50 @@ class Inventory:
             self.conn.execute("DELETE FROM hosts WHERE mac=?", (host.mac,))
             audit.record(self.conn, actor, "host.rm", host.name, host.mac)
         return host
+
+    def update_host(
+        self,
+        ref: str,
+        *,
+        actor: str,
+        name: str | None = None,
+        room: str | None = None,
+        ip: str | None = None,
+        disk_hint: str | None = None,
+    ) -> Host:
+        """Change a registered machine: ``None`` keeps a field, ``""`` clears the room,
+        the fixed address or the disk hint.  Jobs already created keep what they were
+        created with (their disk hint is copied into the job)."""
+        host = self.get_host(ref)
+        changes: dict[str, str | None] = {}
+        if name is not None and name != host.name:
+            check_host_name(name)
+            clash = self.conn.execute("SELECT mac FROM hosts WHERE name=?", (name,)).fetchone()
+            if clash:
+                raise Conflict(
+                    f"name {name!r} is already used by {clash['mac']}",
+                    hint="pick another name, or rename that machine first",
+                )
+            changes["name"] = name
+        if room is not None and (room or None) != host.room:
+            changes["room"] = room.strip() or None
+        if ip is not None and (ip or None) != host.ip:
+            changes["ip"] = _check_ip(ip.strip()) if ip.strip() else None
+        if disk_hint is not None and disk_hint.strip() != host.disk_hint:
+            from appliance.jobs import parse_disk_hint  # jobs imports this module
+
+            parse_disk_hint(disk_hint)  # refuse a hint no job could use
+            changes["disk_hint"] = disk_hint.strip()
+        if not changes:
+            return host
+        with transaction(self.conn):
+            if changes.get("room"):
+                self._ensure_room(str(changes["room"]))
+            sets = ", ".join(f"{k}=?" for k in changes)
+            self.conn.execute(f"UPDATE hosts SET {sets} WHERE mac=?", (*changes.values(), host.mac))
+            detail = ", ".join(f"{k}={v or '-'}" for k, v in changes.items())
+            audit.record(self.conn, actor, "host.edit", host.name, detail)
+        return self.get_host(host.mac)
 
     def set_host_auto_restore(self, ref: str, spec: str | None, *, actor: str) -> Host:
         host = self.get_host(ref)

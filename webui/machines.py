@@ -76,6 +76,22 @@ def import_csv() -> Any:
     return redirect(url_for("machines.index"))
 
 
+@bp.post("/<mac>/edit")
+@require("host.edit")
+def edit(mac: str) -> Any:
+    form = request.form
+    host = backend.slate().inventory.update_host(
+        mac,
+        actor=actor(),
+        name=form.get("name", "").strip() or None,
+        room=form.get("room"),
+        ip=form.get("ip"),
+        disk_hint=form.get("disk_hint"),
+    )
+    flash(f"Saved {host.name} ({host.mac}).", "info")
+    return redirect(request.referrer or url_for("machines.index"))
+
+
 @bp.post("/<mac>/delete")
 @require("host.delete")
 def delete(mac: str) -> Any:

@@ -20,7 +20,7 @@ def inventory(args: argparse.Namespace) -> Inventory:
 
 
 def register(subparsers: Any) -> None:
-    _, sub = add_group(subparsers, "host", "machines: add, list, remove, import, seen")
+    _, sub = add_group(subparsers, "host", "machines: add, set, list, remove, import, seen")
 
     p = sub.add_parser("add", help="register a machine by its MAC address")
     p.add_argument("mac", help="MAC address (aa:bb:cc:dd:ee:ff, AA-BB-…, aabb.ccdd.eeff)")
@@ -30,6 +30,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--disk-hint", default="", help="target disk: serial=…, wwn=…, size=…")
     p.add_argument("--auto-restore", metavar="IMAGE[@V]", help="restore at every network boot")
     p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("set", help="change a machine: name, room, fixed address, disk hint")
+    p.add_argument("host", metavar="NAME|MAC")
+    p.add_argument("--name", help="new host name")
+    p.add_argument("--room", help="move to this room (created if new); '' for none")
+    p.add_argument("--ip", help="fixed address (full DHCP mode); '' for none")
+    p.add_argument("--disk-hint", help="target disk: serial=…, wwn=…, size=…; '' for none")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_set)
 
     p = sub.add_parser("list", help="list registered machines")
     p.add_argument("--room", help="only this room")
@@ -66,6 +75,30 @@ def cmd_add(args: argparse.Namespace) -> int:
         auto_restore=args.auto_restore,
     )
     print(f"added host {host.name} ({host.mac})" + (f" in room {host.room}" if host.room else ""))
+    return 0
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    if all(v is None for v in (args.name, args.room, args.ip, args.disk_hint)):
+        raise UsageError(
+            "nothing to change",
+            hint='give --name, --room, --ip or --disk-hint ("" clears a room, ip or hint)',
+        )
+    host = inventory(args).update_host(
+        args.host,
+        actor=cli_actor(),
+        name=args.name,
+        room=args.room,
+        ip=args.ip,
+        disk_hint=args.disk_hint,
+    )
+    if args.json:
+        print_json(host.to_dict())
+    else:
+        print(
+            f"host {host.name} ({host.mac}): room {host.room or '-'}, ip {host.ip or '-'}, "
+            f"disk hint {host.disk_hint or '-'}"
+        )
     return 0
 
 

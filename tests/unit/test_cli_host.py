@@ -29,6 +29,27 @@ def test_add_list_rm_with_mac_forms(slate):
     assert rooms == [{"name": "lab1", "note": "", "auto_restore": None, "hosts": 1}]
 
 
+def test_set_changes_name_room_address_and_hint(slate):
+    slate("host", "add", "aa:bb:cc:dd:ee:11", "--name", "pc11", "--room", "lab1", check=True)
+    slate("host", "add", "aa:bb:cc:dd:ee:12", "--name", "pc12", check=True)
+    proc = slate(
+        "host", "set", "pc11", "--name", "pc-11", "--room", "lab2", "--ip", "10.1.0.11",
+        "--disk-hint", "serial=S11", "--json", check=True,
+    )  # fmt: skip
+    host = json.loads(proc.stdout)
+    assert host["name"] == "pc-11" and host["room"] == "lab2"
+    assert host["ip"] == "10.1.0.11" and host["disk_hint"] == "serial=S11"
+    assert "lab2" in slate("room", "list", check=True).stdout
+    out = slate("host", "set", "AA-BB-CC-DD-EE-11", "--room", "", "--ip", "", check=True).stdout
+    assert out.startswith("host pc-11 (aa:bb:cc:dd:ee:11): room -, ip -, disk hint serial=S11")
+    clash = slate("host", "set", "pc-11", "--name", "pc12")
+    assert clash.returncode == 1 and "already used by aa:bb:cc:dd:ee:12" in clash.stderr
+    nothing = slate("host", "set", "pc-11")
+    assert nothing.returncode != 0 and "nothing to change" in nothing.stderr
+    bad = slate("host", "set", "pc-11", "--disk-hint", "serial")
+    assert bad.returncode == 1 and "hint: " in bad.stderr
+
+
 def test_bad_mac_is_one_line_and_hint(slate):
     proc = slate("host", "add", "aa:bb:cc:dd:ee", "--name", "x")
     assert proc.returncode == 1

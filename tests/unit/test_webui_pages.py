@@ -41,6 +41,27 @@ def test_register_search_import_and_delete_machines(app, tech, admin):
     assert ("web:ada", "host.rm") in actions
 
 
+def test_edit_a_machine_from_the_page_and_the_api(app, tech, viewer):
+    add_host(app, "52:54:00:aa:cc:01", "pc-old")
+    form = {"name": "pc-new", "room": "lab-z", "ip": "10.0.0.21", "disk_hint": "size=512G"}
+    resp = tech.post("/machines/52-54-00-AA-CC-01/edit", form)
+    assert resp.status_code == 302
+    with app.app_context():
+        host = slate(app).inventory.get_host("52:54:00:aa:cc:01")
+    assert (host.name, host.room, host.ip, host.disk_hint) == (
+        "pc-new", "lab-z", "10.0.0.21", "size=512G",
+    )  # fmt: skip
+    page = tech.get("/machines").text
+    assert 'value="pc-new"' in page and "lab-z" in page
+    # The API: "" clears a field, a bad address is refused with a hint, viewers may not.
+    resp = tech.api("PATCH", "/api/v1/hosts/pc-new", {"room": "", "ip": ""})
+    assert resp.status_code == 200 and resp.json["room"] is None and resp.json["ip"] is None
+    resp = tech.api("PATCH", "/api/v1/hosts/pc-new", {"ip": "10.0.0.999"})
+    assert resp.status_code == 400 and "not an IPv4 address" in resp.json["error"]
+    assert viewer.post("/machines/pc-new/edit", form).status_code == 403
+    assert ("web:tom", "host.edit") in audit_actions(app)
+
+
 def test_seen_machine_registered_in_one_click(app, tech):
     with app.app_context():
         slate(app).inventory.record_seen("52:54:00:00:00:77", firmware="uefi")

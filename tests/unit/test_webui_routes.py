@@ -32,6 +32,7 @@ PAGES: list[tuple[str, str, str]] = [
     ("POST", "/machines/import", "host.edit"),
     ("POST", "/machines/seen/{seen}/register", "host.edit"),
     ("POST", "/machines/{mac}/wake", "host.edit"),
+    ("POST", "/machines/{mac}/edit", "host.edit"),
     ("POST", "/machines/rooms/add", "host.edit"),
     ("POST", "/machines/rooms/{room}/wake", "host.edit"),
     ("POST", "/machines/{mac2}/delete", "host.delete"),

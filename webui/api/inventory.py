@@ -32,6 +32,26 @@ def add_host() -> Any:
     return jsonify(host.to_dict()), 201
 
 
+@bp.patch("/hosts/<mac>")
+@require("host.edit")
+def edit_host(mac: str) -> Any:
+    data = body()
+
+    def text(key: str) -> str | None:
+        value = data.get(key)
+        return None if value is None else str(value)
+
+    host = backend.slate().inventory.update_host(
+        mac,
+        actor=actor(),
+        name=text("name"),
+        room=text("room"),
+        ip=text("ip"),
+        disk_hint=text("disk_hint"),
+    )
+    return jsonify(host.to_dict())
+
+
 @bp.delete("/hosts/<mac>")
 @require("host.delete")
 def delete_host(mac: str) -> Any:

@@ -27,6 +27,8 @@ ROUTES: tuple[tuple[str, str, str | None, str, str | None, str], ...] = (
      "Targets", "Hosts"),
     ("get", "/hosts", "view", "Registered machines (?q=search, ?room=NAME)", None, "Hosts"),
     ("post", "/hosts", "host.edit", "Register a machine", "NewHost", "Host"),
+    ("patch", "/hosts/{mac}", "host.edit",
+     "Change a machine (name, room, ip, disk_hint; \"\" clears)", "EditHost", "Host"),
     ("delete", "/hosts/{mac}", "host.delete", "Delete a machine", None, "Host"),
     ("post", "/hosts/import", "host.edit", "Import CSV mac,name,room[,ip] (all or nothing)",
      "Csv", "Hosts"),
@@ -95,6 +97,7 @@ SCHEMAS: dict[str, Any] = {
     }, ("action", "image")),
     "Reason": _obj({"reason": STR}),
     "Targets": _obj({"hosts": LIST_S, "room": STR}),
+    "EditHost": _obj({"name": STR, "room": STR, "ip": STR, "disk_hint": STR}),
     "Host": _obj({
         "mac": STR, "name": STR, "room": STR, "ip": STR, "disk_hint": STR, "firmware": STR,
         "auto_restore": STR, "created_at": STR, "active_job": INT, "busy": STR,
