@@ -192,10 +192,16 @@ def register_machine(page: Page) -> None:
     page.fill("#mac", MAC.upper().replace(":", "-"))
     page.fill("#name", "pc-101")
     page.fill("#room", "lab-1")
-    page.fill("#disk_hint", "serial=SER123")
+    page.fill("#disk_hint", "serial=SER12")  # a typo, fixed below in place
     page.click("#register button[type=submit]")
     expect(page.locator(".flash.info")).to_contain_text("Registered pc-101")
     expect(page.locator("#hosts")).to_contain_text(MAC)
+    row = page.locator("#hosts tr", has_text="pc-101")
+    row.locator("summary:has-text('Edit')").click()
+    row.locator("input[name=disk_hint]").fill("serial=SER123")
+    row.locator("button:has-text('Save')").click()
+    expect(page.locator(".flash.info")).to_contain_text("Saved pc-101")
+    expect(page.locator("#hosts")).to_contain_text("serial=SER123")
     shot(page, "02-machines")
 
 
