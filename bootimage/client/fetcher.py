@@ -31,6 +31,15 @@ class _Broken(Exception):
     """The connection failed; the unanswered requests are sent again."""
 
 
+class _Closed(_Broken):
+    """The appliance closed the connection where an answer should begin."""
+
+
+class _Idle(_Broken):
+    """The appliance closed a kept-alive connection before answering (its idle
+    timeout, e.g. while the client compared chunks for a while): reconnect at once."""
+
+
 @dataclass
 class Ticket:
     """One chunk asked for: the answer lands in ``buf[:filled]`` of the asking thread."""
@@ -83,6 +92,7 @@ class _Lane:
         self._sock: socket.socket | None = None
         self._rfile: BufferedReader | None = None
         self._closed = False
+        self._answered = 0  # answers read on the current connection
         self._thread = threading.Thread(
             target=self._receive_loop, name=f"fetcher-{number}", daemon=True
         )
@@ -145,6 +155,7 @@ class _Lane:
                 raise _Broken("closed")
             self._sock = sock
             self._rfile = rfile = sock.makefile("rb", buffering=256 * 1024)  # type: ignore[assignment]
+            self._answered = 0
             sock.sendall(b"".join(self._request(t) for t in self._queue))
             return rfile  # type: ignore[return-value]
 
@@ -162,6 +173,8 @@ class _Lane:
                     delay = 0.5
                     continue
                 problem = ""  # the appliance closed the connection after an answer
+            except _Idle:
+                problem = ""
             except (OSError, _Broken) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             except Exception as exc:  # an answer we cannot read: the oldest request fails
@@ -194,7 +207,13 @@ class _Lane:
             if not self._queue or self._closed:
                 return True
             t = self._queue[0]
-        status, headers = _read_head(rfile)
+        try:
+            status, headers = _read_head(rfile)
+        except (_Closed, ConnectionResetError) as exc:
+            if self._answered:  # a kept-alive connection the appliance let go
+                raise _Idle(str(exc)) from exc
+            raise
+        self._answered += 1
         length = headers.get("content-length")
         if status in (200, 206) and length is not None:
             if status == 206 and _range_start(headers.get("content-range")) != t.sent_from:
@@ -236,7 +255,7 @@ def _read_head(rfile: BufferedReader) -> tuple[int, dict[str, str]]:
     readline = rfile.readline
     line = readline(MAX_HEAD)
     if not line:
-        raise _Broken("the appliance closed the connection")
+        raise _Closed("the appliance closed the connection")
     parts = line.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
         raise _Broken(f"not an HTTP answer: {line[:60]!r}")

@@ -8,6 +8,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,8 +25,9 @@ class Script:
     """A tiny HTTP/1.1 server: each request read off a connection (pipelined ones
     too) goes to ``handler(script, path, headers)``, which answers on ``self.conn``."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, idle: float | None = None) -> None:
         self.handler = handler
+        self.idle = idle  # close a connection after this long without a request
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.requests: list[tuple[int, str, dict[str, str]]] = []  # (connection, path, headers)
@@ -46,6 +48,7 @@ class Script:
             threading.Thread(target=self._serve, args=(conn, number), daemon=True).start()
 
     def _serve(self, conn: socket.socket, number: int) -> None:
+        conn.settimeout(self.idle)
         rfile = conn.makefile("rb")
         try:
             while True:
@@ -98,9 +101,15 @@ def serve_ranges(script: Script, path: str, headers: dict[str, str]) -> None:
 def make():
     made: list[tuple[Script, Fetcher]] = []
 
-    def _make(handler: Handler, lanes: int = 1, give_up_after: float = 30.0) -> Fetcher:
-        script = Script(handler)
-        api = Api(f"http://127.0.0.1:{script.port}", "tok", give_up_after=give_up_after)
+    def _make(
+        handler: Handler,
+        lanes: int = 1,
+        give_up_after: float = 30.0,
+        idle: float | None = None,
+        log: Callable[[str], None] = lambda _m: None,
+    ) -> Fetcher:
+        script = Script(handler, idle)
+        api = Api(f"http://127.0.0.1:{script.port}", "tok", give_up_after=give_up_after, log=log)
         fetcher = Fetcher(api, lanes=lanes)
         made.append((script, fetcher))
         fetcher.script = script  # type: ignore[attr-defined]
@@ -221,3 +230,13 @@ def test_gives_up_when_the_appliance_stays_away(make):
     fetcher.script.close()  # nobody listens any more
     with pytest.raises(Unreachable, match="unreachable"):
         fetcher.fetch("/c/1")
+
+
+def test_a_connection_closed_while_idle_is_replaced_without_a_retry(make):
+    said: list[str] = []
+    fetcher = make(serve_ranges, idle=0.2, log=said.append)
+    assert bytes(fetcher.fetch("/c/1")) == BODIES["/c/1"]
+    time.sleep(0.5)  # the server lets the kept-alive connection go
+    assert bytes(fetcher.fetch("/c/2")) == BODIES["/c/2"]
+    assert fetcher.script.connections == 2
+    assert said == []  # no "retrying in …": nothing went wrong
