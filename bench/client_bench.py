@@ -400,10 +400,11 @@ def capture_disk(b: Bench, path: Path, size: int, used: int) -> None:
         subprocess.run(["losetup", "--detach", loop], check=False)
 
 
-def bench_capture(b: Bench) -> list[Row]:
+def bench_capture(b: Bench, size: int) -> list[Row]:
+    """Captures of a ``size`` disk whose ext4 is 25 % used, and of a 4x larger one."""
     disk, big = b.work / "capture.img", b.work / "capture-4x.img"
-    capture_disk(b, disk, b.size, b.size // 4)
-    capture_disk(b, big, 4 * b.size, b.size // 4)  # 4x the disk, the same used data
+    capture_disk(b, disk, size, size // 4)
+    capture_disk(b, big, 4 * size, size // 4)  # 4x the disk, the same used data
     server = Server(b.home)
     try:
         caps, bigs, dds = [], [], []
@@ -459,6 +460,13 @@ def main() -> int:
         help="MiB of random data sent through the 1 Gbit/s link (the client's start-up, "
         "~0.15 s, is part of every figure: a short transfer would mostly measure it)",
     )
+    parser.add_argument(
+        "--capture-size",
+        type=int,
+        default=2048,
+        help="MiB of the captured disk (25 %% of it used; at 512 MiB the fixed costs of a "
+        "capture - start-up, partclone, the commit - are most of the time)",
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=8, help="client worker threads")
     args = parser.parse_args()
@@ -474,7 +482,7 @@ def main() -> int:
         for part in (
             lambda: bench_loopback(b, source),
             lambda: bench_link(b, source, (32 if args.quick else args.link_size) * MIB),
-            lambda: bench_capture(b),
+            lambda: bench_capture(b, (32 if args.quick else args.capture_size) * MIB),
         ):
             rows += part()
             print_rows(rows, f"(so far: {len(rows)} figure(s))")
