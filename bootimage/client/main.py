@@ -68,19 +68,28 @@ def run(settings: Settings, reporter: Reporter) -> tuple[bool, str]:
     reporter.api = api
     reporter.start()
     try:
-        return work(api, job, settings, reporter), after
+        return work(api, job, settings, reporter, after), after
     finally:
         reporter.stop()
         api.close()
 
 
-def work(api: Api, job: dict[str, Any], settings: Settings, reporter: Reporter) -> bool:
+def work(
+    api: Api, job: dict[str, Any], settings: Settings, reporter: Reporter, after: str = "none"
+) -> bool:
     action = job.get("action")
     reporter.log(f"job {job.get('id')}: {action} {job.get('image') or ''}")
     try:
         if action == "restore":
             disks = settings.disk.split(",") if settings.disk else []
-            verified = restore(api, job, reporter, disk_paths=disks, workers=settings.workers)
+            verified = restore(
+                api,
+                job,
+                reporter,
+                disk_paths=disks,
+                workers=settings.workers,
+                boot_next=after == "reboot" and in_boot_environment(),
+            )
             reporter.flush()
             api.post_json("/done", {"verified_bytes": verified})
             reporter.log(f"done: {verified / 2**20:,.0f} MiB verified")

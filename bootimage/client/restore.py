@@ -34,8 +34,10 @@ def restore(
     *,
     disk_paths: Sequence[str] = (),
     workers: int = 4,
+    boot_next: bool = False,
 ) -> int:
-    """Restore the job's image; returns the verified byte count."""
+    """Restore the job's image; returns the verified byte count.  ``boot_next``: the
+    machine reboots afterwards, so on UEFI make its next boot the restored disk."""
     manifest = Manifest.from_json(api.request("GET", str(job["manifest"]))[2])
     reporter.log(f"restoring {manifest.ref}: {len(manifest.disks)} disk(s)")
     options = dict(job.get("options") or {})
@@ -59,6 +61,8 @@ def restore(
         for target, disk in zip(targets, manifest.disks, strict=True):
             reporter.set_phase("finishing")
             finish.after_write(target, disk, grow=bool(options.get("grow")), log=reporter.log)
+        if boot_next:
+            finish.boot_restored_next(targets[0], manifest.disks[0], reporter.log)
     finally:
         for target in targets:
             target.close()

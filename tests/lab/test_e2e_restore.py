@@ -26,6 +26,13 @@ def test_pxe_restore_then_the_restored_system_boots(e2e: E2ELab, firmware: str) 
 
     console = m.console()
     assert e2e.image.marker_line(firmware) in console
+    if firmware == "uefi":
+        # BootNext: the reboot after the restore goes straight to the disk, not through
+        # PXEv4, PXEv6 and HTTP boot first.
+        said = "the next boot starts the restored disk once"
+        assert said in console
+        reboot = console.split(said, 1)[1].split(e2e.image.marker_line(firmware), 1)[0]
+        assert "Start PXE" not in reboot and "HTTP Boot" not in reboot
     job = steps.job(e2e.home, job_id)
     assert job.state == "done"
     assert job.verified_bytes > 0
