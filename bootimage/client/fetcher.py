@@ -110,19 +110,24 @@ class _Lane:
                 try:
                     self._sock.sendall(self._request(ticket))
                 except OSError:
-                    self._break_locked()
+                    # The receiver sees the connection end and sends the queue again on
+                    # a new one; only it closes its reader (closing it under a read
+                    # would fail a request with "I/O on a closed file").
+                    self._shutdown_locked()
             self._wake.notify_all()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            self._break_locked()
+            self._shutdown_locked()
             for t in self._queue:
                 t.error = SlateError("the chunk fetcher was closed")
                 t.done.set()
             self._queue.clear()
             self._wake.notify_all()
         self._thread.join(timeout=5)
+        with self._lock:
+            self._break_locked()
 
     # -- the connection --------------------------------------------------------------------
     def _request(self, t: Ticket) -> bytes:
@@ -136,7 +141,14 @@ class _Lane:
             lines.append(f"Range: bytes={t.filled}-")
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
+    def _shutdown_locked(self) -> None:
+        """End the connection from any thread: a blocked read returns at once."""
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
     def _break_locked(self) -> None:
+        """Close the reader and the socket (the receiver thread, or after it ended)."""
         if self._rfile is not None:
             self._rfile.close()
             self._rfile = None
