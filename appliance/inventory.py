@@ -60,6 +60,20 @@ def _check_ip(text: str) -> str:
         ) from exc
 
 
+def parse_disk_hint(text: str) -> dict[str, str]:
+    """``serial=S1, size=500G`` → ``{"serial": "S1", "size": "500G"}``."""
+    hints: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UsageError(
+                f"disk hint {part!r} is not KEY=VALUE",
+                hint="e.g. --disk-hint serial=S3Z9NB0K, or wwn=0x5002538e4, or size=512G",
+            )
+        hints[key.strip()] = value.strip()
+    return hints
+
+
 def parse_image_spec(spec: str) -> tuple[str, str | None]:
     """``NAME`` or ``NAME@VERSION`` → (name, version or None); UsageError if malformed."""
     name, _, version = spec.partition("@")
@@ -150,6 +164,7 @@ class Inventory:
     ) -> Host:
         mac = normalize_mac(mac)
         check_host_name(name)
+        parse_disk_hint(disk_hint)  # refuse a hint no job could use
         if auto_restore:
             parse_image_spec(auto_restore)
         clash = self.conn.execute(
@@ -245,8 +260,6 @@ class Inventory:
         if ip is not None and (ip or None) != host.ip:
             changes["ip"] = _check_ip(ip.strip()) if ip.strip() else None
         if disk_hint is not None and disk_hint.strip() != host.disk_hint:
-            from appliance.jobs import parse_disk_hint  # jobs imports this module
-
             parse_disk_hint(disk_hint)  # refuse a hint no job could use
             changes["disk_hint"] = disk_hint.strip()
         if not changes:

@@ -27,7 +27,7 @@ from appliance.config import Layout
 from appliance.db import transaction
 from appliance.errors import Conflict, NotFound, PeerError, UsageError
 from appliance.imagefmt.names import is_image_name
-from appliance.inventory import Inventory, parse_image_spec
+from appliance.inventory import Inventory, parse_disk_hint, parse_image_spec
 from appliance.jobstates import ACTIVE, FINAL, check_transition
 from appliance.store import Store
 
@@ -75,20 +75,6 @@ def parse_when(text: str, now: datetime | None = None) -> str:
             hint="write 2026-11-25T18:30 (local), 2026-11-25T17:30Z (UTC), 18:30 or +2h",
         ) from exc
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_disk_hint(text: str) -> dict[str, str]:
-    """``serial=S1, size=500G`` → ``{"serial": "S1", "size": "500G"}``."""
-    hints: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise UsageError(
-                f"disk hint {part!r} is not KEY=VALUE",
-                hint="e.g. --disk-hint serial=S3Z9NB0K, or wwn=0x5002538e4, or size=512G",
-            )
-        hints[key.strip()] = value.strip()
-    return hints
 
 
 @dataclass(frozen=True)

@@ -125,8 +125,11 @@ class Housekeeping:
     (:meth:`appliance.jobs.Jobs.expire_stale`), so the console never shows a job
     "running" on a machine that lost power hours ago."""
 
-    def __init__(self, layout: Layout, interval: float = 30.0) -> None:
+    def __init__(
+        self, layout: Layout, connect: Callable[[], sqlite3.Connection], interval: float = 30.0
+    ) -> None:
         self.layout = layout
+        self.connect = connect  # a ThreadDb: this thread's own connection, kept
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="housekeeping", daemon=True)
@@ -142,11 +145,7 @@ class Housekeeping:
     def run_once(self) -> list[Any]:
         from appliance.jobs import Jobs
 
-        conn = db.connect(self.layout.db)
-        try:
-            expired = Jobs(conn, self.layout).expire_stale()
-        finally:
-            conn.close()
+        expired = Jobs(self.connect(), self.layout).expire_stale()
         for job in expired:
             log.warning("job %d (%s) failed: %s", job.id, job.host_name, job.reason)
         return expired
@@ -177,7 +176,7 @@ class Appliance:
         builders: list[tuple[str, Callable[[], Service]]] = [
             ("http", self._http),
             ("tftp", self._tftp),
-            ("housekeeping", lambda: Housekeeping(self.layout)),
+            ("housekeeping", lambda: Housekeeping(self.layout, self.db)),
         ]
         if s.dns_enabled:
             builders.append(("dns", self._dns))

@@ -84,7 +84,7 @@ def decode_chunk(digest: str, frame: bytes | memoryview, length: int) -> bytes:
         data = _decompressor().decompress(frame, max_output_size=length)
     except zstandard.ZstdError as exc:
         raise _damaged(digest, f"it does not decompress ({exc})") from exc
-    _check(digest, data, len(data), length)
+    _check(digest, data, length)
     return data
 
 
@@ -100,16 +100,17 @@ def decode_chunk_into(digest: str, frame: bytes | bytearray | memoryview, out: m
             if not n:
                 break
             got += n
-        extra = bool(reader.read(1)) if got == length else False
+        longer = got == length and bool(reader.read(1))
     except zstandard.ZstdError as exc:
         raise _damaged(digest, f"it does not decompress ({exc})") from exc
-    _check(digest, out, length + 1 if extra else got, length)
+    if longer:
+        raise _damaged(digest, f"more than {length} bytes")
+    _check(digest, out[:got], length)
 
 
-def _check(digest: str, data: bytes | memoryview, got: int, length: int) -> None:
-    if got != length:
-        size = f"{got} bytes" if got < length else "more bytes"
-        raise _damaged(digest, f"{size} instead of {length}")
+def _check(digest: str, data: bytes | memoryview, length: int) -> None:
+    if len(data) != length:
+        raise _damaged(digest, f"{len(data)} bytes instead of {length}")
     if hash_chunk(data) != digest:
         raise _damaged(digest, "its content does not match its name")
 

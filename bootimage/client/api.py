@@ -1,6 +1,6 @@
 """The appliance's client API over ``http.client``: keep-alive connections (one per
 thread), retries with backoff while the appliance or the link is away.  Chunks come
-through :mod:`bootimage.client.fetcher` (pipelined on one connection, ``Range`` to
+through :mod:`bootimage.client.fetcher` (pipelined on two connections, ``Range`` to
 resume a chunk cut off mid-body).
 
 A request gives up only when no request has succeeded for ``give_up_after`` seconds:
@@ -148,14 +148,10 @@ class Api:
     def job(self) -> dict[str, Any]:
         return dict(self.get_json(API + "/job"))
 
-    def fetch_chunk(self, digest: str, store: str = "/store/") -> bytes:
-        """The stored zstd frame of a chunk; a body cut off midway resumes with Range."""
-        return bytes(self.fetch_chunk_view(digest, store))
-
     def fetch_chunk_view(self, digest: str, store: str = "/store/") -> memoryview:
-        """:meth:`fetch_chunk` into this thread's reusable buffer, pipelined with the
-        other threads' requests on one connection (:mod:`bootimage.client.fetcher`):
-        the view is valid until the same thread fetches again."""
+        """The stored zstd frame of a chunk, in this thread's reusable buffer, pipelined
+        with the other threads' requests (:mod:`bootimage.client.fetcher`; a body cut off
+        midway resumes with Range): valid until the same thread fetches again."""
         from bootimage.client.fetcher import Fetcher
 
         with self._lock:
@@ -171,15 +167,6 @@ class Api:
             frame,
             headers={"Content-Type": "application/zstd"},
         )
-
-
-def _range_start(value: str | None) -> int | None:
-    """The first byte of a ``Content-Range: bytes A-B/N`` answer."""
-    try:
-        unit, rest = (value or "").split(" ", 1)
-        return int(rest.split("-", 1)[0]) if unit == "bytes" else None
-    except ValueError:
-        return None
 
 
 def _answer_error(method: str, path: str, status: int, data: bytes) -> SlateError:

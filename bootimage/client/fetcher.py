@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from io import BufferedReader
 
 from appliance.errors import PeerError, SlateError
-from bootimage.client.api import RETRY_STATUS, TIMEOUT, Api, _answer_error, _range_start
+from bootimage.client.api import RETRY_STATUS, TIMEOUT, Api, _answer_error
 
 MAX_HEAD = 64 * 1024  # status line and headers of one answer
 
@@ -261,6 +261,15 @@ class _Lane:
                 self._queue.popleft()
         t.error = error
         t.done.set()
+
+
+def _range_start(value: str | None) -> int | None:
+    """The first byte of a ``Content-Range: bytes A-B/N`` answer."""
+    try:
+        unit, rest = (value or "").split(" ", 1)
+        return int(rest.split("-", 1)[0]) if unit == "bytes" else None
+    except ValueError:
+        return None
 
 
 def _read_head(rfile: BufferedReader) -> tuple[int, dict[str, str]]:

@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from appliance.errors import SlateError
 from appliance.imagefmt.manifest import Disk
-from bootimage.client.loopdev import attached, run
+from bootimage.client.loopdev import attached, load_module, run
 from bootimage.client.target import BlockTarget, FileTarget
 
 GROWABLE = ("ext2", "ext3", "ext4", "ntfs")
@@ -135,5 +134,5 @@ def _mount_efivars() -> None:
     efivars = EFI_DIR / "efivars"
     if os.path.ismount(efivars):
         return
-    subprocess.run(["modprobe", "efivarfs"], capture_output=True, check=False)
+    load_module("efivarfs")
     run(["mount", "-t", "efivarfs", "efivarfs", str(efivars)], "mount efivarfs")

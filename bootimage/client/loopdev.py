@@ -13,7 +13,7 @@ from appliance.errors import SlateError
 
 @contextmanager
 def attached(path: str, offset: int, size: int, *, read_only: bool) -> Iterator[str]:
-    _load_loop_module()
+    load_module("loop")
     cmd = ["losetup", "--find", "--show", "--offset", str(offset), "--sizelimit", str(size)]
     if read_only:
         cmd.append("--read-only")
@@ -30,12 +30,12 @@ def attached(path: str, offset: int, size: int, *, read_only: bool) -> Iterator[
         subprocess.run(["losetup", "--detach", dev], capture_output=True, check=False)
 
 
-def _load_loop_module() -> None:
-    # The boot environment loads only what udev asks for, and nothing asks for `loop`:
-    # without it there is no /dev/loop-control and losetup finds no free device.
-    # Harmless where loop is built in or already loaded (the host, in tests).
+def load_module(name: str) -> None:
+    """``modprobe name``, best effort.  The boot environment loads only what udev asks
+    for, and nothing asks for ``loop`` (no /dev/loop-control: losetup finds no free
+    device) or ``efivarfs``.  Harmless where the module is built in or loaded."""
     with suppress(FileNotFoundError):
-        subprocess.run(["modprobe", "loop"], capture_output=True, check=False)
+        subprocess.run(["modprobe", name], capture_output=True, check=False)
 
 
 def run(cmd: list[str], what: str, *, ok: tuple[int, ...] = (0,), stdin: str | None = None) -> str:

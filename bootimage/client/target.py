@@ -29,6 +29,7 @@ class FileTarget:
 
     def __init__(self, path: str, *, writable: bool = True) -> None:
         self.path = path
+        self.writable = writable
         self.fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
 
     def open_direct(self) -> int | None:
@@ -36,7 +37,7 @@ class FileTarget:
         disk without a page-cache copy), or None where the filesystem refuses it.  For
         a block device it is opened after :attr:`fd` holds the exclusive claim."""
         if self.direct_fd is None:
-            flags = (os.O_RDWR if _writable(self.fd) else os.O_RDONLY) | os.O_CLOEXEC
+            flags = (os.O_RDWR if self.writable else os.O_RDONLY) | os.O_CLOEXEC
             try:
                 self.direct_fd = os.open(self.path, flags | os.O_DIRECT)
             except OSError:
@@ -92,6 +93,7 @@ class BlockTarget(FileTarget):
         if reason:
             raise DiskRefused(f"refusing {path}: {reason}", hint="unmount it or pick another disk")
         self.path = path
+        self.writable = writable
         flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC | os.O_EXCL
         try:
             self.fd = os.open(path, flags)
@@ -129,10 +131,6 @@ class BlockTarget(FileTarget):
 
     def reread_partitions(self) -> None:
         fcntl.ioctl(self.fd, BLKRRPART)
-
-
-def _writable(fd: int) -> bool:
-    return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDWR
 
 
 def open_target(path: str, *, writable: bool = True) -> FileTarget:
