@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,10 +26,11 @@ import zstandard
 
 import appliance
 import bootimage
+from appliance.errors import SlateError
 from bootimage.builder import cpio, initscript, modules, rootfs
 from bootimage.builder.kernel import KernelFiles, fetch_kernel
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"  # 2: the client is byte-compiled
 ZSTD_LEVEL = 15
 ZSTD_THREADS = 2  # fixed: the frame layout must not depend on the machine
 DEFAULT_EPOCH = 1700000000
@@ -104,6 +107,7 @@ def _pack(
         count = modules.install_modules(kernel, overlay)
         log(f"initramfs: {count} kernel modules")
         _install_client(overlay)
+        log(f"initramfs: {_compile_client(tree, overlay)}")
         raw = io.BytesIO()
         writer = cpio.CpioWriter(raw, epoch)
         devices = (
@@ -138,6 +142,55 @@ def _install_client(stage: Path) -> None:
     (stage / "etc").mkdir(exist_ok=True)
     (stage / "etc/machine-id").write_text("")
     (stage / "etc/hostname").write_text("slate\n")
+
+
+# Run in a fresh interpreter with a fixed hash seed: the same sources give the same
+# bytes (set constants are ordered by hash).  argv: MAGIC_HEX, then (source, pyc, name).
+_COMPILE = """
+import importlib.util, py_compile, sys
+if importlib.util.MAGIC_NUMBER.hex() != sys.argv[1]:
+    print("skip"); sys.exit(0)
+args = sys.argv[2:]
+for src, pyc, name in zip(args[0::3], args[1::3], args[2::3]):
+    py_compile.compile(src, cfile=pyc, dfile=name, doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+print("ok")
+"""
+
+
+def _compile_client(tree: Path, stage: Path) -> str:
+    """Byte-compile the client under /opt/slate for the tree's Python, when this
+    Python makes the same bytecode (same magic number); else the client compiles
+    itself at boot (slower start, same result)."""
+    stdlib = sorted(tree.glob("usr/lib/python3.*/__pycache__/os.*.pyc"))
+    if not stdlib:
+        return "client not byte-compiled: the tree's Python has no compiled modules"
+    magic = stdlib[0].read_bytes()[:4].hex()
+    tag = stdlib[0].name.split(".")[1]  # cpython-311
+    args: list[str] = []
+    for name in client_files():
+        src = stage / "opt/slate" / name
+        pyc = src.parent / "__pycache__" / f"{src.stem}.{tag}.pyc"
+        pyc.parent.mkdir(exist_ok=True)
+        args += [str(src), str(pyc), f"/opt/slate/{name}"]
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", _COMPILE, magic, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SlateError(
+            f"byte-compiling the client failed: {proc.stderr.strip()[-300:]}",
+            hint="check that the client's sources are valid Python for the boot environment",
+        )
+    if proc.stdout.strip() == "skip":
+        for pyc in stage.glob("opt/slate/**/__pycache__"):
+            shutil.rmtree(pyc)
+        return f"client not byte-compiled: this Python's bytecode differs from {tag}'s"
+    return f"client byte-compiled for {tag}"
 
 
 def _prune(root: Path, keep: int) -> None:
