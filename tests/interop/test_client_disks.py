@@ -66,7 +66,9 @@ def test_mounted_disk_is_refused(app: Appliance, tmp_path: Path) -> None:
     mnt.mkdir()
     try:
         subprocess.run(["mkfs.ext4", "-q", dev], check=True)
-        subprocess.run(["mount", dev, str(mnt)], check=True)
+        # Read-only: a read-write ext4 goes on writing by itself (lazy inode table
+        # init, journal), which would hide whether the client wrote.  Mounted all the same.
+        subprocess.run(["mount", "-o", "ro", dev, str(mnt)], check=True)
         try:
             _refused(app, dev, "mounted")
         finally:
