@@ -15,10 +15,8 @@ from typing import Any, TextIO
 from appliance.errors import SlateError
 from bootimage.client import disks, net
 from bootimage.client.api import Api, Unreachable
-from bootimage.client.capture import capture
 from bootimage.client.cmdline import Settings, parse_args
 from bootimage.client.progress import Reporter, console_streams
-from bootimage.client.restore import restore
 
 DEFAULT_GIVE_UP_AFTER = 600.0
 DUMP_BEGIN = "----- slate disks begin -----"
@@ -81,6 +79,8 @@ def work(
     reporter.log(f"job {job.get('id')}: {action} {job.get('image') or ''}")
     try:
         if action == "restore":
+            from bootimage.client.restore import restore  # each job imports only its path
+
             disks = settings.disk.split(",") if settings.disk else []
             verified = restore(
                 api,
@@ -95,6 +95,8 @@ def work(
             reporter.log(f"done: {verified / 2**20:,.0f} MiB verified")
             return True
         if action == "capture":
+            from bootimage.client.capture import capture
+
             answer = capture(api, job, reporter, disk_path=settings.disk, workers=settings.workers)
             reporter.flush()
             # Every chunk the new version names was hashed here and checked on arrival.
