@@ -228,10 +228,11 @@ def wait_jobs(
 
 
 def _check_alive(machines: Sequence[Machine], pending: set[int], jobs: Jobs) -> None:
-    if not pending:
-        return
+    """Fail when a machine whose job is still pending has stopped.  A machine that is
+    done may stop while others work (the lab's restored system powers off)."""
+    waiting = {jobs.get(jid).host for jid in pending}
     for m in machines:
-        if m.proc is not None and m.proc.poll() is not None:
+        if m.mac in waiting and m.proc is not None and m.proc.poll() is not None:
             raise LabStepError(
                 f"machine {m.name} powered off (QEMU exit {m.proc.returncode}) while its "
                 "job was not done",
