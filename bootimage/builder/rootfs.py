@@ -58,8 +58,25 @@ STRIP = (
     "var/lib/dpkg",
     "var/log",
     "usr/lib/python3/dist-packages/pip",
+    # Nothing at run time uses apt or perl (its modules are stripped above anyway);
+    # together they make room for the compiled Python below.
+    "usr/lib/apt",
+    "usr/bin/apt*",
+    "usr/lib/x86_64-linux-gnu/libapt-*",
+    "usr/bin/perl*",
 )
-STRIP_VERSION = "2"  # 2: stdlib and dist-packages byte-compiled (compile_python)
+# 2: stdlib and dist-packages byte-compiled (compile_python); 3: apt and perl stripped,
+# unused stdlib packages left uncompiled.
+STRIP_VERSION = "3"
+# Stdlib modules the client never imports are not compiled: their pycs would only
+# take RAM (the whole initramfs is unpacked into memory; a 448 MiB UEFI machine of the
+# lab could no longer unpack it with them).  If one is ever imported, it compiles then.
+NOT_COMPILED = (
+    r"/usr/lib/python3\.11/(test|asyncio|pydoc_data|multiprocessing|unittest|xml|xmlrpc"
+    r"|wsgiref|html|lib2to3|idlelib|ensurepip|distutils|tkinter|turtledemo|sqlite3|dbm"
+    r"|curses|venv|pydoc\.py|_pydecimal\.py|turtle\.py|doctest\.py|pdb\.py|mailbox\.py"
+    r"|encodings/(?!(__init__|aliases|utf_8|utf_8_sig|latin_1|ascii|idna)\.py))"
+)
 # Where the tree's Python keeps its modules (the client imports from all of them).
 PYTHON_DIRS = ("usr/lib/python3", "usr/lib/python3.*")
 
@@ -115,12 +132,12 @@ def _debootstrap(cmd: list[str], tmp: Path) -> None:
 
 
 def strip(tree: Path) -> None:
-    for rel in STRIP:
-        path = tree / rel
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
+    for pattern in STRIP:
+        for path in sorted(tree.glob(pattern)):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     # Caches left by package scripts depend on when they ran: compile_python makes
     # them anew, reproducibly.
     for cache in sorted(tree.glob("usr/lib/python3*/**/__pycache__")):
@@ -149,7 +166,7 @@ def compile_python(tree: Path) -> None:
         )
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONHASHSEED": "0", "LC_ALL": "C"}
     cmd = ["chroot", str(tree), "python3", "-m", "compileall", "-q", "-j", "1"]
-    cmd += ["--invalidation-mode", "unchecked-hash", *dirs]
+    cmd += ["-x", NOT_COMPILED, "--invalidation-mode", "unchecked-hash", *dirs]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         # compileall exits 1 when a file does not compile (Debian ships a few Python 2
