@@ -72,7 +72,7 @@ STRIP_VERSION = "3"
 # take RAM (the whole initramfs is unpacked into memory; a 448 MiB UEFI machine of the
 # lab could no longer unpack it with them).  If one is ever imported, it compiles then.
 NOT_COMPILED = (
-    r"/usr/lib/python3\.11/(test|asyncio|pydoc_data|multiprocessing|unittest|xml|xmlrpc"
+    r"/usr/lib/python3\.\d+/(test|asyncio|pydoc_data|multiprocessing|unittest|xml|xmlrpc"
     r"|wsgiref|html|lib2to3|idlelib|ensurepip|distutils|tkinter|turtledemo|sqlite3|dbm"
     r"|curses|venv|pydoc\.py|_pydecimal\.py|turtle\.py|doctest\.py|pdb\.py|mailbox\.py"
     r"|encodings/(?!(__init__|aliases|utf_8|utf_8_sig|latin_1|ascii|idna)\.py))"
@@ -133,10 +133,11 @@ def _debootstrap(cmd: list[str], tmp: Path) -> None:
 
 def strip(tree: Path) -> None:
     for pattern in STRIP:
-        for path in sorted(tree.glob(pattern)):
+        found = tree.glob(pattern) if "*" in pattern else [tree / pattern]
+        for path in sorted(found):
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
-            else:
+            elif path.exists() or path.is_symlink():
                 path.unlink()
     # Caches left by package scripts depend on when they ran: compile_python makes
     # them anew, reproducibly.
