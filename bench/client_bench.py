@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import os
 import random
 import re
@@ -33,8 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -43,6 +43,7 @@ from _common import Row, median, print_rows
 
 from appliance import db
 from appliance.config import Layout
+from appliance.imagefmt.chunkio import hash_chunk, is_zero
 from appliance.inventory import Inventory
 from appliance.jobs import Jobs
 from appliance.lab.netns import Lab
@@ -127,11 +128,19 @@ def hash_seconds(source: Path, chunk: int = 4 * MIB) -> float:
     total = 0.0
     with source.open("rb") as f:
         while data := f.read(chunk):
-            if data.count(0) != len(data):
+            if not is_zero(data):
                 start = time.perf_counter()
-                hashlib.sha256(data).digest()
+                hash_chunk(data)
                 total += time.perf_counter() - start
     return total
+
+
+def with_cpu(server: Server, run: Callable[..., float], *args: Any) -> tuple[float, float]:
+    """(seconds ``run(*args)`` says it took, CPU seconds it cost this process's
+    children and the appliance)."""
+    cpu = children_cpu() + server.cpu()
+    took = run(*args)
+    return took, children_cpu() + server.cpu() - cpu
 
 
 class Bench:
@@ -266,13 +275,13 @@ def bench_loopback(b: Bench, source: Path) -> list[Row]:
                 add("disk base", pipeline(server.url, b.fresh(on_disk), "conv=notrunc,fsync"))
                 add("disk base nosync", pipeline(server.url, b.fresh(on_disk), "conv=notrunc"))
                 target = b.fresh(in_ram)
-                cpu = children_cpu() + server.cpu()
-                add("ram", b.client(server.url, "loop", target))
-                add("ram cpu", children_cpu() + server.cpu() - cpu)
+                took, cpu = with_cpu(server, b.client, server.url, "loop", target)
+                add("ram", took)
+                add("ram cpu", cpu)
                 target = b.fresh(in_ram)
-                cpu = children_cpu() + server.cpu()
-                add("ram base", pipeline(server.url, target, "conv=notrunc"))
-                add("ram base cpu", children_cpu() + server.cpu() - cpu)
+                took, cpu = with_cpu(server, pipeline, server.url, target, "conv=notrunc")
+                add("ram base", took)
+                add("ram base cpu", cpu)
             for _ in range(b.runs):
                 add("delta", b.client(server.url, "loop", put(source, dev, 0.05)))
     finally:

@@ -9,6 +9,7 @@ fixed level and worker count.  A build whose inputs match a cached result copies
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -145,16 +146,13 @@ def _install_client(stage: Path) -> None:
 
 
 # Run in a fresh interpreter with a fixed hash seed: the same sources give the same
-# bytes (set constants are ordered by hash).  argv: MAGIC_HEX, then (source, pyc, name).
+# bytes (set constants are ordered by hash).  argv: (source, pyc, name) triples.
 _COMPILE = """
-import importlib.util, py_compile, sys
-if importlib.util.MAGIC_NUMBER.hex() != sys.argv[1]:
-    print("skip"); sys.exit(0)
-args = sys.argv[2:]
+import py_compile, sys
+args = sys.argv[1:]
 for src, pyc, name in zip(args[0::3], args[1::3], args[2::3]):
     py_compile.compile(src, cfile=pyc, dfile=name, doraise=True,
                        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-print("ok")
 """
 
 
@@ -165,17 +163,17 @@ def _compile_client(tree: Path, stage: Path) -> str:
     stdlib = sorted(tree.glob("usr/lib/python3.*/__pycache__/os.*.pyc"))
     if not stdlib:
         return "client not byte-compiled: the tree's Python has no compiled modules"
-    magic = stdlib[0].read_bytes()[:4].hex()
     tag = stdlib[0].name.split(".")[1]  # cpython-311
+    if stdlib[0].read_bytes()[:4] != importlib.util.MAGIC_NUMBER:
+        return f"client not byte-compiled: this Python's bytecode differs from {tag}'s"
     args: list[str] = []
     for name in client_files():
         src = stage / "opt/slate" / name
         pyc = src.parent / "__pycache__" / f"{src.stem}.{tag}.pyc"
-        pyc.parent.mkdir(exist_ok=True)
         args += [str(src), str(pyc), f"/opt/slate/{name}"]
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-I", "-c", _COMPILE, magic, *args],
+        [sys.executable, "-I", "-c", _COMPILE, *args],
         env=env,
         capture_output=True,
         text=True,
@@ -186,10 +184,6 @@ def _compile_client(tree: Path, stage: Path) -> str:
             f"byte-compiling the client failed: {proc.stderr.strip()[-300:]}",
             hint="check that the client's sources are valid Python for the boot environment",
         )
-    if proc.stdout.strip() == "skip":
-        for pyc in stage.glob("opt/slate/**/__pycache__"):
-            shutil.rmtree(pyc)
-        return f"client not byte-compiled: this Python's bytecode differs from {tag}'s"
     return f"client byte-compiled for {tag}"
 
 
