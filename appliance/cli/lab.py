@@ -2,8 +2,10 @@
 
 ``build-image`` builds (or finds cached) the sample master image; ``up`` brings up an
 appliance and PXE machines inside network namespaces and leaves them running, with the
-web console on the host's loopback; ``status`` shows what runs; ``down`` stops exactly
-what ``up`` started (PIDs and names from the state file in the data directory).
+web console on the host's loopback and a console login (user ``lab``, made once, shown
+again by ``status``); ``status`` shows what runs; ``down`` stops exactly what ``up``
+started (PIDs and names from the state file in the data directory) and removes the hosts
+it registered — no other host (``appliance.lab.owned``).
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print_json(state)
         return 0
     print(f"lab {state['prefix']} is up; web console: {state['console']}")
+    _print_login(state)
     _print_machines(state)
     print("stop it with: slate lab down")
     return 0
@@ -106,10 +109,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json(state)
         return 0
     print(f"lab {state['prefix']}; web console: {state['console']}")
+    _print_login(state)
     rows = [(p["role"], p["pid"], "running" if p["alive"] else "stopped") for p in state["procs"]]
     print_table(rows, ["process", "pid", "state"])
     _print_machines(state)
     return 0
+
+
+def _print_login(state: dict[str, Any]) -> None:
+    from appliance.lab.owned import describe_login
+
+    line = describe_login(state.get("login"))
+    if line:
+        print(f"console login: {line}")
 
 
 def _print_machines(state: dict[str, Any]) -> None:
@@ -119,9 +131,9 @@ def _print_machines(state: dict[str, Any]) -> None:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from appliance.lab.harness import stop_from_state
+    from appliance.lab.steps import lab_down
 
-    for line in stop_from_state(resolve_home(args.home)):
+    for line in lab_down(resolve_home(args.home)):
         print(line)
     print("lab is down")
     return 0

@@ -282,8 +282,11 @@ def lab_up(
     with_image: bool,
     log: Log,
 ) -> dict[str, Any]:
-    from appliance.lab import harness
+    """Start a lab and leave it running; its state (``harness.save_state``) also records
+    the hosts it registered (``hosts``) and its console login (``login``)."""
+    from appliance.lab import harness, owned
     from appliance.lab.masterimage import build_master_image
+    from appliance.lab.qemu import random_mac
 
     refuse_second_lab(home)
     disk_size = EMPTY_DISK
@@ -292,23 +295,40 @@ def lab_up(
         ensure_bootenv(home, log)
         ensure_sample_image(home, image, log)
         disk_size = max(disk_size, image.size)
+    plan, skipped = owned.plan_for(home, [("bios", bios), ("uefi", uefi)], random_mac)
+    for name in skipped:
+        log(f"{name} is a registered host the lab did not make: left alone, name not used")
+    login = owned.ensure_login(home)
     run = harness.LabRun(home, home / "lab", accel=accel, console_port=port)
     run.start(detach=True)
+    created: list[dict[str, str]] = []
     try:
-        kinds = [("bios", i) for i in range(bios)] + [("uefi", i) for i in range(uefi)]
-        for fw, i in kinds:
-            extra = BIOS_RETRY if fw == "bios" else []
-            run.add_machine(f"lab-{fw}{i + 1}", fw, disk_size=disk_size, memory=memory,  # type: ignore[arg-type]
-                            extra_args=extra)  # fmt: skip
-        register(home, run.machines.values(), LAB_ROOM)
+        for p in plan:
+            extra = BIOS_RETRY if p.firmware == "bios" else []
+            run.add_machine(p.name, p.firmware, disk_size=disk_size, memory=memory,  # type: ignore[arg-type]
+                            mac=p.mac, extra_args=extra)  # fmt: skip
+        created = owned.register(home, plan, LAB_ROOM)
+        state = {**run.state(), "hosts": created, "login": login}
+        harness.save_state(home, state)
         for name in run.machines:
             run.start_machine(name)
-        state = run.state()
+        state = {**run.state(), "hosts": created, "login": login}
         harness.save_state(home, state)
     except BaseException:
         run.stop()
+        owned.remove(home, created)
+        (home / harness.STATE_FILE).unlink(missing_ok=True)
         raise
     return state
+
+
+def lab_down(home: Path) -> list[str]:
+    """Stop what ``lab_up`` started and remove the hosts it registered (only those)."""
+    from appliance.lab import harness, owned
+
+    state = harness.load_state(home)
+    lines = harness.stop_from_state(home)
+    return lines + owned.remove(home, state.get("hosts", []))
 
 
 def refuse_second_lab(home: Path) -> None:
@@ -324,7 +344,7 @@ def refuse_second_lab(home: Path) -> None:
             f"a lab ({state['prefix']}) is already running for {home}",
             hint="see `slate lab status`, stop it with `slate lab down`",
         )
-    harness.stop_from_state(home)  # leftovers of a lab whose processes are gone
+    lab_down(home)  # leftovers of a lab whose processes are gone
 
 
 def job_id_for(home: Path, host: str) -> int:
