@@ -309,9 +309,13 @@ def machine_from(info: MachineInfo, netns: str, accel: str, workdir: Path) -> Ma
 
 
 def save_state(home: Path, state: dict[str, Any]) -> Path:
+    """Write the state file atomically, readable by its owner only: it carries the
+    lab's console login."""
     path = home / STATE_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
+    tmp.unlink(missing_ok=True)
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+        fh.write(json.dumps(state, indent=2))
     tmp.rename(path)
     return path
 

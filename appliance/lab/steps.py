@@ -297,7 +297,8 @@ def lab_up(
         disk_size = max(disk_size, image.size)
     plan, skipped = owned.plan_for(home, [("bios", bios), ("uefi", uefi)], random_mac)
     for name in skipped:
-        log(f"{name} is a registered host the lab did not make: left alone, name not used")
+        log(f"{name} is a registered host the lab did not make: left alone, name not used "
+            f"(if it is a leftover of an older lab: slate host rm {name})")  # fmt: skip
     login = owned.ensure_login(home)
     run = harness.LabRun(home, home / "lab", accel=accel, console_port=port)
     run.start(detach=True)

@@ -46,7 +46,8 @@ def test_state_file_round_trip_and_down(tmp_path: Path) -> None:
             "machines": [],
             "console": None,
         }
-        harness.save_state(tmp_path, state)
+        path = harness.save_state(tmp_path, state)
+        assert path.stat().st_mode & 0o077 == 0, "the state file carries the console login"
         status = harness.status_from_state(tmp_path)
         assert status["procs"][0]["alive"] is True
         assert status["namespaces_present"] == {"slt-does-not-exist": False}
