@@ -126,8 +126,11 @@ def register(home: Path, plan: Iterable[Planned], room: str) -> list[dict[str, s
         for p in plan:
             host = inv.add_host(p.mac, p.name, actor=ACTOR, room=room)
             created.append({"name": host.name, "mac": host.mac})
-    finally:
+    except BaseException:
         conn.close()
+        remove(home, created)  # all or nothing: no host without a record of it
+        raise
+    conn.close()
     return created
 
 

@@ -8,6 +8,7 @@ technician uses); nothing here reaches around them.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -317,7 +318,8 @@ def lab_up(
         harness.save_state(home, state)
     except BaseException:
         run.stop()
-        owned.remove(home, created)
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            owned.remove(home, created)
         (home / harness.STATE_FILE).unlink(missing_ok=True)
         raise
     return state

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from appliance import db, users
@@ -15,12 +16,12 @@ from appliance.lab import owned
 from appliance.lab.owned import Planned, hosts_to_remove, plan_machines
 
 
-def _macs(*macs: str):  # type: ignore[no-untyped-def]
+def _macs(*macs: str) -> Callable[[], str]:
     it = iter(macs)
     return lambda: next(it)
 
 
-def _counter():  # type: ignore[no-untyped-def]
+def _counter() -> Callable[[], str]:
     n = itertools.count(1)
     return lambda: f"52:54:00:00:00:{next(n):02x}"
 
@@ -143,3 +144,15 @@ def test_down_removes_the_hosts_its_state_file_records(tmp_path: Path) -> None:
 
     assert _hosts(tmp_path) == {"pc-7": "52:54:00:00:00:99"}
     assert not (tmp_path / harness.STATE_FILE).exists()
+
+
+def test_register_is_all_or_nothing(tmp_path: Path) -> None:
+    import pytest
+
+    from appliance.errors import Conflict
+
+    plan = [Planned("lab-bios1", "bios", "52:54:00:00:00:01"),
+            Planned("lab-bios2", "bios", "52:54:00:00:00:01")]  # fmt: skip
+    with pytest.raises(Conflict):
+        owned.register(tmp_path, plan, "lab")
+    assert _hosts(tmp_path) == {}
