@@ -28,7 +28,9 @@ from appliance.http.facade import Appliance
 
 log = logging.getLogger(__name__)
 PLUGIN_GROUP = "slate.http"
-MAX_BODY = 128 * 1024 * 1024  # a chunk frame (≤ 4 MiB of data) or a manifest, with room
+# Request bodies: small by default (login, forms, JSON); the client API raises the
+# limit for a chunk upload and a manifest only (appliance.http.client_api).
+SMALL_BODY = 1024 * 1024
 
 _STATUS: list[tuple[type[SlateError], int]] = [
     (NotFound, 404),
@@ -44,7 +46,7 @@ def create_app(layout: Layout, settings: Any = None, *, plugins: bool = True) ->
     from appliance.http import boot_views, client_api, store_files
 
     app = Flask("appliance.http")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.config["MAX_CONTENT_LENGTH"] = SMALL_BODY
     app.extensions["slate"] = Appliance(layout, settings)
     app.register_blueprint(boot_views.bp)
     app.register_blueprint(client_api.bp)

@@ -1,14 +1,18 @@
-"""Client authentication: ``Authorization: Bearer TOKEN`` ↔ exactly one job."""
+"""Client authentication: ``Authorization: Bearer TOKEN`` ↔ exactly one job, bound to
+the address of its first call (see :mod:`appliance.jobscope`, docs/security.md)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, NoReturn
 
 from flask import abort, current_app, jsonify, request
 
+from appliance import jobscope
 from appliance.jobs import Job
 
 SLATE = "slate"
+log = logging.getLogger(__name__)
 
 
 def appliance() -> Any:
@@ -27,7 +31,8 @@ def fail(status: int, message: str, hint: str | None = None) -> NoReturn:
 
 
 def client_job(*, allow_ended: bool = False) -> Job:
-    """The job whose token this request carries; 401 if none, 409 if it has ended."""
+    """The job whose token this request carries: 401 if none, 409 if it has ended (a
+    token ends with its job), 403 from an address other than the one it is bound to."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
@@ -38,4 +43,20 @@ def client_job(*, allow_ended: bool = False) -> Job:
         fail(401, "unknown or wrong job token", "boot the machine again to get a fresh token")
     if not job.active and not allow_ended:
         fail(409, f"job {job.id} has ended ({job.state})", "nothing more to do for this job")
+    address = request.remote_addr or "?"
+    conn = appliance().db()
+    bound = jobscope.bind(conn, job.id, address)
+    if bound != address:
+        if jobscope.refuse(conn, job.id, address):
+            line = (
+                f"WARNING: refused {request.method} {request.path[:200]} from {address}: this"
+                f" job's token is bound to {bound}, the machine that first called in"
+            )
+            appliance().jobs.log(job.id, [line])
+            log.warning("job %s: %s", job.id, line)
+        fail(
+            403,
+            f"job {job.id} belongs to the machine at {bound}",
+            "a token works only from the address that first used it; retry the job",
+        )
     return job

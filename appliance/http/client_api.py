@@ -6,14 +6,18 @@ shapes are documented in docs/client-api.md and pinned by tests/unit/test_http_c
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 from typing import Any
 
 import zstandard
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
+from appliance import jobscope
 from appliance.errors import SlateError
 from appliance.http.auth import appliance, client_job, fail
+from appliance.http.scope import may_name
 from appliance.imagefmt.manifest import Manifest
 from appliance.imagefmt.names import is_digest, manifest_relpath
 from appliance.jobs import Job, utc_now
@@ -22,6 +26,18 @@ bp = Blueprint("client_api", __name__, url_prefix="/api/client/v1")
 MAX_LOG_LINES = 1000
 MAX_LOG_LINE = 4096
 MAX_HASHES = 100_000
+# Caps on what one job's client can make the appliance store or do (docs/security.md).
+MAX_JOB_LOG = 20_000  # log lines kept per job; later ones are dropped (one line says so)
+PROGRESS_PER_SECOND = 5  # the client sends one a second; more are answered 429
+# Request bodies: the app's limit is small (appliance.http.SMALL_BODY); these calls
+# raise it for themselves.  Only a chunk upload and a manifest are large.
+LARGE_BODY = 128 * 1024 * 1024  # a chunk frame (≤ 64 MiB of data), a manifest
+LIST_BODY = 8 * 1024 * 1024  # 100 000 chunk names, 1000 log lines
+
+
+def _limit(size: int) -> None:
+    """Allow this request a body of up to ``size`` bytes (before it is read)."""
+    request.max_content_length = size
 
 
 def _body() -> dict[str, Any]:
@@ -69,6 +85,11 @@ def post_state() -> Response:
 @bp.post("/progress")
 def post_progress() -> Response:
     job = client_job()
+    if not _progress_allowed(job.id):
+        response = jsonify({"error": f"more than {PROGRESS_PER_SECOND} progress calls a second"})
+        response.status_code = 429
+        response.headers["Retry-After"] = "1"
+        return response
     data = _body()
     try:
         eta = data.get("eta")
@@ -85,14 +106,42 @@ def post_progress() -> Response:
     return jsonify({"ok": True})
 
 
+class _Window:
+    """Calls per job in the current second (in memory: one process serves the API)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: dict[int, tuple[int, int]] = {}  # job → (second, calls)
+
+
+def _progress_allowed(job_id: int) -> bool:
+    window: _Window = current_app.extensions.setdefault("slate.progress_window", _Window())
+    now = int(time.monotonic())
+    with window.lock:
+        if len(window.counts) > 10_000:  # ended jobs' entries
+            window.counts = {j: c for j, c in window.counts.items() if c[0] == now}
+        second, calls = window.counts.get(job_id, (now, 0))
+        calls = calls + 1 if second == now else 1
+        window.counts[job_id] = (now, calls)
+    return calls <= PROGRESS_PER_SECOND
+
+
 @bp.post("/log")
 def post_log() -> Response:
+    _limit(LIST_BODY)
     job = client_job()
     lines = _body().get("lines")
     if not isinstance(lines, list) or len(lines) > MAX_LOG_LINES:
         fail(400, f"'lines' must be a list of at most {MAX_LOG_LINES} strings")
-    appliance().jobs.log(job.id, [str(x)[:MAX_LOG_LINE] for x in lines])
-    return jsonify({"ok": True})
+    conn = appliance().db()
+    (kept,) = conn.execute("SELECT COUNT(*) FROM job_log WHERE job=?", (job.id,)).fetchone()
+    room = max(MAX_JOB_LOG - int(kept), 0)
+    text = [str(x)[:MAX_LOG_LINE] for x in lines[:room]]
+    dropped = len(lines) - len(text)
+    if dropped and room > 0:
+        text[-1] = f"(the client's log reached {MAX_JOB_LOG} lines; later lines are dropped)"
+    appliance().jobs.log(job.id, text)
+    return jsonify({"ok": True, "dropped": dropped} if dropped else {"ok": True})
 
 
 @bp.post("/done")
@@ -102,6 +151,8 @@ def post_done() -> Response:
         verified = int(_body().get("verified_bytes", 0))
     except (TypeError, ValueError):
         fail(400, "verified_bytes must be a number")
+    if job.action == "capture" and not job.result_version:
+        fail(409, f"capture job {job.id} has not committed a version", "commit first, then done")
     job = appliance().jobs.done(job.id, verified_bytes=verified)
     appliance().end_capture(job.id)
     return jsonify({"id": job.id, "state": job.state})
@@ -125,6 +176,7 @@ def _capture_job() -> Job:
 
 @bp.post("/capture/missing")
 def capture_missing() -> Response:
+    _limit(LIST_BODY)
     job = _capture_job()
     hashes = _body().get("hashes")
     if not isinstance(hashes, list) or len(hashes) > MAX_HASHES:
@@ -132,12 +184,18 @@ def capture_missing() -> Response:
     bad = [h for h in hashes if not isinstance(h, str) or not is_digest(h)]
     if bad:
         fail(400, f"not a chunk name: {str(bad[0])[:80]!r}", "sha256 hex, lower case")
-    # Through the job's session: the chunks it reuses are pinned before being looked up.
-    return jsonify({"missing": appliance().capture_session(job.id).missing(hashes)})
+    # Only chunks the job may name are looked up (anything else is "missing": the
+    # answer is no oracle for the library), through the job's session, which pins the
+    # chunks it reuses before looking.
+    wanted = list(dict.fromkeys(hashes))
+    allowed = [h for h in wanted if h in may_name(job, wanted)]
+    present = set(allowed) - set(appliance().capture_session(job.id).missing(allowed))
+    return jsonify({"missing": [h for h in wanted if h not in present]})
 
 
 @bp.put("/capture/chunk/<digest>")
 def capture_chunk(digest: str) -> Response:
+    _limit(LARGE_BODY)
     job = _capture_job()
     if not is_digest(digest):
         fail(400, f"not a chunk name: {digest[:80]!r}", "sha256 hex, lower case")
@@ -150,19 +208,40 @@ def capture_chunk(digest: str) -> Response:
     except SlateError as exc:
         appliance().jobs.log(job.id, [f"upload of chunk {digest} refused: {exc.message}"])
         fail(400, exc.message, exc.hint)
+    # Verified against its name: the client has these bytes, so it may name the chunk.
+    jobscope.record_upload(appliance().db(), job.id, digest)
     return jsonify({"ok": True, "digest": digest})
 
 
 @bp.post("/capture/commit")
 def capture_commit() -> Response:
+    _limit(LARGE_BODY)
     job = _capture_job()
+    body = request.get_data(cache=False)
+    # One commit at a time per job, and one version per job: a retried commit (its
+    # answer lost on the way) gets the version the first one made.
+    with _commit_lock(job.id):
+        job = appliance().jobs.get(job.id)
+        if job.result_version:
+            return jsonify({"image": job.image, "version": job.result_version})
+        return _commit(job, body)
+
+
+def _commit_lock(job_id: int) -> threading.Lock:
+    locks: dict[int, threading.Lock] = current_app.extensions.setdefault("slate.commit_locks", {})
+    with _LOCKS_LOCK:
+        return locks.setdefault(job_id, threading.Lock())
+
+
+_LOCKS_LOCK = threading.Lock()
+
+
+def _commit(job: Job, body: bytes) -> Response:
     app = appliance()
     assert job.image is not None
     try:
         draft = Manifest.from_json(
-            request.get_data(cache=False),
-            image=job.image,
-            version=app.store.new_version_id(job.image),
+            body, image=job.image, version=app.store.new_version_id(job.image)
         )
         draft = replace(
             draft,
@@ -170,6 +249,23 @@ def capture_commit() -> Response:
             note=draft.note or str(job.options.get("note", "")),
             source=draft.source or f"{job.host_name} ({job.host})",
         )
+        names = draft.digests()
+        foreign = sorted(set(names) - may_name(job, names))
+        if foreign:
+            app.jobs.log(
+                job.id,
+                [
+                    f"WARNING: commit refused: it names {len(foreign)} chunk(s) this job neither"
+                    f" uploaded nor may reuse from an earlier version of {job.image},"
+                    f" e.g. {foreign[0]}"
+                ],
+            )
+            fail(
+                400,
+                f"the manifest names {len(foreign)} chunk(s) this job did not upload and"
+                f" no earlier version of {job.image} has, e.g. {foreign[0]}",
+                "upload every chunk that /capture/missing reports missing, then commit",
+            )
         manifest = app.capture_session(job.id).commit(draft)
     except SlateError as exc:
         app.jobs.log(job.id, [f"commit refused: {exc.message}"])

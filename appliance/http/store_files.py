@@ -1,14 +1,15 @@
-"""``/store/``: manifests and chunks, readable only with a job token and only for
-that job's image (a restore job: its version; a capture job: any version of its
-image, for delta uploads).  Names are validated before any path is built."""
+"""``/store/``: manifests and chunks, readable only with a job token and only what
+that job may read (:mod:`appliance.http.scope`: a restore job its version; a capture
+job the versions of its image committed before it was created, and their chunks).
+Names are validated before any path is built."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from appliance.errors import NotFound
 from appliance.http.auth import appliance, client_job, fail
 from appliance.http.files import send_path
+from appliance.http.scope import may_read_chunk, readable_versions
 from appliance.imagefmt.names import (
     chunk_relpath,
     is_digest,
@@ -16,17 +17,8 @@ from appliance.imagefmt.names import (
     is_version,
     manifest_relpath,
 )
-from appliance.jobs import Job
 
 bp = Blueprint("store_files", __name__, url_prefix="/store")
-
-
-def _versions_allowed(job: Job) -> list[str]:
-    if job.image is None:
-        return []
-    if job.action == "capture":
-        return appliance().versions(job.image)
-    return [job.version] if job.version else []
 
 
 @bp.route("/manifests/<image>/<name>", methods=["GET", "HEAD"])
@@ -35,7 +27,7 @@ def manifest(image: str, name: str) -> Response:
     version = name.removesuffix(".json")
     if not name.endswith(".json") or not is_image_name(image) or not is_version(version):
         fail(404, "no such manifest")
-    if image != job.image or version not in _versions_allowed(job):
+    if image != job.image or version not in readable_versions(job):
         fail(403, f"job {job.id} may not read {image}@{version}", "only its own image")
     path = appliance().store.root / manifest_relpath(image, version)
     return send_path(path, request, "application/json")
@@ -47,20 +39,8 @@ def chunk(prefix: str, name: str) -> Response:
     digest = name.removesuffix(".zst")
     if not name.endswith(".zst") or not is_digest(digest) or prefix != digest[:2]:
         fail(404, "no such chunk")
-    if not _may_read(job, digest):
+    if not may_read_chunk(job, digest):
         fail(403, f"job {job.id} may not read chunk {digest}", "only its own image's chunks")
     path = appliance().store.root / chunk_relpath(digest)
     # A chunk's name is its content hash: the ETag never changes.
     return send_path(path, request, "application/zstd", etag=digest)
-
-
-def _may_read(job: Job, digest: str) -> bool:
-    app = appliance()
-    for version in _versions_allowed(job):
-        assert job.image is not None
-        try:
-            if digest in app.digests(job.image, version):
-                return True
-        except NotFound:
-            continue
-    return False

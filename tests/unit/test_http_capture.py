@@ -77,7 +77,7 @@ def test_wrong_chunk_refused_on_arrival(env):
 def test_commit_refused_with_missing_chunk(env):
     client, facade, _, token, _ = env
     r = client.post(f"{API}/commit", headers=bearer(token), data=_manifest_body(["ab" * 32]))
-    assert r.status_code == 400 and "not stored" in r.get_json()["error"]
+    assert r.status_code == 400 and "did not upload" in r.get_json()["error"]
     r = client.post(f"{API}/commit", headers=bearer(token), data=b"{nonsense")
     assert r.status_code == 400
     assert Store(facade.layout).version_ids("win11") == [V1]
