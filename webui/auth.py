@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
@@ -21,10 +22,24 @@ def _throttle() -> Throttle:
 
 
 def _safe_next(target: str | None) -> str:
-    # Only same-site paths: never an absolute URL an attacker could put in ?next=.
-    if target and target.startswith("/") and not target.startswith("//"):
+    """``?next=`` only when it is a path of this site: never an absolute URL an attacker
+    could put there, nor any of the forms a browser reads as one (``//evil``,
+    ``/\\evil``, ``/%5Cevil``, ``https:evil``, a tab or newline inside)."""
+    if target and is_same_site_path(target):
         return target
     return url_for("dashboard.index")
+
+
+def is_same_site_path(target: str) -> bool:
+    for text in (target, unquote(target)):
+        if not text.startswith("/") or text[1:2] in ("/", "\\"):
+            return False
+        if "\\" in text or any(ord(c) < 33 or ord(c) == 127 for c in text):
+            return False
+        parts = urlsplit(text)
+        if parts.scheme or parts.netloc:
+            return False
+    return len(target) <= 2000
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -36,16 +51,16 @@ def login() -> Any:
     password = request.form.get("password", "")
     address = request.remote_addr or "?"
     wait = _throttle().wait_seconds(name, address)
-    if wait > 0:
-        audit.record(conn(), f"web:{name or '?'}", "login.throttled", address)
+    if wait > 0:  # no audit row per throttled try: the lockout itself was recorded
         flash(f"Too many failed logins. Try again in {int(wait // 60) + 1} minutes.", "error")
         return render_template("login.html", no_users=no_users), 429
     user = users.authenticate(conn(), name, password)
     if user is None:
-        _throttle().failed(name, address)
+        if _throttle().failed(name, address):
+            audit.record(conn(), f"web:{name[:64] or '?'}", "login.throttled", address)
         flash("Wrong name or password.", "error")
         return render_template("login.html", no_users=no_users, next=request.form.get("next")), 401
-    _throttle().succeeded(name)
+    _throttle().succeeded(name, address)
     log_in(user)
     csrf.rotate()
     return redirect(_safe_next(request.form.get("next")))

@@ -50,7 +50,10 @@ def init_app(app: Flask, blueprints: frozenset[str]) -> None:
             return  # no cookie credentials at all: the API answers 401, not a CSRF error
         sent = request.headers.get(HEADER) or request.form.get(FIELD, "")
         expected = session.get("csrf")
-        if not isinstance(expected, str) or not hmac.compare_digest(sent, expected):
+        # Bytes: compare_digest refuses str that is not ASCII (a TypeError, so a 500).
+        if not isinstance(expected, str) or not hmac.compare_digest(
+            sent.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+        ):
             abort(
                 400,
                 description="the form has expired or did not come from this console "

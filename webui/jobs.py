@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
+from appliance import jobscope
 from webui import backend, errors
 from webui.security import actor, require
 
@@ -25,7 +26,8 @@ def index() -> Any:
 def show(job_id: int) -> Any:
     a = backend.slate()
     job = backend.job_dict(a.jobs.get(job_id))
-    return render_template("job.html", job=job, log=a.jobs.log_lines(job_id))
+    bound = jobscope.binding(a.db(), job_id)
+    return render_template("job.html", job=job, log=a.jobs.log_lines(job_id), bound=bound)
 
 
 @bp.post("/<int:job_id>/cancel")
