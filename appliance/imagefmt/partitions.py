@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from appliance.errors import IntegrityError
 from appliance.imagefmt.manifest import Partition
 
 ReadFn = Callable[[int, int], bytes]
@@ -44,8 +45,15 @@ class Table:
     partitions: tuple[Partition, ...] = ()
 
 
+EXTENDED = frozenset({0x05, 0x0F, 0x85})
+MAX_LOGICAL = 128  # an EBR chain longer than this (or a loop) is not followed further
+
+
 def detect(read: ReadFn, size: int, sector_size: int = 512) -> Table:
-    """The partition table of a disk of ``size`` bytes; never raises on odd content."""
+    """The partition table of a disk of ``size`` bytes.  Odd content is "no table"
+    (``Table("none")``); a disk that cannot be *read* is an error (IntegrityError):
+    reading it whole as if it had no table would hide that.  The one reader of
+    partition tables for import and capture."""
     try:
         mbr = read(0, 512)
         if len(mbr) < 512 or mbr[510:512] != b"\x55\xaa":
@@ -57,7 +65,12 @@ def detect(read: ReadFn, size: int, sector_size: int = 512) -> Table:
                 if gpt is not None:
                     return gpt
         return _mbr(read, entries, sector_size)
-    except (OSError, struct.error, ValueError):
+    except OSError as exc:
+        raise IntegrityError(
+            f"cannot read the partition table: {exc}",
+            hint="check the disk (dmesg, smartctl); a disk that cannot be read is not imaged",
+        ) from exc
+    except (struct.error, ValueError):
         return Table("none")
 
 
@@ -68,7 +81,36 @@ def _mbr(read: ReadFn, entries: list[tuple[int, ...]], ss: int) -> Table:
             continue
         start, length = lba * ss, count * ss
         parts.append(Partition(n, start, length, f"0x{ptype:02x}", fs=fs_type(read, start)))
+        if ptype in EXTENDED:
+            parts.extend(_logical(read, lba, ss))
     return Table("mbr", tuple(parts))
+
+
+def _logical(read: ReadFn, ext_lba: int, ss: int) -> list[Partition]:
+    """Logical partitions (5, 6, …) of the EBR chain of the extended partition at
+    ``ext_lba``: each EBR's first entry is relative to itself, its second (the next
+    EBR) to the start of the extended partition."""
+    parts: list[Partition] = []
+    ebr_lba, seen = ext_lba, set()
+    while ebr_lba not in seen and len(parts) < MAX_LOGICAL:
+        seen.add(ebr_lba)
+        ebr = read(ebr_lba * ss, 512)
+        if len(ebr) < 512 or ebr[510:512] != b"\x55\xaa":
+            break
+        first = struct.unpack_from("<B3sB3sII", ebr, 446)
+        nxt = struct.unpack_from("<B3sB3sII", ebr, 462)
+        if first[2] != 0 and first[5] != 0:
+            start = (ebr_lba + first[4]) * ss
+            number = 5 + len(parts)
+            parts.append(
+                Partition(
+                    number, start, first[5] * ss, f"0x{first[2]:02x}", fs=fs_type(read, start)
+                )
+            )
+        if nxt[2] not in EXTENDED or nxt[4] == 0:
+            break
+        ebr_lba = ext_lba + nxt[4]
+    return parts
 
 
 def _gpt(read: ReadFn, size: int, ss: int) -> Table | None:

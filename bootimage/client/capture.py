@@ -10,7 +10,6 @@ committed last, with the source disk's facts; the appliance names the version.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import DiskRefused
+from appliance.imagefmt import partitions
 from appliance.imagefmt.chunkio import (
     Extents,
     compress_chunk,
@@ -43,6 +43,8 @@ from bootimage.client.progress import Reporter
 from bootimage.client.select import matches
 from bootimage.client.target import FileTarget, busy_reason, open_target
 
+EXTENDED = frozenset(f"0x{t:02x}" for t in partitions.EXTENDED)  # MBR extended types
+
 # partclone tool per filesystem type (as blkid names it)
 PARTCLONE = {
     "ext2": "extfs",
@@ -54,7 +56,6 @@ PARTCLONE = {
     "btrfs": "btrfs",
     "exfat": "exfat",
 }
-TABLES = {"gpt": "gpt", "dos": "mbr"}
 
 
 def capture(
@@ -91,7 +92,7 @@ def capture(
 def read_disk(source: FileTarget, api: Api, reporter: Reporter, workers: int) -> Disk:
     size = source.size
     sector = source.logical_sector_size or 512
-    table, found = partition_table(source.path, sector)
+    table, found = partition_table(source, sector)
     parts = tuple(_with_fs(source.path, p) for p in found)
     used = used_extents(source.path, size, parts, reporter)
     reporter.log(
@@ -160,29 +161,12 @@ def encode(
     return chunks
 
 
-def partition_table(path: str, sector: int) -> tuple[str, list[Partition]]:
-    """(table type, partitions with byte offsets) as sfdisk reads them."""
-    try:
-        out = run(["sfdisk", "--json", path], f"read the partition table of {path}")
-    except Exception:
-        return "none", []  # no table: the whole disk is read as one area
-    table = json.loads(out).get("partitiontable", {})
-    unit = int(table.get("sectorsize", sector))
-    parts = []
-    for n, p in enumerate(table.get("partitions", []), start=1):
-        node = str(p.get("node", ""))
-        digits = node[len(node.rstrip("0123456789")) :]
-        parts.append(
-            Partition(
-                number=int(digits) if digits else n,
-                start=int(p["start"]) * unit,
-                size=int(p["size"]) * unit,
-                type=str(p.get("type", "")),
-                name=str(p.get("name", "")),
-                uuid=str(p.get("uuid", "")),
-            )
-        )
-    return TABLES.get(str(table.get("label", "")), "none"), parts
+def partition_table(source: FileTarget, sector: int) -> tuple[str, list[Partition]]:
+    """(table type, partitions with byte offsets), by the one reader ``slate image
+    import`` uses too.  A disk whose first sectors cannot be read is an error (the
+    capture fails), never "no partition table" (which would read it whole)."""
+    table = partitions.detect(pread_fn(source.fd), source.size, sector)
+    return table.kind, list(table.partitions)
 
 
 def _with_fs(path: str, part: Partition) -> Partition:
@@ -202,6 +186,8 @@ def used_extents(path: str, size: int, parts: tuple[Partition, ...], reporter: R
     ranges: list[tuple[int, int]] = []
     cursor = 0
     for part in sorted(parts, key=lambda p: p.start):
+        if part.type in EXTENDED:
+            continue  # a container: its EBRs lie in the gaps between its logical partitions
         ranges.append((cursor, max(part.start - cursor, 0)))
         cursor = max(cursor, part.start + part.size)
         tool = PARTCLONE.get(part.fs)

@@ -7,6 +7,9 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from appliance.errors import IntegrityError
 from appliance.imagefmt import partitions
 from appliance.imagefmt.chunkio import pread_fn
 
@@ -48,3 +51,43 @@ def test_garbage_and_blank_are_no_table(tmp_path):
     junk = tmp_path / "junk.img"
     junk.write_bytes(b"\x55\xaa" * (MIB // 2))
     assert _detect(junk).kind in ("none", "mbr")  # never raises
+
+
+def test_mbr_logical_partitions_in_the_extended_one(tmp_path):
+    disk = tmp_path / "ext.img"
+    subprocess.run(["truncate", "-s", "40M", str(disk)], check=True)
+    layout = (
+        "label: dos\nstart=2048, size=8192, type=83\nstart=10240, size=30720, type=5\n"
+        "start=12288, size=8192, type=83\nstart=22528, size=8192, type=82\n"
+    )
+    subprocess.run(["sfdisk", "-q", str(disk)], input=layout, text=True, check=True)
+    got = [(p.number, p.start // 512, p.size // 512, p.type) for p in _detect(disk).partitions]
+    assert got == [
+        (1, 2048, 8192, "0x83"),
+        (2, 10240, 30720, "0x05"),
+        (5, 12288, 8192, "0x83"),
+        (6, 22528, 8192, "0x82"),
+    ]
+
+
+def test_a_disk_that_cannot_be_read_is_an_error_not_no_table():
+    def broken(offset: int, length: int) -> bytes:
+        raise OSError(5, "Input/output error")
+
+    with pytest.raises(IntegrityError, match="cannot read the partition table"):
+        partitions.detect(broken, 1 << 30)
+    assert partitions.detect(lambda o, n: b"\0" * n, 1 << 30).kind == "none"  # odd: no table
+
+
+def test_capture_fails_when_the_partition_table_cannot_be_read(tmp_path):
+    from bootimage.client.capture import partition_table
+
+    class Unreadable:  # a source whose reads fail (a directory's descriptor: EISDIR)
+        fd = os.open(tmp_path, os.O_RDONLY)
+        size = 1 << 30
+
+    try:
+        with pytest.raises(IntegrityError):
+            partition_table(Unreadable(), 512)  # type: ignore[arg-type]
+    finally:
+        os.close(Unreadable.fd)
