@@ -1,6 +1,6 @@
 """Wake-on-LAN: a real magic packet (6 bytes 0xff, then the MAC 16 times) over UDP.
 
-The target is a setting, ``ADDRESS[:PORT]``: ``app.config["SLATE_WOL_TARGET"]``, else the
+The target is a setting, ``ADDRESS[:PORT]``: the console's ``SLATE_WOL_TARGET`` config, else the
 environment variable ``SLATE_WOL_TARGET``, else ``settings.wol_target``; without one, the
 broadcast address of the interface the appliance serves (``settings.interface``), port 9.
 A test sets it to a loopback address or a namespace's address to receive the packet.
@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import subprocess
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from appliance.errors import UsageError
@@ -69,3 +70,13 @@ def wake(macs: list[str], address: str, port: int) -> int:
         for mac in macs:
             sock.sendto(magic_packet(mac), (address, port))
     return len(macs)
+
+
+def waker(settings: Any) -> Callable[[Sequence[str]], int]:
+    """``wake(macs)`` with the target of ``settings`` (the appliance's own sender)."""
+
+    def send(macs: Sequence[str]) -> int:
+        address, port = target({}, settings)
+        return wake(list(macs), address, port)
+
+    return send
