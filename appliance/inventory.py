@@ -20,6 +20,7 @@ from appliance import audit
 from appliance.db import transaction
 from appliance.errors import Conflict, NotFound, UsageError
 from appliance.imagefmt.names import is_image_name, is_version
+from appliance.refs import check_spec
 
 _HEX12 = re.compile(r"^[0-9a-f]{12}$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -166,7 +167,7 @@ class Inventory:
         check_host_name(name)
         parse_disk_hint(disk_hint)  # refuse a hint no job could use
         if auto_restore:
-            parse_image_spec(auto_restore)
+            check_spec(auto_restore)  # resolved at each boot (appliance.refs)
         clash = self.conn.execute(
             "SELECT mac, name FROM hosts WHERE mac=? OR name=?", (mac, name)
         ).fetchone()
@@ -276,7 +277,7 @@ class Inventory:
     def set_host_auto_restore(self, ref: str, spec: str | None, *, actor: str) -> Host:
         host = self.get_host(ref)
         if spec:
-            parse_image_spec(spec)
+            check_spec(spec)  # resolved at each boot (appliance.refs)
         with transaction(self.conn):
             self.conn.execute("UPDATE hosts SET auto_restore=? WHERE mac=?", (spec, host.mac))
             audit.record(self.conn, actor, "host.auto_restore", host.name, spec or "")
@@ -315,7 +316,7 @@ class Inventory:
     ) -> Room:
         check_host_name(name)
         if auto_restore:
-            parse_image_spec(auto_restore)
+            check_spec(auto_restore)  # resolved at each boot (appliance.refs)
         with transaction(self.conn):
             if self.conn.execute("SELECT 1 FROM rooms WHERE name=?", (name,)).fetchone():
                 raise Conflict(f"room {name!r} exists already", hint="see `slate room list`")
@@ -346,7 +347,7 @@ class Inventory:
     def set_room_auto_restore(self, name: str, spec: str | None, *, actor: str) -> Room:
         self.get_room(name)
         if spec:
-            parse_image_spec(spec)
+            check_spec(spec)  # resolved at each boot (appliance.refs)
         with transaction(self.conn):
             self.conn.execute("UPDATE rooms SET auto_restore=? WHERE name=?", (spec, name))
             audit.record(self.conn, actor, "room.auto_restore", name, spec or "")

@@ -23,15 +23,17 @@ from pathlib import Path
 
 import zstandard
 
-from appliance import db
+from appliance import audit, db, refs
 from appliance.config import Layout
 from appliance.errors import Conflict, IntegrityError, NotFound, UsageError
 from appliance.imagefmt.chunkio import decode_chunk
 from appliance.imagefmt.manifest import MAX_CHUNK_SIZE, Manifest
 from appliance.imagefmt.names import chunk_relpath, is_digest, is_image_name, is_version
-from appliance.store import index
+from appliance.store import index, policy
 from appliance.store.sessions import GcLock, Pins
 
+# A version's marks (files beside its manifest): not yet promoted; never pruned.
+MARKS = ("candidate", "keep")
 VERIFY_HINT = "run `slate image verify` to see which chunks and versions are affected"
 
 
@@ -179,6 +181,84 @@ class Store:
             raise IntegrityError(f"manifest {path} names {m.ref} instead of {name}@{version}")
         return m
 
+    # ------------------------------------------------------------------ marks
+    def mark_path(self, name: str, version: str, mark: str) -> Path:
+        """``manifests/<image>/<version>.candidate`` / ``.keep``: a version's marks are
+        files beside its manifest, so a copied store carries them."""
+        if mark not in MARKS:
+            raise ValueError(f"unknown mark {mark!r}")
+        return self.manifest_path(name, version).with_suffix(f".{mark}")
+
+    def marks(self, name: str) -> dict[str, frozenset[str]]:
+        """{version: its marks} for the versions of ``name`` that have any."""
+        found: dict[str, set[str]] = {}
+        try:
+            entries = list((self.root / "manifests" / check_name(name)).iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        for p in entries:
+            stem, _, ext = p.name.rpartition(".")
+            if ext in MARKS and is_version(stem):
+                found.setdefault(stem, set()).add(ext)
+        return {v: frozenset(m) for v, m in found.items()}
+
+    def is_promoted(self, name: str, version: str) -> bool:
+        return not self.mark_path(name, version, "candidate").exists()
+
+    def promoted_ids(self, name: str) -> list[str]:
+        """Versions that a reference without an exact id may resolve to, oldest first."""
+        marks = self.marks(name)
+        return [v for v in self.version_ids(name) if "candidate" not in marks.get(v, ())]
+
+    def set_mark(self, name: str, version: str, mark: str, on: bool) -> bool:
+        """Set or clear a mark of a committed version; True when it changed."""
+        self.load(name, version)  # NotFound with its hint
+        path = self.mark_path(name, version, mark)
+        if on == path.exists():
+            return False
+        if on:
+            self._write_mark(path)
+        else:
+            path.unlink(missing_ok=True)
+            _fsync_dir(path.parent)
+        return True
+
+    def _write_mark(self, path: Path) -> None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") + "\n"
+        tmp = self.root / "tmp" / f"m.{secrets.token_hex(8)}.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(stamp)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+
+    def resolve_ref(
+        self, spec: str, *, now: dt.datetime | None = None, tz: dt.tzinfo | None = None
+    ) -> Manifest:
+        """The version an image reference names (see appliance.refs): an exact id may
+        be a candidate; NAME, a date or ``-3d`` only ever pick a promoted version."""
+        ref = refs.parse_ref(spec, now or dt.datetime.now(dt.UTC), tz)
+        ids = self.version_ids(ref.image)
+        if not ids:
+            raise NotFound(
+                f"there is no image {ref.image!r}", hint="`slate image list` shows images"
+            )
+        if ref.version is not None:
+            return self.load(ref.image, ref.version)
+        chosen = refs.select(self.promoted_ids(ref.image), ref)
+        if chosen is None:
+            when = f" at or before {ref.until:%Y-%m-%d %H:%M:%S} UTC" if ref.until else ""
+            newer = [v for v in ids if ref.until is None or refs.version_time(v) <= ref.until]
+            hint = (
+                f"candidate version(s) {', '.join(newer[-3:])} are not promoted: "
+                f"`slate image promote {ref.image}@{newer[-1]}`, or name the version exactly"
+                if newer
+                else f"`slate image versions {ref.image}` lists its versions"
+            )
+            raise NotFound(f"image {ref.image} has no promoted version{when}", hint=hint)
+        return self.load(ref.image, chosen)
+
     def versions(self, name: str) -> list[Manifest]:
         return [self.load(name, v) for v in self.version_ids(name)]
 
@@ -201,9 +281,12 @@ class Store:
             version = now.strftime("%Y%m%dT%H%M%S.%fZ")
         return version
 
-    def commit(self, manifest: Manifest) -> Manifest:
+    def commit(self, manifest: Manifest, *, candidate: bool = False) -> Manifest:
         """Make a version visible: only when every chunk it names is stored; atomic;
-        never replaces an existing version (Conflict)."""
+        never replaces an existing version (Conflict).  ``candidate`` (a capture): the
+        version is not promoted unless its image's policy says auto-promote; its
+        ``.candidate`` mark is durable before the manifest appears, so no reference
+        without an exact id can pick it up in between, not even after a crash."""
         missing = self.missing(sorted(manifest.digests()))
         if missing:
             raise IntegrityError(
@@ -213,6 +296,14 @@ class Store:
             )
         path = self.manifest_path(manifest.image, manifest.version)
         path.parent.mkdir(exist_ok=True)
+        if path.exists():
+            raise Conflict(f"version {manifest.ref} already exists")
+        promoted_by = ""
+        if candidate:
+            if policy.get(self.db(), manifest.image).auto_promote:
+                promoted_by = "auto-promote"
+            else:
+                self._write_mark(self.mark_path(manifest.image, manifest.version, "candidate"))
         tmp = self.root / "tmp" / f"m.{secrets.token_hex(8)}.tmp"
         with open(tmp, "wb") as fh:
             fh.write(manifest.to_json())
@@ -226,6 +317,8 @@ class Store:
             tmp.unlink()
         _fsync_dir(path.parent)
         index.add(self.db(), manifest, self.stored_size(manifest.digests()))
+        if promoted_by:
+            audit.record(self.db(), promoted_by, "image.promote", manifest.ref, "at commit")
         return manifest
 
     def set_note(self, name: str, version: str, note: str) -> Manifest:
@@ -258,6 +351,8 @@ class Store:
                 hint=f"`slate image show {name}` lists its versions",
             )
         path.unlink()
+        for mark in MARKS:
+            self.mark_path(name, version, mark).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             path.parent.rmdir()  # the image's last version
         index.remove(self.db(), name, version)
@@ -273,8 +368,9 @@ class Store:
 class Session:
     """One import or capture upload in progress (see appliance.store.sessions)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, candidate: bool = False) -> None:
         self.store = store
+        self.candidate = candidate  # a capture: its version is committed as a candidate
         self.pins = Pins(store.root / "sessions", store.gc_lock)
         self.id = self.pins.id
         self.created: set[str] = set()
@@ -319,7 +415,7 @@ class Session:
             flushes = list(self._flushes)
         for flush in flushes:
             flush.result()
-        return self.store.commit(manifest)
+        return self.store.commit(manifest, candidate=self.candidate)
 
     def abort(self) -> None:
         """Remove the chunks this session created that nothing else uses."""
