@@ -3,8 +3,8 @@
 A token is readable by anyone on the PXE network (it is on the kernel command line
 that ``/boot/<mac>.ipxe`` hands out), so it is worth exactly its job:
 
-* It is **bound at first use**: the first client call fixes the job's client address;
-  calls from any other address are refused, counted and shown on the console.
+* It is **bound at first use**: the client's first ``GET /job`` fixes the job's client
+  address; calls from any other address are refused, counted and shown on the console.
 * A **restore** token reads its own version's manifest and the chunks it names.
 * A **capture** token reads the versions of its image committed before the job was
   created (its *bases*, for a delta upload) and their chunks, and may name in its commit
@@ -36,12 +36,13 @@ class Binding:
     refused_from: str
 
 
-def bind(conn: sqlite3.Connection, job_id: int, address: str) -> str:
-    """Bind the job to ``address`` if it is not bound yet; return the bound address.
-    (Read first: every chunk GET comes here, and an UPDATE would take the write lock.)"""
+def bound_address(conn: sqlite3.Connection, job_id: int) -> str | None:
     row = conn.execute("SELECT client_addr FROM jobs WHERE id=?", (job_id,)).fetchone()
-    if row is not None and row[0] is not None:
-        return str(row[0])
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def bind(conn: sqlite3.Connection, job_id: int, address: str) -> str:
+    """Bind the job to ``address`` if it is not bound yet; return the bound address."""
     conn.execute(
         "UPDATE jobs SET client_addr=? WHERE id=? AND client_addr IS NULL", (address, job_id)
     )

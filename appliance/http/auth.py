@@ -30,9 +30,11 @@ def fail(status: int, message: str, hint: str | None = None) -> NoReturn:
     abort(response)
 
 
-def client_job(*, allow_ended: bool = False) -> Job:
+def client_job(*, allow_ended: bool = False, bind: bool = False) -> Job:
     """The job whose token this request carries: 401 if none, 409 if it has ended (a
-    token ends with its job), 403 from an address other than the one it is bound to."""
+    token ends with its job), 403 from an address other than the one it is bound to.
+    ``bind``: this call (the client's ``GET /job``) binds an unbound token to its
+    address; before that first ``/job`` a token is not bound to any address."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
@@ -45,8 +47,10 @@ def client_job(*, allow_ended: bool = False) -> Job:
         fail(409, f"job {job.id} has ended ({job.state})", "nothing more to do for this job")
     address = request.remote_addr or "?"
     conn = appliance().db()
-    bound = jobscope.bind(conn, job.id, address)
-    if bound != address:
+    bound = jobscope.bound_address(conn, job.id)
+    if bound is None and bind:
+        bound = jobscope.bind(conn, job.id, address)
+    if bound is not None and bound != address:
         if jobscope.refuse(conn, job.id, address):
             line = (
                 f"WARNING: refused {request.method} {request.path[:200]} from {address}: this"

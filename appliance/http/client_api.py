@@ -66,7 +66,7 @@ def job_payload(job: Job) -> dict[str, Any]:
 
 @bp.get("/job")
 def get_job() -> Response:
-    job = client_job()
+    job = client_job(bind=True)
     if job.state in ("pending", "booting"):
         job = appliance().jobs.transition(job.id, "running")
     return jsonify(job_payload(job))
