@@ -269,7 +269,9 @@ class Inventory:
             if changes.get("room"):
                 self._ensure_room(str(changes["room"]))
             sets = ", ".join(f"{k}=?" for k in changes)
-            self.conn.execute(f"UPDATE hosts SET {sets} WHERE mac=?", (*changes.values(), host.mac))
+            # Column names come from the fixed keys above; every value is bound.
+            sql = f"UPDATE hosts SET {sets} WHERE mac=?"  # noqa: S608
+            self.conn.execute(sql, (*changes.values(), host.mac))
             detail = ", ".join(f"{k}={v or '-'}" for k, v in changes.items())
             audit.record(self.conn, actor, "host.edit", host.name, detail)
         return self.get_host(host.mac)
@@ -386,7 +388,8 @@ class Inventory:
     def seen(self, *, include_known: bool = False) -> list[Seen]:
         """Machines that booted; by default only those that are not registered hosts."""
         where = "" if include_known else " WHERE mac NOT IN (SELECT mac FROM hosts)"
-        rows = self.conn.execute(f"SELECT * FROM seen{where} ORDER BY last_seen DESC").fetchall()
+        sql = f"SELECT * FROM seen{where} ORDER BY last_seen DESC"  # noqa: S608 (fixed text)
+        rows = self.conn.execute(sql).fetchall()
         return [Seen(**{k: r[k] for k in Seen.__dataclass_fields__}) for r in rows]
 
 

@@ -72,7 +72,7 @@ class DhcpPort:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-        self.sock.bind(("0.0.0.0", 68))
+        self.sock.bind(("0.0.0.0", 68))  # noqa: S104 (bound to one interface above; broadcasts)
         self.waiting: dict[int, queue.Queue[Message]] = {}
         threading.Thread(target=self._receive, daemon=True).start()
 
@@ -81,7 +81,7 @@ class DhcpPort:
             data, _ = self.sock.recvfrom(4096)
             try:
                 msg = parse(data)
-            except Exception:
+            except Exception:  # noqa: S112 (not a DHCP packet: the storm ignores it)
                 continue
             q = self.waiting.get(msg.xid)
             if q is not None:

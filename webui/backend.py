@@ -49,7 +49,7 @@ def _recent_ids(limit: int, *, ended: bool, host: str | None = None) -> list[int
         where.append("host = ?")
         args.append(normalize_mac(host))
     clause = f" WHERE {' AND '.join(where)}" if where else ""
-    sql = f"SELECT id FROM jobs{clause} ORDER BY id DESC LIMIT ?"
+    sql = f"SELECT id FROM jobs{clause} ORDER BY id DESC LIMIT ?"  # noqa: S608 (fixed clauses, bound values)
     return [int(r[0]) for r in slate().db().execute(sql, [*args, limit]).fetchall()]
 
 

@@ -31,8 +31,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--type", choices=sorted(TYPES), default="discover")
     p.add_argument("--arch", type=int, help="PXE client architecture (omit: plain client)")
     p.add_argument("--ipxe", action="store_true", help="send user class iPXE")
-    p.add_argument("--giaddr", default="0.0.0.0", help="act as a relay with this address")
-    p.add_argument("--ciaddr", default="0.0.0.0")
+    # 0.0.0.0 here is the DHCP field's "none", not a listening address.
+    p.add_argument("--giaddr", default="0.0.0.0", help="act as a relay with this address")  # noqa: S104
+    p.add_argument("--ciaddr", default="0.0.0.0")  # noqa: S104
     p.add_argument("--requested")
     p.add_argument("--server-id")
     p.add_argument("--to", default="255.255.255.255", help="destination address")
@@ -57,7 +58,7 @@ def describe(data: bytes, source: tuple[str, int]) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
-    relay = args.giaddr != "0.0.0.0"
+    relay = args.giaddr != "0.0.0.0"  # noqa: S104 (the field's "none")
     msg = request(
         args.mac.lower(),
         TYPES[args.type],
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, args.interface.encode() + b"\0")
     # Replies go to a relay's port 67, to a client's port 68, and on 4011 back to us.
-    sock.bind(("0.0.0.0", 67 if relay else 68 if args.port == 67 else 0))
+    # Bound to one interface (SO_BINDTODEVICE above); broadcast replies need INADDR_ANY.
+    sock.bind(("0.0.0.0", 67 if relay else 68 if args.port == 67 else 0))  # noqa: S104
     sock.sendto(build(msg), (args.to, args.port))
     deadline = time.monotonic() + args.wait
     while (left := deadline - time.monotonic()) > 0:

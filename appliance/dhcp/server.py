@@ -263,7 +263,8 @@ def _bound_socket(interface: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode() + b"\0")
-        sock.bind(("0.0.0.0", port))
+        # Bound to one interface (SO_BINDTODEVICE above); DHCP broadcasts need INADDR_ANY.
+        sock.bind(("0.0.0.0", port))  # noqa: S104
     except OSError as exc:
         sock.close()
         raise _socket_error(interface, port, exc) from exc

@@ -24,6 +24,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,7 +84,10 @@ class Machine:
         self.accel = accel
         self.memory = memory
         self.nic = nic
-        self.workdir = Path(workdir) if workdir else Path("/tmp") / f"slate-qemu-{name}"
+        # Not a fixed /tmp name: a root process must not follow another user's symlink.
+        self.workdir = (
+            Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"slate-qemu-{name}-"))
+        )
         self.extra_args = list(extra_args)
         self.serial_log = self.workdir / f"{name}.serial.log"
         self.qemu_log = self.workdir / f"{name}.qemu.log"

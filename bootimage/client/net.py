@@ -51,7 +51,7 @@ def bring_up(mac: str, log: Callable[[str], None], *, give_up_after: float = 600
             time.sleep(1)
     script = Path("/run/slate-udhcpc.sh")
     script.write_text(SCRIPT)
-    os.chmod(script, 0o755)
+    os.chmod(script, 0o755)  # noqa: S103 (udhcpc runs it; root owns it, in /run of the boot env)
     subprocess.run(["ip", "link", "set", iface, "up"], check=False)
     delay = 2.0
     while True:
