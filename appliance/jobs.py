@@ -33,6 +33,9 @@ from appliance.store import Store
 
 ACTIONS = ("restore", "capture", "register", "wipe")
 AFTER = ("reboot", "poweroff", "none")
+# How a restore gets its chunks: auto = roomcast (multicast) when two or more machines
+# restore the same version, else HTTP; see docs/roomcast.md.
+TRANSPORTS = ("auto", "multicast", "unicast")
 DEFAULT_GIVE_UP_AFTER = 6 * 3600
 # A machine that fetched its boot script but whose client never called in (a kernel
 # that does not boot, a NIC without a driver) fails its job after this long.
@@ -279,6 +282,10 @@ class Jobs:
         opts.update(given)
         if opts["after"] not in AFTER:
             raise UsageError(f"--after {opts['after']!r} is not known", hint="reboot or poweroff")
+        if opts.setdefault("transport", "auto") not in TRANSPORTS:
+            raise UsageError(
+                f"--transport {opts['transport']!r} is not known", hint=", ".join(TRANSPORTS)
+            )
         return opts
 
     def restore(

@@ -47,6 +47,9 @@ class Settings:
     unknown: str = ""  # "" = silent in proxy mode, local otherwise
     lease_time: int = 3600
     accel: str = "tcg"
+    multicast_rate: int = 0  # bit/s of roomcast sessions; 0 = 90 % of the link's speed
+    multicast_group: str = "239.255.83.0/24"  # sessions take their groups from here
+    multicast_port: int = 5483
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -151,7 +154,26 @@ TABLE: tuple[Setting, ...] = (
     Setting("unknown", "unknown machines: silent, local or register", choices=UNKNOWN_POLICIES),
     Setting("lease_time", "DHCP lease time in seconds (full mode)", int, metavar="S"),
     Setting("accel", "QEMU accelerator for lab machines (kvm, tcg)"),
+    Setting(
+        "multicast_rate",
+        "roomcast rate in bit/s: 900M, 1G (0 or auto = 90 %% of the link's speed)",
+        lambda t: _roomcast("parse_rate", t),
+        metavar="RATE",
+    ),
+    Setting(
+        "multicast_group",
+        "roomcast groups come from this range (administratively scoped 239.x)",
+        lambda t: _roomcast("parse_group", t),
+        metavar="CIDR",
+    ),
+    Setting("multicast_port", "roomcast UDP port", _port, metavar="N"),
 )
+
+
+def _roomcast(name: str, text: str) -> Any:
+    import appliance.roomcast as roomcast
+
+    return getattr(roomcast, name)(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

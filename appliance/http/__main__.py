@@ -2,7 +2,7 @@
 API, store) — no DHCP, TFTP or DNS.  For tests and benchmarks that need a live appliance
 in another process or namespace:
 
-    python -m appliance.http HOME HOST PORT [--file URL=PATH ...]
+    python -m appliance.http HOME HOST PORT [--file URL=PATH ...] [--multicast-rate 90M]
 
 ``--file /baseline.zst=/tmp/x.zst`` also serves one plain file through the same server and
 sendfile path (a benchmark's baseline).  Prints ``ready`` once listening.
@@ -20,6 +20,8 @@ from appliance.config import Layout
 from appliance.http import create_app
 from appliance.http.files import send_path
 from appliance.http.server import HttpServer
+from appliance.roomcast import DEFAULT_GROUP, parse_group, parse_rate
+from appliance.settings import Settings
 
 
 def main() -> None:
@@ -28,8 +30,16 @@ def main() -> None:
     parser.add_argument("host")
     parser.add_argument("port", type=int)
     parser.add_argument("--file", action="append", default=[], metavar="URL=PATH")
+    parser.add_argument("--multicast-rate", default="", metavar="RATE", help="roomcast bit/s")
+    parser.add_argument("--multicast-group", default=DEFAULT_GROUP, metavar="CIDR")
     args = parser.parse_args()
-    app = create_app(Layout(args.home), plugins=False)
+    settings = Settings(
+        address=args.host,
+        http_port=args.port,
+        multicast_rate=parse_rate(args.multicast_rate),
+        multicast_group=parse_group(args.multicast_group),
+    )
+    app = create_app(Layout(args.home), settings, plugins=False)
     for n, spec in enumerate(args.file):
         url, _, path = spec.partition("=")
 

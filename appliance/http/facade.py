@@ -23,6 +23,7 @@ class Appliance:
         self._lock = threading.Lock()
         self._digests: dict[tuple[str, str], frozenset[str]] = {}
         self._capture_sessions: dict[int, Session] = {}
+        self._roomcast: Any = None
         self.store = Store(layout)
         db.connect(layout.db).close()  # create + migrate once, before any thread
 
@@ -80,7 +81,27 @@ class Appliance:
             finally:
                 session.close()
 
+    @property
+    def roomcast(self) -> Any:
+        """The room sessions (:class:`appliance.roomcast.Roomcast`), made at first use."""
+        with self._lock:
+            if self._roomcast is None:
+                from appliance.roomcast import DEFAULT_GROUP, DEFAULT_PORT, Roomcast
+
+                s = self.settings
+                self._roomcast = Roomcast(
+                    str(getattr(s, "address", "") or "0.0.0.0"),
+                    self.store.chunk_path,
+                    self.db,
+                    group=str(getattr(s, "multicast_group", "") or DEFAULT_GROUP),
+                    port=int(getattr(s, "multicast_port", 0) or DEFAULT_PORT),
+                    rate=int(getattr(s, "multicast_rate", 0) or 0),
+                )
+            return self._roomcast
+
     def close(self) -> None:
+        if self._roomcast is not None:
+            self._roomcast.stop()
         # Release pins only: a capture interrupted by a restart resumes (its client asks
         # what is missing); gc reclaims the chunks if it never commits.
         for job_id in list(self._capture_sessions):

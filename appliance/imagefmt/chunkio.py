@@ -285,7 +285,7 @@ class _Scratch(threading.local):
         return memoryview(self.buf)[:length]
 
 
-class _Io:
+class TargetIo:
     """Positional reads and writes of a target: through ``direct`` (an O_DIRECT
     descriptor of the same file, bypassing the page cache) when the range is aligned,
     else through the buffered ``fd``.  A kernel or filesystem that refuses direct I/O
@@ -362,7 +362,7 @@ def write_chunks(
     """
     stats = WriteStats()
     lock = threading.Lock()
-    io = _Io(fd, direct_fd)
+    io = TargetIo(fd, direct_fd)
     scratch = _Scratch()
 
     def one(i: int) -> int:
@@ -390,7 +390,7 @@ def write_chunks(
 
 
 def _write_one(
-    io: _Io,
+    io: TargetIo,
     buf: memoryview,
     chunk: Chunk,
     offset: int,
@@ -421,6 +421,35 @@ def _write_one(
     decode_chunk_into(chunk.digest, fetch(chunk.digest), buf)
     io.write(buf, offset)
     return length, length
+
+
+def missing_chunks(
+    fd: int,
+    disk: Disk,
+    *,
+    fresh: bool,
+    workers: int | None = None,
+    direct_fd: int | None = None,
+) -> list[int]:
+    """Indices of ``disk``'s data chunks whose bytes on the target are not already
+    right (every one on a ``fresh`` file): what a restore still has to fetch."""
+    data = [i for i, c in enumerate(disk.chunks) if c.digest is not None]
+    if fresh:
+        return data
+    io = TargetIo(fd, direct_fd)
+    scratch = _Scratch()
+
+    def right(i: int) -> bool:
+        offset, length = disk.chunk_range(i)
+        buf = scratch.view(length)
+        io.read_into(buf, offset)
+        return not is_zero(buf) and hash_chunk(buf) == disk.chunks[i].digest
+
+    return [
+        i
+        for i, ok in zip(data, ordered_map(right, data, workers, window=64), strict=True)
+        if not ok
+    ]
 
 
 def _chunk_error(exc: Exception, chunk: Chunk, what: str, disk: int, offset: int) -> SlateError:

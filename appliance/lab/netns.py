@@ -62,6 +62,7 @@ class Lab:
     def __init__(self, prefix: str | None = None) -> None:
         self.prefix = prefix or f"sl{secrets.token_hex(3)}"
         self.hosts: dict[str, Netns] = {}
+        self.ports: dict[str, str] = {}  # role -> its bridge port (in the bridge namespace)
         self.taps: list[str] = []
         self._n = 0
         self.net = Netns(f"{self.prefix}-net")
@@ -83,6 +84,7 @@ class Lab:
         _run([IP, "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", ns.name])
         _run([IP, "link", "set", outer, "netns", self.net.name])
         self.net.run([IP, "link", "set", outer, "master", "br0", "up"])
+        self.ports[role] = outer
         if mac:
             ns.run([IP, "link", "set", "eth0", "address", mac])
         ns.run([IP, "link", "set", "eth0", "up"])

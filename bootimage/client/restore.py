@@ -55,8 +55,15 @@ def restore(
         for path, disk in zip(paths, manifest.disks, strict=False):
             targets.append(open_checked(path, disk, manifest.ref, allow_removable=allow))
         api.post_json("/state", {"state": "running"})
-        for target, disk in zip(targets, manifest.disks, strict=True):
-            verified += restore_disk(api, job, manifest, disk, target, reporter, workers)
+        if str(options.get("transport") or "auto") == "unicast":
+            for target, disk in zip(targets, manifest.disks, strict=True):
+                verified += restore_disk(api, job, manifest, disk, target, reporter, workers)
+        else:  # the appliance decides at the join: a room session, or HTTP
+            from bootimage.client.roomcast import restore_room
+
+            verified = restore_room(
+                api, job, manifest, targets[: len(manifest.disks)], reporter, workers
+            )
         api.post_json("/state", {"state": "verifying"})
         for target, disk in zip(targets, manifest.disks, strict=True):
             reporter.set_phase("finishing")

@@ -66,7 +66,12 @@ class Appliance:
     """A data directory with an image and a host, served by a separate process."""
 
     def __init__(
-        self, home: Path, *, host: str = "127.0.0.1", wrap: list[str] | None = None
+        self,
+        home: Path,
+        *,
+        host: str = "127.0.0.1",
+        wrap: list[str] | None = None,
+        extra: list[str] | None = None,
     ) -> None:
         home.mkdir(parents=True, exist_ok=True)
         self.home = home
@@ -74,6 +79,7 @@ class Appliance:
         self.conn = db.connect(self.layout.db)
         self.host = host
         self.wrap = wrap or []  # e.g. `ip netns exec NS` to serve inside a namespace
+        self.extra = extra or []  # more arguments of `python -m appliance.http`
         self.port = free_port()
         self.url = f"http://{host}:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
@@ -106,6 +112,7 @@ class Appliance:
                 str(self.home),
                 self.host,
                 str(self.port),
+                *self.extra,
             ],
             stdout=subprocess.PIPE,
             text=True,

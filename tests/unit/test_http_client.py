@@ -50,6 +50,7 @@ def test_job_payload_shape_and_running(env):
             "grow": False,
             "after": "reboot",
             "give_up_after": 21600,
+            "transport": "auto",
         },
     }
 

@@ -115,9 +115,12 @@ def test_options_and_hints(jobs):
         "grow": False,
         "after": "poweroff",
         "give_up_after": 21600,
+        "transport": "auto",
     }
     with pytest.raises(UsageError):
         jobs.restore("pc2", "win11", actor="t", options={"after": "explode"})
+    with pytest.raises(UsageError):
+        jobs.restore("pc2", "win11", actor="t", options={"transport": "carrier-pigeon"})
     assert parse_disk_hint("serial=S1, wwn=0x5") == {"serial": "S1", "wwn": "0x5"}
     with pytest.raises(UsageError):
         parse_disk_hint("serial")

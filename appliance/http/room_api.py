@@ -1,0 +1,136 @@
+"""Roomcast's control plane in the client API: a seat joins its version's room session
+with the chunks it still needs, reports about twice a second, and leaves.  The data
+plane is multicast (:mod:`appliance.roomcast.sender`); see docs/roomcast.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from appliance.errors import SlateError
+from appliance.http.auth import appliance, client_job, fail
+from appliance.imagefmt.roomwire import MAX_PIECES, decode_bitmap, encode_bitmap
+from appliance.jobs import Job
+from appliance.roomcast.session import STAT_KEYS, RoomSession
+
+bp = Blueprint("room_api", __name__, url_prefix="/api/client/v1/room")
+MAX_PARTIAL = 4096  # chunks a seat may hold in part in one report
+MAX_WHY = 300
+
+
+def _body() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        fail(400, "the request body must be a JSON object")
+    return data
+
+
+def _restore_job() -> Job:
+    job = client_job()
+    if job.action != "restore" or not job.image or not job.version:
+        fail(403, f"job {job.id} is a {job.action} job: only restores join a room session")
+    return job
+
+
+def _need(data: dict[str, Any], count: int) -> set[int]:
+    try:
+        return decode_bitmap(data.get("need"), count)
+    except ValueError as exc:
+        fail(400, f"'need': {exc}", "send the bitmap of chunks still needed (base64)")
+
+
+def _session(job: Job, data: dict[str, Any]) -> RoomSession:
+    sid = data.get("session")
+    if not isinstance(sid, int) or isinstance(sid, bool):
+        fail(400, "'session' must be the session number the join answered")
+    session = appliance().roomcast.session(sid)
+    if session is None:
+        fail(404, f"no roomcast session {sid}", "join again, or finish by HTTP")
+    if job.id not in session.seats or (session.image, session.version) != (job.image, job.version):
+        fail(403, f"roomcast session {sid} is not job {job.id}'s")
+    return session
+
+
+def _stats(data: dict[str, Any]) -> dict[str, float]:
+    raw = data.get("stats") or {}
+    if not isinstance(raw, dict):
+        fail(400, "'stats' must be an object of numbers")
+    try:
+        return {k: float(raw[k]) for k in STAT_KEYS if k in raw}
+    except (TypeError, ValueError):
+        fail(400, "'stats' must be an object of numbers")
+
+
+@bp.post("/join")
+def join() -> Response:
+    job = _restore_job()
+    data = _body()
+    app = appliance()
+    assert job.image and job.version
+    transport = str(job.options.get("transport") or "auto")
+    why = app.roomcast.wants_multicast(transport, job.image, job.version)
+    if why:
+        return jsonify({"transport": "unicast", "why": why})
+    try:
+        manifest = app.store.load(job.image, job.version)
+    except SlateError as exc:
+        fail(404, exc.message, exc.hint)
+    session = app.roomcast.session_for(manifest)
+    if data.get("chunks") != session.chunks:
+        fail(400, f"'chunks' must be {session.chunks}, the size of the version's chunk table")
+    need = _need(data, session.chunks)
+    answer = session.join(job.id, job.host_name, str(request.remote_addr or ""), need)
+    app.jobs.log(
+        job.id,
+        [
+            f"roomcast: joined session {session.id:08x} ({session.group}:{session.port},"
+            f" {session.rate / 1e6:.0f} Mbit/s), needing {len(need)} of {session.chunks} chunks"
+        ],
+    )
+    return jsonify(answer)
+
+
+@bp.post("/report")
+def report() -> Response:
+    job = _restore_job()
+    data = _body()
+    session = _session(job, data)
+    need = _need(data, session.chunks)
+    raw = data.get("partial") or {}
+    if not isinstance(raw, dict) or len(raw) > MAX_PARTIAL:
+        fail(400, f"'partial' must map at most {MAX_PARTIAL} chunk indices to lost pieces")
+    partial: dict[int, frozenset[int]] = {}
+    for key, lost in raw.items():
+        if not str(key).isdigit() or int(key) >= session.chunks:
+            fail(400, f"'partial': {str(key)[:20]!r} is not a chunk index of this session")
+        if not isinstance(lost, list) or len(lost) > MAX_PIECES:
+            fail(400, "'partial' values must be lists of piece numbers")
+        if not all(isinstance(p, int) and 0 <= p < MAX_PIECES for p in lost):
+            fail(400, "'partial' values must be lists of piece numbers")
+        partial[int(key)] = frozenset(lost)
+    catch = data.get("catch")
+    if catch is not None and not isinstance(catch, int | float):
+        fail(400, "'catch' must be a number")
+    try:
+        share = session.report(
+            job.id,
+            need,
+            partial,
+            http_only=bool(data.get("http_only")),
+            why=str(data.get("why") or "")[:MAX_WHY],
+            stats=_stats(data),
+            catch=None if catch is None else float(catch),
+        )
+    except KeyError:
+        fail(403, f"job {job.id} has left roomcast session {session.id}")
+    return jsonify({"state": "active", "http": encode_bitmap(share, session.chunks)})
+
+
+@bp.post("/leave")
+def leave() -> Response:
+    job = _restore_job()
+    data = _body()
+    session = _session(job, data)
+    session.leave(job.id, _stats(data))
+    return jsonify({"ok": True})

@@ -1,0 +1,207 @@
+"""Roomcast: one image version multicast to every seat of a room restoring it, the rest
+by HTTP (see docs/roomcast.md).
+
+:class:`Roomcast` is the appliance's registry of sessions: it decides at a seat's join
+whether it restores by multicast (``transport`` auto / multicast / unicast), makes one
+session per image version, starts its :class:`~appliance.roomcast.sender.Sender`, and
+forgets the session when the sender ends it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from appliance.imagefmt.manifest import Manifest
+from appliance.imagefmt.roomwire import chunk_table
+from appliance.roomcast.session import RoomSession
+
+log = logging.getLogger("slate.roomcast")
+
+DEFAULT_GROUP = "239.255.83.0/24"  # administratively scoped (RFC 2365), TTL 1
+DEFAULT_PORT = 5483
+DEFAULT_RATE = 900_000_000  # bit/s: 90 % of 1 GbE when the link's speed is unknown
+
+
+def parse_rate(text: str) -> int:
+    """``900M``, ``1G``, ``40m``, ``250000000`` (bit/s) → bit/s; ``auto``/"" → 0."""
+    t = text.strip().lower().removesuffix("bit/s").removesuffix("bps")
+    if t in ("", "auto", "0"):
+        return 0
+    scale = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}.get(t[-1:], 1)
+    number = float(t[:-1] if scale != 1 else t)
+    if not 1_000_000 <= number * scale <= 100_000_000_000:
+        raise ValueError("the rate must be between 1M and 100G bit/s")
+    return int(number * scale)
+
+
+def parse_group(text: str) -> str:
+    """A multicast CIDR the sessions' groups are taken from (239.0.0.0/8 by default)."""
+    net = ipaddress.IPv4Network(text.strip(), strict=False)
+    if not net.is_multicast:
+        raise ValueError(f"{net} is not a multicast range (224.0.0.0/4; use 239.x)")
+    if net.num_addresses < 1 or net.network_address in ipaddress.IPv4Network("224.0.0.0/24"):
+        raise ValueError(f"{net} holds link-local control groups (224.0.0.x)")
+    return str(net)
+
+
+def link_rate(address: str) -> int:
+    """90 % of the speed of the interface holding ``address`` (sysfs), else the default."""
+    import json
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["ip", "-j", "-4", "addr"], capture_output=True, text=True, check=True
+        ).stdout
+        for link in json.loads(out or "[]"):
+            if any(a.get("local") == address for a in link.get("addr_info", [])):
+                speed = int(Path(f"/sys/class/net/{link['ifname']}/speed").read_text())
+                if speed > 0:
+                    return int(speed * 1_000_000 * 0.9)
+    except (OSError, ValueError, subprocess.CalledProcessError, KeyError):
+        pass
+    return DEFAULT_RATE
+
+
+class Roomcast:
+    def __init__(
+        self,
+        address: str,
+        chunk_path: Callable[[str], Path],
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        group: str = DEFAULT_GROUP,
+        port: int = DEFAULT_PORT,
+        rate: int = 0,
+    ) -> None:
+        self.address = address
+        self.chunk_path = chunk_path
+        self.connect = connect  # this thread's database connection
+        self.groups = ipaddress.IPv4Network(group)
+        self.port = port
+        self._rate = rate
+        self._lock = threading.Lock()
+        self._sessions: dict[int, RoomSession] = {}
+        self._by_version: dict[tuple[str, str], RoomSession] = {}
+        self._senders: dict[int, Any] = {}
+        self._next_group = 0
+        self._expected_cache: dict[tuple[str, str], tuple[float, int]] = {}
+
+    @property
+    def rate(self) -> int:
+        if not self._rate:
+            self._rate = link_rate(self.address)
+        return self._rate
+
+    # -- joining --------------------------------------------------------------------------
+    def wants_multicast(self, transport: str, image: str, version: str) -> str:
+        """ "" when this seat should join the session of ``image@version``, else why not."""
+        if transport == "unicast":
+            return "the job asks for HTTP (--transport unicast)"
+        if transport == "multicast":
+            return ""
+        with self._lock:
+            if (image, version) in self._by_version:
+                return ""
+        if self.restoring(image, version) >= 2:
+            return ""
+        return "it is the only machine restoring this version (auto: multicast from 2)"
+
+    def restoring(self, image: str, version: str) -> int:
+        """Machines with an active, not-unicast restore job of this version."""
+        row = (
+            self.connect()
+            .execute(
+                "SELECT COUNT(*) FROM jobs WHERE action='restore' AND image=? AND version=?"
+                " AND state IN ('pending','booting','running','verifying')"
+                " AND COALESCE(json_extract(options, '$.transport'), 'auto') != 'unicast'",
+                (image, version),
+            )
+            .fetchone()
+        )
+        return int(row[0])
+
+    def expected(self, image: str, version: str) -> int:
+        """Machines due to restore this version that have not called in yet (cached 1 s)."""
+        key = (image, version)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._expected_cache.get(key)
+        if cached is not None and now - cached[0] < 1.0:
+            return cached[1]
+        row = (
+            self.connect()
+            .execute(
+                "SELECT COUNT(*) FROM jobs WHERE action='restore' AND image=? AND version=?"
+                " AND state IN ('pending','booting')"
+                " AND (not_before IS NULL OR not_before <= strftime('%Y-%m-%dT%H:%M:%SZ','now'))"
+                " AND COALESCE(json_extract(options, '$.transport'), 'auto') != 'unicast'",
+                key,
+            )
+            .fetchone()
+        )
+        count = int(row[0])
+        with self._lock:
+            self._expected_cache[key] = (now, count)
+        return count
+
+    def session_for(self, manifest: Manifest) -> RoomSession:
+        """The live session of this version, made (and its sender started) if none."""
+        from appliance.roomcast.sender import Sender
+
+        key = (manifest.image, manifest.version)
+        with self._lock:
+            session = self._by_version.get(key)
+            if session is not None and not session.ended:
+                return session
+            sid = secrets.randbits(32) or 1
+            n = self.groups.num_addresses  # .0 of the range is skipped where there is room
+            group = self.groups[self._next_group % (n - 1) + 1 if n > 1 else 0]
+            self._next_group += 1
+            session = RoomSession(
+                sid,
+                manifest.image,
+                manifest.version,
+                chunk_table(manifest),
+                group=str(group),
+                port=self.port,
+                rate=self.rate,
+                expected=lambda: self.expected(*key),
+            )
+            sender = Sender(session, self.address, self.chunk_path, on_end=self._ended)
+            self._sessions[sid] = session
+            self._by_version[key] = session
+            self._senders[sid] = sender
+        sender.start()
+        return session
+
+    def session(self, sid: int) -> RoomSession | None:
+        with self._lock:
+            session = self._sessions.get(sid)
+        return None if session is None or session.ended else session
+
+    def sessions(self) -> list[RoomSession]:
+        with self._lock:
+            return [s for s in self._sessions.values() if not s.ended]
+
+    def _ended(self, session: RoomSession) -> None:
+        with self._lock:
+            self._sessions.pop(session.id, None)
+            self._senders.pop(session.id, None)
+            key = (session.image, session.version)
+            if self._by_version.get(key) is session:
+                del self._by_version[key]
+
+    def stop(self) -> None:
+        with self._lock:
+            senders = list(self._senders.values())
+        for sender in senders:
+            sender.stop()

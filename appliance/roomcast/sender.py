@@ -1,0 +1,237 @@
+"""The sender of one room session: the only code that touches its multicast socket.
+
+It asks the session what to send (:meth:`RoomSession.next_send`), reads the chunk's
+stored zstd frame (the bytes on the wire are the store's bytes: a seat checks each chunk
+against the manifest before writing it), cuts it into datagrams and paces them with a
+token bucket at the session's rate — never slower for one slow seat.  Beacons go out
+several times a second, also while a long chunk is on its way.
+
+Sends use UDP segmentation offload (``UDP_SEGMENT``: one ``sendto`` hands the kernel up
+to :data:`GSO_SEGMENTS` equal datagrams) where the kernel has it, else one ``sendto``
+per datagram.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from appliance.imagefmt import roomwire
+from appliance.roomcast.session import RoomSession
+
+log = logging.getLogger("slate.roomcast")
+
+UDP_SEGMENT = 103  # linux/udp.h
+GSO_SEGMENTS = 40  # 40 x 1468 bytes < 64 KiB, the most one GSO send may carry
+WIRE_OVERHEAD = 14 + 20 + 8  # Ethernet, IPv4 and UDP headers: the rate is the link's
+BEACON_EVERY = 0.2  # s
+IDLE_SLEEP = 0.02  # s between looks at the session when there is nothing to send
+END_AFTER_IDLE = 30.0  # s with no live seat: the session ends
+FRAME_CACHE = 64 * 1024 * 1024  # bytes of recent frames kept for repairs
+
+
+class Pacer:
+    """A token bucket of ``rate`` bit/s holding at most ``burst`` bytes."""
+
+    def __init__(
+        self,
+        rate: int,
+        burst: int = 64 * 1024,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = max(1, rate) / 8.0  # bytes per second
+        self.burst = float(burst)
+        self.clock, self.sleep = clock, sleep
+        self.tokens = self.burst
+        self.at = clock()
+
+    def take(self, nbytes: int) -> None:
+        while True:
+            now = self.clock()
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            if self.tokens >= nbytes or self.tokens >= self.burst:
+                self.tokens -= nbytes
+                return
+            self.sleep((nbytes - self.tokens) / self.rate)
+
+
+class FrameCache:
+    """The stored frames of recently sent chunks (a repair re-reads no file)."""
+
+    def __init__(self, path_of: Callable[[str], Path], limit: int = FRAME_CACHE) -> None:
+        self.path_of = path_of
+        self.limit = limit
+        self._frames: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+
+    def get(self, digest: str) -> bytes:
+        frame = self._frames.get(digest)
+        if frame is not None:
+            self._frames.move_to_end(digest)
+            return frame
+        frame = self.path_of(digest).read_bytes()
+        self._frames[digest] = frame
+        self._size += len(frame)
+        while self._size > self.limit and len(self._frames) > 1:
+            _, old = self._frames.popitem(last=False)
+            self._size -= len(old)
+        return frame
+
+
+def batches(datagrams: Iterator[bytes], size: int = roomwire.MAX_DATAGRAM) -> Iterator[list[bytes]]:
+    """Runs of datagrams one GSO send can carry: all ``size`` long but the last."""
+    run: list[bytes] = []
+    for d in datagrams:
+        run.append(d)
+        if len(d) != size or len(run) >= GSO_SEGMENTS:
+            yield run
+            run = []
+    if run:
+        yield run
+
+
+def open_socket(address: str, ttl: int = 1) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(address))
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+    sock.bind((address, 0))
+    return sock
+
+
+class Sender:
+    """Runs one session on its own thread until the session ends or :meth:`stop`."""
+
+    def __init__(
+        self,
+        session: RoomSession,
+        address: str,
+        path_of: Callable[[str], Path],
+        on_end: Callable[[RoomSession], None] = lambda _s: None,
+    ) -> None:
+        self.session = session
+        self.address = address
+        self.frames = FrameCache(path_of)
+        self.on_end = on_end
+        self.pacer = Pacer(session.rate)
+        self._sock = open_socket(address)
+        try:
+            self._sock.setsockopt(socket.IPPROTO_UDP, UDP_SEGMENT, roomwire.MAX_DATAGRAM)
+            self.gso = True
+        except OSError as exc:
+            log.info("no UDP segmentation offload here (%s): one send per datagram", exc)
+            self.gso = False
+        self.seq = 0
+        self.datagrams = 0
+        self._next_beacon = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"roomcast-{session.id:08x}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+
+    # -- the loop ------------------------------------------------------------------------
+    def _run(self) -> None:
+        s = self.session
+        log.info(
+            "roomcast session %08x: %s@%s, %d chunks to %s:%d at %.0f Mbit/s",
+            s.id, s.image, s.version, s.chunks, s.group, s.port, s.rate / 1e6,
+        )  # fmt: skip
+        try:
+            while not self._stop.is_set():
+                self._beacon_if_due(roomwire.ACTIVE)
+                pick = s.next_send()
+                if pick.chunk is None:
+                    if s.idle_for() > END_AFTER_IDLE:
+                        break
+                    self._beacon_if_due(roomwire.IDLE)
+                    self._stop.wait(IDLE_SLEEP)
+                    continue
+                self._send_chunk(pick.chunk, pick.pieces)
+        except Exception:
+            log.exception("roomcast session %08x failed; its seats finish by HTTP", s.id)
+        finally:
+            for _ in range(3):  # tell the seats, in case one of them still listens
+                end = roomwire.encode_beacon(
+                    s.id, self._seq(), s.rate, s.sent_bytes, s.chunks, s.cursor, roomwire.ENDING
+                )
+                self._send([end], data=False)
+            self._sock.close()
+            s.ended = True
+            log.info(
+                "roomcast session %08x ended: %d chunks, %d repairs, %.1f MiB sent",
+                s.id, s.sent_chunks, s.sent_repairs, s.sent_bytes / 2**20,
+            )  # fmt: skip
+            self.on_end(s)
+
+    def _seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def _beacon_if_due(self, state: int) -> None:
+        now = time.monotonic()
+        if now < self._next_beacon:
+            return
+        self._next_beacon = now + BEACON_EVERY
+        s = self.session
+        beacon = roomwire.encode_beacon(
+            s.id, self._seq(), s.rate, s.sent_bytes, s.chunks, s.cursor, state
+        )
+        self.pacer.take(len(beacon) + WIRE_OVERHEAD)
+        self._send([beacon], data=False)
+
+    def _send_chunk(self, chunk: int, pieces: frozenset[int] | None) -> None:
+        s = self.session
+        frame = self.frames.get(s.table[chunk])
+        for run in batches(roomwire.encode_pieces(s.id, chunk, frame, pieces)):
+            self.pacer.take(sum(len(d) for d in run) + WIRE_OVERHEAD * len(run))
+            self._send(run)
+            self._beacon_if_due(roomwire.ACTIVE)
+            if self._stop.is_set():
+                return
+
+    def _send(self, run: list[bytes], *, data: bool = True) -> None:
+        dest = (self.session.group, self.session.port)
+        nbytes = sum(len(d) for d in run)
+        if self.gso and len(run) > 1:
+            try:
+                self._sock.sendto(b"".join(run), dest)
+                self._sent(run, nbytes, data)
+                return
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:  # the queue is full: the seats repair it
+                    self._sent(run, nbytes, data)
+                    return
+                if exc.errno not in (errno.EINVAL, errno.ENOPROTOOPT, errno.EIO, errno.EOPNOTSUPP):
+                    raise
+                log.info("no UDP segmentation offload here (%s): one send per datagram", exc)
+                self.gso = False
+        for d in run:
+            try:
+                self._sock.sendto(d, dest)
+            except OSError as exc:  # ENOBUFS: the queue is full; the seats repair it
+                if exc.errno != errno.ENOBUFS:
+                    raise
+        self._sent(run, nbytes, data)
+
+    def _sent(self, run: list[bytes], nbytes: int, data: bool) -> None:
+        self.datagrams += len(run)
+        if data:  # what beacons report as sent: data bytes only, as seats count them
+            self.session.count_sent(nbytes)

@@ -1,0 +1,219 @@
+"""One room session: an image version multicast to every seat restoring it.
+
+The session is the state the control plane (the client API: join, report, leave) and
+the sender thread share, behind one lock.  Decisions are :mod:`.schedule`'s; this keeps
+the seats' latest reports, what was sent when, and the figures ``slate room status`` and
+the console show.  A seat that stops reporting for :data:`SEAT_TIMEOUT` seconds (a
+machine switched off) no longer counts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from appliance.roomcast import schedule
+
+SEAT_TIMEOUT = 15.0
+STAT_KEYS = ("mcast_bytes", "http_bytes", "chunks_mcast", "chunks_http", "lost", "dropped", "bad")
+
+
+@dataclass
+class Seat:
+    job: int
+    name: str
+    address: str
+    joined: float
+    need: set[int]
+    partial: dict[int, frozenset[int]] = field(default_factory=dict)
+    http_only: bool = False
+    why: str = ""  # why it takes everything by HTTP
+    last_report: float = 0.0
+    left: bool = False
+    stats: dict[str, float] = field(default_factory=dict)
+    catch: float | None = None  # share of the pieces sent while it listened that it got
+
+    def view(self) -> schedule.SeatNeeds:
+        return schedule.SeatNeeds(frozenset(self.need), dict(self.partial), self.http_only)
+
+
+class RoomSession:
+    def __init__(
+        self,
+        sid: int,
+        image: str,
+        version: str,
+        table: list[str],
+        *,
+        group: str,
+        port: int,
+        rate: int,
+        expected: Callable[[], int] = lambda: 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.id = sid
+        self.image, self.version = image, version
+        self.table = table
+        self.group, self.port, self.rate = group, port, rate
+        self.expected = expected
+        self.clock = clock
+        self.started = clock()
+        self.seats: dict[int, Seat] = {}
+        self.cursor = 0
+        self.last_sent: dict[int, float] = {}
+        self.last_repair: dict[int, float] = {}
+        self.sent_chunks = 0
+        self.sent_repairs = 0
+        self.sent_bytes = 0
+        self.ended = False
+        self._lock = threading.Lock()
+
+    @property
+    def chunks(self) -> int:
+        return len(self.table)
+
+    # -- the control plane --------------------------------------------------------------
+    def join(self, job: int, name: str, address: str, need: set[int]) -> dict[str, Any]:
+        now = self.clock()
+        with self._lock:
+            self.seats[job] = Seat(job, name, address, now, set(need), last_report=now)
+        return self.describe()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "transport": "multicast",
+            "session": self.id,
+            "group": self.group,
+            "port": self.port,
+            "rate": self.rate,
+            "chunks": self.chunks,
+        }
+
+    def report(
+        self,
+        job: int,
+        need: set[int],
+        partial: Mapping[int, frozenset[int]],
+        *,
+        http_only: bool = False,
+        why: str = "",
+        stats: Mapping[str, float] | None = None,
+        catch: float | None = None,
+    ) -> frozenset[int]:
+        """Record a seat's report; returns the chunks it should fetch by HTTP now."""
+        now = self.clock()
+        with self._lock:
+            seat = self.seats.get(job)
+            if seat is None or seat.left:
+                raise KeyError(job)
+            seat.need, seat.partial = set(need), dict(partial)
+            seat.last_report = now
+            if http_only and not seat.http_only:
+                seat.http_only, seat.why = True, why or "the seat chose HTTP"
+            seat.stats.update({k: float(v) for k, v in (stats or {}).items() if k in STAT_KEYS})
+            seat.catch = catch
+            views = self._views(now)
+            mine = seat.view()
+            cursor = self.cursor
+        return schedule.http_share(mine, views, cursor, expected=self._expected())
+
+    def leave(self, job: int, stats: Mapping[str, float] | None = None) -> None:
+        with self._lock:
+            seat = self.seats.get(job)
+            if seat is not None:
+                seat.left = True
+                seat.need.clear()
+                seat.partial.clear()
+                seat.stats.update({k: float(v) for k, v in (stats or {}).items() if k in STAT_KEYS})
+
+    # -- the sender's side ----------------------------------------------------------------
+    def next_send(self) -> schedule.Pick:
+        now = self.clock()
+        expected = self._expected()
+        with self._lock:
+            pick = schedule.pick(
+                self._views(now),
+                self.chunks,
+                self.cursor,
+                expected=expected,
+                last_sent=self.last_sent,
+                last_repair=self.last_repair,
+                now=now,
+            )
+            self.cursor = pick.cursor
+            if pick.chunk is not None:
+                if pick.pieces is None:
+                    self.last_sent[pick.chunk] = now
+                    self.sent_chunks += 1
+                else:
+                    self.last_repair[pick.chunk] = now
+                    self.sent_repairs += 1
+        return pick
+
+    def count_sent(self, nbytes: int) -> None:
+        with self._lock:
+            self.sent_bytes += nbytes
+
+    def listening(self) -> int:
+        """Seats that still take part by multicast."""
+        now = self.clock()
+        with self._lock:
+            return sum(1 for s in self._live(now) if not s.http_only)
+
+    def idle_for(self) -> float:
+        """Seconds since the last seat left or went silent (0 while any is live)."""
+        now = self.clock()
+        with self._lock:
+            if self._live(now):
+                return 0.0
+            last = max((s.last_report for s in self.seats.values()), default=self.started)
+            return now - last
+
+    def _live(self, now: float) -> list[Seat]:
+        return [s for s in self.seats.values() if not s.left and now - s.last_report < SEAT_TIMEOUT]
+
+    def _views(self, now: float) -> list[schedule.SeatNeeds]:
+        return [s.view() for s in self._live(now)]
+
+    def _expected(self) -> int:
+        try:
+            return max(0, int(self.expected()))
+        except Exception:  # a database hiccup must not stop the session
+            return 0
+
+    # -- what the technician sees ---------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        with self._lock:
+            seats = [
+                {
+                    "job": s.job,
+                    "name": s.name,
+                    "address": s.address,
+                    "transport": "http" if s.http_only else "multicast",
+                    "why": s.why,
+                    "need": len(s.need) + len(s.partial),
+                    "catch": s.catch,
+                    "state": "left"
+                    if s.left
+                    else "silent"
+                    if now - s.last_report >= SEAT_TIMEOUT
+                    else "live",
+                    **{k: s.stats.get(k, 0) for k in STAT_KEYS},
+                }
+                for s in self.seats.values()
+            ]
+            return {
+                **self.describe(),
+                "image": self.image,
+                "version": self.version,
+                "age": round(now - self.started, 1),
+                "cursor": self.cursor,
+                "sent_chunks": self.sent_chunks,
+                "sent_repairs": self.sent_repairs,
+                "sent_bytes": self.sent_bytes,
+                "seats": seats,
+            }

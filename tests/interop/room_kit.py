@@ -1,0 +1,147 @@
+"""A classroom in namespaces for roomcast's tests and bench: the appliance (the real HTTP
+app with its roomcast sender, in its own namespace) and N seats (the real restore client
+as processes, each in its own namespace) on one Linux bridge that snoops IGMP, every
+seat's port shaped by tbf; loss by nftables on chosen ports."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from client_kit import Appliance, client_argv
+
+from appliance.inventory import Inventory
+from appliance.jobs import Job
+from appliance.lab.netns import IP, Lab, Netns
+
+SERVER = "10.83.0.1"
+
+
+@dataclass
+class SeatProc:
+    name: str
+    ns: Netns
+    job: Job
+    token: str
+    disk: Path
+    proc: subprocess.Popen[str] | None = None
+    started: float = 0.0
+    ended: float = 0.0
+    out: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+
+@dataclass
+class Room:
+    lab: Lab
+    app: Appliance
+    seats: list[SeatProc] = field(default_factory=list)
+
+    def shape(self, seat: str, mbit: float, burst: str = "64kb") -> None:
+        """Egress of the bridge toward ``seat`` (what it can receive) at ``mbit``."""
+        port = self.lab.ports[seat]
+        self.lab.net.run(["tc", "qdisc", "replace", "dev", port, "root", "tbf", "rate",
+                          f"{mbit}mbit", "burst", burst, "latency", "50ms"])  # fmt: skip
+
+    def loss(self, seats: list[str], percent: float) -> None:
+        """Random loss of ``percent`` % of the UDP packets forwarded to ``seats``."""
+        rules = "\n".join(
+            f"add rule bridge roomloss seats oifname {self.lab.ports[s]} meta l4proto udp"
+            f" numgen random mod 1000 < {int(percent * 10)} drop"
+            for s in seats
+        )
+        self._nft("add table bridge roomloss\n"
+                  "add chain bridge roomloss seats { type filter hook forward priority 0; }\n"
+                  + rules)  # fmt: skip
+
+    def block_multicast(self, seat: str) -> None:
+        """Drop every multicast frame toward ``seat`` (a switch that does not forward it)."""
+        self._nft("add table bridge roomblock\n"
+                  "add chain bridge roomblock seats { type filter hook forward priority 0; }\n"
+                  f"add rule bridge roomblock seats oifname {self.lab.ports[seat]}"
+                  " ip daddr 224.0.0.0/4 drop")  # fmt: skip
+
+    def _nft(self, script: str) -> None:
+        self.lab.net.run(["nft", "-f", "-"], input=script)
+
+    def start(self, seat: SeatProc, *extra: str) -> None:
+        argv = client_argv(self.app.url, seat.job, seat.token, seat.disk, *extra)
+        seat.started = time.monotonic()
+        seat.proc = seat.ns.popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(Path.cwd())
+        )
+
+    def wait(self, seat: SeatProc, timeout: float = 300) -> int:
+        assert seat.proc is not None
+        seat.out, _ = seat.proc.communicate(timeout=timeout)
+        seat.ended = time.monotonic()
+        return seat.proc.returncode
+
+    def close(self) -> None:
+        for s in self.seats:
+            if s.proc is not None and s.proc.poll() is None:
+                s.proc.kill()
+                s.proc.wait()
+        self.app.close()
+        self.lab.close()
+
+
+def make_room(
+    tmp: Path,
+    image: Path,
+    seats: int,
+    *,
+    rate: str = "90M",
+    seat_mbit: float | None = 100,
+    disk_size: int | None = None,
+    transport: str = "auto",
+) -> Room:
+    """The appliance serving ``image`` and ``seats`` seats with a restore job each (not
+    started).  Targets are sparse files of the image's size (or ``disk_size``)."""
+    lab = Lab()
+    try:
+        srv = lab.add_host("srv", f"{SERVER}/24")
+        app = Appliance(
+            tmp / "home",
+            host=SERVER,
+            wrap=[IP, "netns", "exec", srv.name],
+            extra=["--multicast-rate", rate],
+        )
+    except BaseException:
+        lab.close()
+        raise
+    room = Room(lab, app)
+    try:
+        app.import_disk(image)
+        inv = Inventory(app.conn)
+        inv.add_room("lab1", actor="test")
+        size = disk_size or image.stat().st_size
+        made = []
+        for i in range(seats):
+            name = f"seat{i + 1}"
+            mac = f"52:54:00:83:00:{i + 1:02x}"
+            inv.add_host(mac, name, actor="test", room="lab1")
+            ns = lab.add_host(name, f"10.83.0.{10 + i}/24")
+            if seat_mbit:
+                room.shape(name, seat_mbit)
+            disk = tmp / f"{name}.img"
+            with disk.open("wb") as f:
+                f.truncate(size)
+            made.append((name, ns, disk))
+        jobs = app.jobs().restore_room(
+            "lab1", "lab", actor="test", options={"transport": transport}
+        )
+        by_host = {j.host_name: j for j in jobs}
+        for name, ns, disk in made:
+            job = by_host[name]
+            room.seats.append(SeatProc(name, ns, job, app.jobs().token(job.id), disk))
+        app.start()
+    except BaseException:
+        room.close()
+        raise
+    return room

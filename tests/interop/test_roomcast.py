@@ -1,0 +1,316 @@
+"""Roomcast with real client processes as seats, each in its own namespace, on a Linux
+bridge that snoops IGMP, every seat's port shaped by tbf: each seat must end with a disk
+byte-identical to the image, whatever the network or the other seats do."""
+
+from __future__ import annotations
+
+import filecmp
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from client_kit import MIB, change_chunks, log_lines, make_disk
+from room_kit import SERVER, Room, SeatProc, make_room
+
+from appliance.imagefmt import roomwire
+from tests.conftest import require_root
+
+SUMMARY = re.compile(
+    r"roomcast: ([\d,]+) MiB by multicast, ([\d,]+) MiB by HTTP \((\d+) \+ (\d+) chunks, "
+    r"(\d+) pieces repaired, (\d+) bad chunks"
+)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_root()
+    path = tmp_path_factory.mktemp("roomcast") / "master.img"
+    make_disk(path, 96 * MIB, data_fraction=0.9)
+    return path
+
+
+def mib(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def summary(seat: SeatProc) -> dict[str, int]:
+    match = SUMMARY.search(seat.out)
+    assert match, f"{seat.name}: no roomcast summary in its output:\n{seat.out[-3000:]}"
+    keys = ("mcast_mib", "http_mib", "mcast_chunks", "http_chunks", "repaired", "bad")
+    return dict(zip(keys, (mib(g) for g in match.groups()), strict=True))
+
+
+def finish(room: Room, image: Path, seats: list[SeatProc] | None = None) -> None:
+    """Every seat exits 0, its job is done and its disk is the image, byte for byte."""
+    for s in seats or room.seats:
+        rc = room.wait(s)
+        assert rc == 0, f"{s.name} exited {rc}:\n{s.out[-4000:]}"
+        assert filecmp.cmp(image, s.disk, shallow=False), f"{s.name}: disk differs"
+        job = room.app.job(s.job.id)
+        assert job.state == "done", (s.name, job.state, job.reason)
+
+
+def joined_session(room: Room, seat: SeatProc) -> int:
+    for line in log_lines(room.app, seat.job.id):
+        m = re.search(r"roomcast: joined session ([0-9a-f]{8})", line)
+        if m:
+            return int(m.group(1), 16)
+    raise AssertionError(f"{seat.name} never joined a session")
+
+
+def wait_joined(room: Room, seat: SeatProc, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return joined_session(room, seat)
+        except AssertionError:
+            time.sleep(0.2)
+    raise AssertionError(f"{seat.name} did not join within {timeout} s")
+
+
+def test_eight_seats_one_multicast_stream(tmp_path: Path, image: Path) -> None:
+    room = make_room(tmp_path, image, 8)
+    try:
+        for s in room.seats:
+            room.start(s)
+        finish(room, image)
+        for s in room.seats:
+            got = summary(s)
+            # Seats start a little apart: what the first pass had passed when one
+            # joined comes by HTTP, everything else by multicast.
+            assert got["mcast_chunks"] >= 3 * got["http_chunks"], (s.name, got)
+            assert any("roomcast: joined session" in x for x in log_lines(room.app, s.job.id))
+    finally:
+        room.close()
+
+
+def test_half_rate_seat_falls_back_and_the_others_do_not_wait(tmp_path: Path, image: Path) -> None:
+    room = make_room(tmp_path, image, 4, rate="36M", seat_mbit=40)
+    slow = room.seats[3]
+    room.shape(slow.name, 20)
+    try:
+        for s in room.seats:
+            room.start(s)
+        finish(room, image)
+        for s in room.seats[:3]:
+            got = summary(s)
+            assert got["http_chunks"] <= 1, (s.name, got)
+        assert "going HTTP-only: it caught" in slow.out, slow.out[-3000:]
+        lines = log_lines(room.app, slow.job.id)
+        assert any("slower than the session" in x for x in lines), lines
+        assert summary(slow)["http_chunks"] > 0
+    finally:
+        room.close()
+
+
+def test_late_joiner_takes_the_pass_where_it_is(tmp_path: Path, image: Path) -> None:
+    room = make_room(tmp_path, image, 4, rate="36M", seat_mbit=40)
+    late = room.seats[3]
+    try:
+        for s in room.seats[:3]:
+            room.start(s)
+        wait_joined(room, room.seats[0])
+        time.sleep(4)
+        room.start(late)
+        finish(room, image)
+        got = summary(late)
+        # It caught the rest of the pass by multicast and what it had missed by HTTP.
+        assert got["mcast_chunks"] > 0 and got["http_chunks"] > 0, got
+        for s in room.seats[:3]:
+            assert summary(s)["http_chunks"] <= 1
+    finally:
+        room.close()
+
+
+def test_one_percent_loss_on_every_seat_is_repaired(tmp_path: Path, image: Path) -> None:
+    room = make_room(tmp_path, image, 4)
+    room.loss([s.name for s in room.seats], 1.0)
+    try:
+        for s in room.seats:
+            room.start(s)
+        finish(room, image)
+        repaired = [summary(s)["repaired"] for s in room.seats]
+        assert all(r > 0 for r in repaired), repaired  # the loss was real, and repaired
+        assert all(summary(s)["http_chunks"] <= 2 for s in room.seats)
+    finally:
+        room.close()
+
+
+def test_seat_multicast_cannot_reach_falls_back_within_seconds(tmp_path: Path, image: Path) -> None:
+    room = make_room(tmp_path, image, 3)
+    blocked = room.seats[2]
+    room.block_multicast(blocked.name)
+    try:
+        for s in room.seats:
+            room.start(s)
+        finish(room, image)
+        lines = log_lines(room.app, blocked.job.id)
+        why = [x for x in lines if "going HTTP-only" in x]
+        assert why and "no beacon within 3 s" in why[0], lines
+        assert "check IGMP snooping and the querier" in why[0]
+        assert summary(blocked)["mcast_chunks"] == 0
+        for s in room.seats[:2]:
+            assert summary(s)["mcast_chunks"] > 0
+    finally:
+        room.close()
+
+
+def test_seat_killed_and_restarted_mid_session(tmp_path: Path, image: Path) -> None:
+    room = make_room(tmp_path, image, 3, rate="36M", seat_mbit=40)
+    victim = room.seats[1]
+    try:
+        for s in room.seats:
+            room.start(s)
+        wait_joined(room, victim)
+        time.sleep(3)
+        assert victim.proc is not None
+        victim.proc.kill()
+        victim.proc.wait()
+        room.start(victim)  # the machine boots again: a fresh delta check, a new join
+        finish(room, image)
+    finally:
+        room.close()
+
+
+def test_appliance_restarted_mid_session(tmp_path: Path, image: Path) -> None:
+    room = make_room(tmp_path, image, 3, rate="36M", seat_mbit=40)
+    try:
+        for s in room.seats:
+            room.start(s)
+        wait_joined(room, room.seats[0])
+        time.sleep(3)
+        room.app.stop()
+        time.sleep(2)
+        room.app.start()
+        finish(room, image)
+        for s in room.seats:
+            assert "going HTTP-only" in s.out, s.out[-2000:]
+    finally:
+        room.close()
+
+
+def test_garbage_and_spoofed_datagrams_never_cause_a_write(tmp_path: Path, image: Path) -> None:
+    room = make_room(tmp_path, image, 3, rate="36M", seat_mbit=40)
+    attacker = room.lab.add_host("evil", "10.83.0.200/24")
+    try:
+        for s in room.seats:
+            room.start(s)
+        sid = wait_joined(room, room.seats[0])
+        group = _group(room, room.seats[0])
+        spray = attacker.popen(
+            [sys.executable, "-c", SPRAY, str(sid), group, "5483", "8", "10.83.0.200"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            finish(room, image)
+        finally:
+            spray.kill()
+            _, err = spray.communicate()
+        assert "Traceback" not in err, err
+        bad = sum(summary(s)["bad"] for s in room.seats)
+        dropped = [s.out for s in room.seats if "datagrams dropped: " in s.out]
+        # Forged chunks reached the seats and were refused by their hash (or their
+        # headers were refused first); every disk is the image regardless.
+        assert bad > 0 or dropped, [s.out[-1500:] for s in room.seats]
+    finally:
+        room.close()
+
+
+# Sends, for a few seconds: random bytes, truncated and mutated headers, and well-formed
+# datagrams of the live session whose payload is garbage (every piece of chunks 0-15).
+SPRAY = r"""
+import random, socket, sys, time
+sys.path.insert(0, ".")
+from appliance.imagefmt import roomwire
+sid, group, port, secs = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[5]))
+rng = random.Random(5)
+end = time.monotonic() + secs
+while time.monotonic() < end:
+    for chunk in range(16):
+        frame = rng.randbytes(200_000)
+        for d in roomwire.encode_pieces(sid, chunk, frame):
+            s.sendto(d, (group, port))
+        s.sendto(rng.randbytes(rng.randrange(0, 1500)), (group, port))
+        good = roomwire.encode_beacon(sid, 1, 1, 0, 10, 0)
+        s.sendto(good[: rng.randrange(len(good))], (group, port))
+    time.sleep(0.05)
+"""
+
+
+def test_delta_seats_each_write_only_their_own_changes(tmp_path: Path, image: Path) -> None:
+    room = make_room(tmp_path, image, 3)
+    changed = {}
+    for i, s in enumerate(room.seats):
+        shutil.copyfile(image, s.disk)
+        changed[s.name] = change_chunks(s.disk, 0.08, seed=11 + i)
+    try:
+        for s in room.seats:
+            room.start(s)
+        finish(room, image)
+        for s in room.seats:
+            got = summary(s)
+            assert got["mcast_chunks"] + got["http_chunks"] == len(changed[s.name]), (s.name, got)
+    finally:
+        room.close()
+
+
+def test_join_refuses_a_bad_bitmap_and_another_jobs_session(tmp_path: Path, image: Path) -> None:
+    import json
+
+    room = make_room(tmp_path, image, 2, transport="multicast")
+    a, b = room.seats
+    try:
+
+        def post(seat: SeatProc, path: str, body: object) -> tuple[int, dict[str, object]]:
+            cmd = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST",
+                   "-H", f"Authorization: Bearer {seat.token}",
+                   "-H", "Content-Type: application/json", "--data-binary", json.dumps(body),
+                   f"http://{SERVER}:{room.app.port}/api/client/v1/room/{path}"]  # fmt: skip
+            out = seat.ns.run(cmd).stdout
+            text, _, code = out.rpartition("\n")
+            return int(code), json.loads(text or "{}")
+
+        code, answer = post(a, "join", {"chunks": 3, "need": "AA=="})
+        assert code == 400, answer
+        code, answer = post(a, "join", {"chunks": 1, "need": 5})
+        assert code == 400, answer
+        count = _chunk_count(room)
+        full = roomwire.encode_bitmap(range(count), count)
+        code, answer = post(a, "join", {"chunks": count, "need": "!!notbase64"})
+        assert code == 400, answer
+        code, answer = post(a, "join", {"chunks": count, "need": full})
+        assert code == 200 and answer["transport"] == "multicast", answer
+        sid = answer["session"]
+        # b has not joined: the session is not its.
+        code, answer = post(b, "report", {"session": sid, "need": full})
+        assert code == 403, answer
+        code, answer = post(a, "report", {"session": sid + 1, "need": full})
+        assert code == 404, answer
+        code, answer = post(a, "report", {"session": sid, "need": full, "partial": {"x": [1]}})
+        assert code == 400, answer
+        code, answer = post(a, "report", {"session": sid, "need": full})
+        assert code == 200 and "http" in answer, answer
+    finally:
+        room.close()
+
+
+def _group(room: Room, seat: SeatProc) -> str:
+    for line in log_lines(room.app, seat.job.id):
+        m = re.search(r"roomcast: joined session [0-9a-f]{8} \(([0-9.]+):", line)
+        if m:
+            return m.group(1)
+    raise AssertionError(f"{seat.name}: no session line in its job log")
+
+
+def _chunk_count(room: Room) -> int:
+    from appliance.store import Store
+
+    return len(roomwire.chunk_table(Store(room.app.layout).resolve("lab")))
