@@ -10,12 +10,15 @@ through Python.  docs/http.md has the measurements behind this choice.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from appliance.errors import SlateError
 from appliance.http.files import FileBody
+from appliance.http.listeners import scoped
 
 THREADS = 64  # ≥ 32 concurrent chunk streams plus API calls, without queueing
 TIMEOUT = 30  # seconds a client may stall mid-request
@@ -47,21 +50,39 @@ class SendfileGateway(wsgi.Gateway_10):
 
 
 class HttpServer:
-    """Serve a WSGI app on (host, port) in background threads; port 0 = pick one."""
+    """Serve a WSGI app on (host, port) in background threads; port 0 = pick one.
 
-    def __init__(self, app: Any, host: str, port: int, *, threads: int = THREADS) -> None:
+    ``scope`` (:mod:`appliance.http.listeners`): ``"pxe"`` serves only the machines'
+    routes, ``"console"`` adds HSTS; None serves the app as it is.  ``tls`` = (certificate,
+    key) files: HTTPS.  Each server has its own thread pool."""
+
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        *,
+        threads: int = THREADS,
+        scope: str | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
+        self.tls = tls
         self._server = wsgi.Server(
-            (host, port), app, numthreads=threads, server_name="slate", timeout=TIMEOUT
-        )
+            (host, port), scoped(app, scope), numthreads=threads, server_name="slate",
+            timeout=TIMEOUT,
+        )  # fmt: skip
         self._server.gateway = SendfileGateway
+        if tls is not None:
+            self._server.ssl_adapter = BuiltinSSLAdapter(str(tls[0]), str(tls[1]))
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def start(self) -> None:
         """Bind, listen and serve in a thread; return once connections are accepted."""

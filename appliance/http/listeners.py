@@ -1,0 +1,147 @@
+"""Two listeners, one app: what each serves (docs/security.md).
+
+* The **PXE listener** (the imaging network's address) serves only what machines need:
+  the routes the appliance itself registers — boot scripts, the boot environment, the
+  client API, the store, rooms.  A route a plugin adds (the web console and its JSON
+  API) is 404 there, whatever the method.
+* The **console listener** (``--console-listen``, 127.0.0.1 by default) serves the
+  console over HTTPS, with ``Strict-Transport-Security``.  Its certificate is the site's
+  own, or one made at first start (self-signed, its SHA-256 fingerprint logged so a
+  technician can check what the browser shows).
+
+The decision is by route, not by path text: a request is matched against the app's URL
+map and its view's module decides (``appliance.*`` = for machines).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import ssl
+import subprocess
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from appliance.errors import SlateError
+
+PXE = "pxe"
+CONSOLE = "console"
+CERT_FILE = "console-cert.pem"
+KEY_FILE = "console-key.pem"  # 0600
+HSTS = "max-age=31536000"
+
+StartResponse = Callable[..., Any]
+
+
+def is_machine_route(app: Flask, environ: dict[str, Any]) -> bool:
+    """True when the request goes to a route the appliance registered (not a plugin's),
+    or to no route at all (the app answers that 404 itself)."""
+    adapter = app.url_map.bind_to_environ(environ)
+    try:
+        endpoint, _args = adapter.match()
+    except MethodNotAllowed as exc:  # a route exists for other methods: whose is it?
+        methods = sorted(exc.valid_methods or [])
+        if not methods:
+            return True
+        try:
+            endpoint, _args = adapter.match(method=methods[0])
+        except HTTPException:
+            return True
+    except HTTPException:  # no route (404) or a slash redirect: nothing of a plugin's
+        return True
+    view = app.view_functions.get(str(endpoint))
+    return view is not None and str(getattr(view, "__module__", "")).startswith("appliance.")
+
+
+class PxeOnly:
+    """WSGI app of the PXE listener: the console's routes answer 404."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if not is_machine_route(self.app, environ):
+            return NotFound("not on this interface")(environ, start_response)
+        return self.app(environ, start_response)
+
+
+class ConsoleOnly:
+    """WSGI app of the console listener: HSTS on every answer it gives over TLS."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("wsgi.url_scheme") != "https":
+            return self.app(environ, start_response)
+
+        def with_hsts(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            if not any(k.lower() == "strict-transport-security" for k, _ in headers):
+                headers = [*headers, ("Strict-Transport-Security", HSTS)]
+            return start_response(status, headers, *exc)
+
+        return self.app(environ, with_hsts)
+
+
+def scoped(app: Flask, scope: str | None) -> Any:
+    """``app`` as the listener of ``scope`` serves it (None: everything, unchanged)."""
+    if scope == PXE:
+        return PxeOnly(app)
+    if scope == CONSOLE:
+        return ConsoleOnly(app)
+    return app
+
+
+# -- the console's certificate -----------------------------------------------------------
+def ensure_certificate(
+    home: Path, hosts: Iterable[str] = ("127.0.0.1", "localhost")
+) -> tuple[Path, Path]:
+    """The console's certificate and key in the data directory, made at first start:
+    a self-signed P-256 certificate for ``hosts`` (IP addresses and names), ten years."""
+    cert, key = home / CERT_FILE, home / KEY_FILE
+    if cert.is_file() and key.is_file():
+        return cert, key
+    names = [f"IP:{h}" if _is_ip(h) else f"DNS:{h}" for h in dict.fromkeys(hosts)]
+    tmp_key = home / f".{KEY_FILE}.{os.getpid()}"
+    tmp_cert = home / f".{CERT_FILE}.{os.getpid()}"
+    fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    try:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-keyout", str(tmp_key), "-out", str(tmp_cert), "-days", "3650",
+             "-subj", "/CN=Slate console", "-addext", "subjectAltName=" + ",".join(names)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError) as exc:
+        tmp_key.unlink(missing_ok=True)
+        tmp_cert.unlink(missing_ok=True)
+        detail = getattr(exc, "stderr", "") or str(exc)
+        raise SlateError(
+            f"cannot make the console's certificate: {detail.strip()[:300]}",
+            hint="install openssl, or give the site's own with --console-cert and --console-key",
+        ) from exc
+    os.replace(tmp_key, key)
+    os.replace(tmp_cert, cert)
+    return cert, key
+
+
+def fingerprint(cert: Path) -> str:
+    """SHA-256 of the certificate (DER), as browsers show it: ``AB:CD:…``."""
+    der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def _is_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
