@@ -27,7 +27,7 @@ from appliance.config import Layout
 from appliance.db import transaction
 from appliance.errors import Conflict, NotFound, PeerError, UsageError
 from appliance.imagefmt.names import is_image_name
-from appliance.inventory import Inventory, parse_disk_hint, parse_image_spec
+from appliance.inventory import Inventory, parse_disk_hint
 from appliance.jobstates import ACTIVE, FINAL, check_transition
 from appliance.store import Store
 
@@ -43,7 +43,7 @@ BOOT_TIMEOUT = 30 * 60
 # A client that stopped reporting is given its own give_up_after plus this margin
 # (it retries for that long before it gives up itself).
 STALE_MARGIN = 5 * 60
-SECRET_FILE = "job-secret"
+SECRET_FILE = "job-secret"  # noqa: S105 (a file name, not a secret)
 
 
 def utc_now() -> str:
@@ -127,7 +127,7 @@ def versions_in_use(conn: sqlite3.Connection) -> frozenset[tuple[str, str]]:
     """(image, version) pairs that an active job needs: they must not be deleted."""
     marks = ",".join("?" * len(ACTIVE))
     rows = conn.execute(
-        f"SELECT DISTINCT image, version FROM jobs WHERE state IN ({marks})"
+        f"SELECT DISTINCT image, version FROM jobs WHERE state IN ({marks})"  # noqa: S608 (?,?)
         " AND image IS NOT NULL AND version IS NOT NULL",
         tuple(sorted(ACTIVE)),
     ).fetchall()
@@ -138,15 +138,21 @@ def images_being_captured(conn: sqlite3.Connection) -> frozenset[str]:
     """Image names an active capture job will add a version to."""
     marks = ",".join("?" * len(ACTIVE))
     rows = conn.execute(
-        f"SELECT DISTINCT image FROM jobs WHERE action='capture' AND state IN ({marks})",
+        f"SELECT DISTINCT image FROM jobs WHERE action='capture' AND state IN ({marks})",  # noqa: S608
         tuple(sorted(ACTIVE)),
     ).fetchall()
     return frozenset(r[0] for r in rows)
 
 
 def resolve_image(layout: Layout, name: str, version: str | None) -> tuple[str, str]:
-    """``name`` + version (None = latest) → (name, version) of a committed version."""
-    manifest = Store(layout).resolve(name, version)
+    """``name`` + version (None = latest promoted) → (name, version) of a committed one."""
+    return resolve_spec(layout, f"{name}@{version}" if version else name)
+
+
+def resolve_spec(layout: Layout, spec: str) -> tuple[str, str]:
+    """An image reference (NAME, NAME@VERSION, NAME@2026-11-20, NAME@-3d; see
+    appliance.refs) → (name, version): what every restore, room and rule resolves."""
+    manifest = Store(layout).resolve_ref(spec)
     return manifest.image, manifest.version
 
 
@@ -298,7 +304,7 @@ class Jobs:
         options: dict[str, Any] | None = None,
     ) -> Job:
         """A restore job; ``image_spec`` NAME (latest now) or NAME@VERSION."""
-        name, version = resolve_image(self.layout, *parse_image_spec(image_spec))
+        name, version = resolve_spec(self.layout, image_spec)
         return self.create(
             "restore",
             host_ref,
@@ -322,7 +328,7 @@ class Jobs:
         hosts = self.inventory.hosts(room)
         if not hosts:
             raise NotFound(f"room {room!r} has no hosts", hint="add some with `slate host add`")
-        name, version = resolve_image(self.layout, *parse_image_spec(image_spec))
+        name, version = resolve_spec(self.layout, image_spec)
         with transaction(self.conn):
             jobs = [
                 self._insert("restore", h.mac, name, version, not_before, options or {}, actor)
@@ -332,14 +338,24 @@ class Jobs:
                 audit.record(self.conn, actor, "job.restore", job.host_name, _describe(job))
         return jobs
 
-    def capture(self, host_ref: str, image: str, *, actor: str, note: str = "") -> Job:
+    def capture(
+        self,
+        host_ref: str,
+        image: str,
+        *,
+        actor: str,
+        note: str = "",
+        not_before: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Job:
         if not is_image_name(image):
             raise UsageError(
                 f"{image!r} is not a valid image name",
                 hint="use letters, digits, '.', '_' and '-' (up to 64)",
             )
+        opts = {**(options or {}), "note": note, "after": "reboot"}
         return self.create(
-            "capture", host_ref, actor=actor, image=image, options={"note": note, "after": "reboot"}
+            "capture", host_ref, actor=actor, image=image, not_before=not_before, options=opts
         )
 
     # -- read --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Protocol
@@ -123,14 +124,22 @@ def dns_names(conn: sqlite3.Connection, settings: Settings) -> dict[str, str]:
 class Housekeeping:
     """Every ``interval`` seconds: fail the jobs whose machine went silent
     (:meth:`appliance.jobs.Jobs.expire_stale`), so the console never shows a job
-    "running" on a machine that lost power hours ago."""
+    "running" on a machine that lost power hours ago; create the jobs of recurring
+    schedules that are due (appliance.backups.schedules); prune the images a capture
+    finished for by their retention rules, then gc (appliance.backups.prune)."""
 
     def __init__(
-        self, layout: Layout, connect: Callable[[], sqlite3.Connection], interval: float = 30.0
+        self,
+        layout: Layout,
+        connect: Callable[[], sqlite3.Connection],
+        interval: float = 30.0,
+        settings: Settings | None = None,
     ) -> None:
         self.layout = layout
         self.connect = connect  # a ThreadDb: this thread's own connection, kept
         self.interval = interval
+        self.settings = settings
+        self._store: Any = None  # made in the housekeeping thread (its own connection)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="housekeeping", daemon=True)
 
@@ -148,7 +157,23 @@ class Housekeeping:
         expired = Jobs(self.connect(), self.layout).expire_stale()
         for job in expired:
             log.warning("job %d (%s) failed: %s", job.id, job.host_name, job.reason)
+        self.run_backups()
         return expired
+
+    def run_backups(self, now: datetime | None = None) -> None:
+        """Scheduled jobs, then retention; ``now`` is a test clock."""
+        from appliance.backups import prune
+        from appliance.backups.schedules import Schedules
+        from appliance.store import Store
+        from appliance.wol import waker
+
+        Schedules(self.connect(), self.layout).run_once(now, wake=waker(self.settings))
+        if self._store is None:
+            self._store = Store(self.layout)
+        for result in prune.after_captures(self._store):
+            if result.removed:
+                log.info("retention of %s (%s) removed %s", result.image, result.rules,
+                         ", ".join(result.removed))  # fmt: skip
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -176,7 +201,7 @@ class Appliance:
         builders: list[tuple[str, Callable[[], Service]]] = [
             ("http", self._http),
             ("tftp", self._tftp),
-            ("housekeeping", lambda: Housekeeping(self.layout, self.db)),
+            ("housekeeping", lambda: Housekeeping(self.layout, self.db, settings=s)),
         ]
         if s.dns_enabled:
             builders.append(("dns", self._dns))

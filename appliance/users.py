@@ -26,14 +26,24 @@ ROLES = ("admin", "technician", "viewer")
 # What each role may do.  "view" = read everything except users and the audit log.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset({"view"}),
-    "technician": frozenset({"view", "job.start", "host.edit"}),
+    # image.promote: let NAME, rooms and rules resolve to a captured version (and keep it)
+    "technician": frozenset({"view", "job.start", "host.edit", "image.promote"}),
     "admin": frozenset(
-        {"view", "job.start", "host.edit", "host.delete", "image.edit", "user.admin", "audit"}
+        {
+            "view",
+            "job.start",
+            "host.edit",
+            "host.delete",
+            "image.edit",
+            "image.promote",
+            "user.admin",
+            "audit",
+        }
     ),
 }
 
 MIN_PASSWORD = 10
-TOKEN_PREFIX = "slt_"
+TOKEN_PREFIX = "slt_"  # noqa: S105 (the prefix of API tokens, not a token)
 _NAME = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
 # Hash used when the user does not exist, so a wrong name costs as long as a wrong password.
 

@@ -19,7 +19,7 @@ from webui import csrf, security
 from webui.throttle import Throttle
 from webui.verifier import Verifier
 
-SECRET_FILE = "console-secret"
+SECRET_FILE = "console-secret"  # noqa: S105 (a file name, not a secret)
 
 # Content-Security-Policy: everything comes from this server; no inline script.
 CSP = (
@@ -30,7 +30,7 @@ CSP = (
 
 def init_app(app: Flask) -> None:
     """Register the console's blueprints, CSRF, login and the session secret."""
-    from webui import admin, api, auth, dashboard, images, jobs, machines, reimage
+    from webui import admin, api, auth, dashboard, images, jobs, machines, reimage, schedules
 
     layout = app.extensions["slate"].layout
     if not app.secret_key:
@@ -44,7 +44,8 @@ def init_app(app: Flask) -> None:
     app.session_interface = security.SessionInterface()
     app.extensions["slate.console.throttle"] = Throttle()
     app.extensions["slate.console.verifier"] = Verifier()
-    blueprints = [auth.bp, dashboard.bp, images.bp, machines.bp, reimage.bp, jobs.bp, admin.bp]
+    blueprints = [auth.bp, dashboard.bp, images.bp, machines.bp, reimage.bp, jobs.bp, admin.bp,
+                  schedules.bp]  # fmt: skip
     for bp in [*blueprints, api.bp]:
         app.register_blueprint(bp)
     names = frozenset(bp.name for bp in [*blueprints, api.bp])

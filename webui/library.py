@@ -30,7 +30,10 @@ def _sizes(image: str, version: str) -> tuple[int, int]:
 
 def version_dict(m: Any, busy: frozenset[tuple[str, str]]) -> dict[str, Any]:
     logical, stored = _sizes(m.image, m.version)
+    marks = slate().store.marks(m.image).get(m.version, frozenset())
     return {
+        "promoted": "candidate" not in marks,
+        "keep": "keep" in marks,
         "image": m.image,
         "version": m.version,
         "created": m.created,
@@ -103,8 +106,13 @@ def choices() -> list[tuple[str, str]]:
     """(value, label) of every restorable version for a select box, newest first."""
     out = []
     for img in images():
-        for i, v in enumerate(img["versions"]):
-            label = f"{img['name']} @ {v['version']}" + (" (latest)" if i == 0 else "")
+        newest = next((v["version"] for v in img["versions"] if v["promoted"]), None)
+        for v in img["versions"]:
+            label = f"{img['name']} @ {v['version']}"
+            if v["version"] == newest:
+                label += " (newest promoted)"
+            elif not v["promoted"]:
+                label += " (candidate)"
             if v["note"]:
                 label += f" — {v['note']}"
             out.append((f"{img['name']}@{v['version']}", label))

@@ -29,8 +29,13 @@ def choose() -> Any:
 
 def _chosen() -> tuple[str, list[str], str | None, str]:
     form = request.form
+    image = form.get("image", "")
+    asof = form.get("asof", "").strip()
+    if image and asof:
+        # "As it was on …": the version that time names, confirmed as an exact version.
+        image = backend.slate().store.resolve_ref(f"{image.partition('@')[0]}@{asof}").ref
     return (
-        form.get("image", ""),
+        image,
         form.getlist("mac"),
         form.get("room") or None,
         form.get("when", "").strip(),

@@ -1,14 +1,19 @@
-"""``slate image …``: the image library (import, list, show, export, verify, note, rm, gc)."""
+"""``slate image …``: the image library (import, list, show, export, verify, note, rm, gc)
+and its backups (versions, promote, keep, policy, prune)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from appliance import audit
+from appliance.audit import cli_actor
+from appliance.backups import prune
 from appliance.cli.output import (
     Progress,
     add_group,
@@ -23,10 +28,14 @@ from appliance.imagefmt.manifest import MAX_CHUNK_SIZE, MIB, MIN_CHUNK_SIZE, Man
 from appliance.imagefmt.partitions import type_name
 from appliance.jobs import versions_in_use
 from appliance.store import Store, parse_ref
+from appliance.store import policy as policies
 from appliance.store.collect import collect
 from appliance.store.exporter import export_image
+from appliance.store.history import history
 from appliance.store.importer import import_image
 from appliance.store.index import rows
+from appliance.store.library import check_name
+from appliance.store.policy import KEEP_FIELDS
 from appliance.store.verify import verify
 
 
@@ -76,6 +85,40 @@ def register(subparsers: Any) -> None:
     add_json_flag(p)
     p.set_defaults(func=cmd_gc)
 
+    p = sub.add_parser("versions", help="versions of an image: sizes, marks, what each shares")
+    p.add_argument("name", metavar="NAME")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_versions)
+
+    for verb, text in (
+        ("promote", "let NAME, rooms and rules resolve to this (captured) version"),
+        ("unpromote", "make a version a candidate again (only NAME@VERSION restores it)"),
+        ("keep", "never let retention remove this version"),
+        ("unkeep", "let retention decide about this version again"),
+    ):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("ref", metavar="NAME@VERSION")
+        p.set_defaults(func=cmd_mark, verb=verb)
+
+    p = sub.add_parser("policy", help="auto-promotion and retention of an image")
+    p.add_argument("name", metavar="NAME")
+    auto = p.add_mutually_exclusive_group()
+    auto.add_argument("--auto-promote", dest="auto_promote", action="store_true", default=None,
+                      help="promote every capture at commit (FOG's behaviour)")  # fmt: skip
+    auto.add_argument("--no-auto-promote", dest="auto_promote", action="store_false",
+                      help="a capture is a candidate until promoted (the default)")  # fmt: skip
+    for f in KEEP_FIELDS:
+        p.add_argument(f"--{f.replace('_', '-')}", type=_count, metavar="N",
+                       help=f"retention: keep {f[5:]} N ('none': no such rule)")  # fmt: skip
+    add_json_flag(p)
+    p.set_defaults(func=cmd_policy)
+
+    p = sub.add_parser("prune", help="remove the versions retention does not keep, then gc")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--dry-run", action="store_true", help="only say what would go")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_prune)
+
 
 def _mib(text: str) -> int:
     try:
@@ -85,6 +128,14 @@ def _mib(text: str) -> int:
     if not MIN_CHUNK_SIZE <= size <= MAX_CHUNK_SIZE or size % 65536:
         raise argparse.ArgumentTypeError("chunk size must be 0.0625..64 MiB, in 64 KiB steps")
     return size
+
+
+def _count(text: str) -> int | str:
+    if text.lower() == "none":
+        return "none"
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a count: {text!r} (a number, or 'none')")
+    return int(text)
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -125,7 +176,12 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    found = [dict(r) for r in rows(_store(args))]
+    store = _store(args)
+    found = [dict(r) for r in rows(store)]
+    marks = {name: store.marks(name) for name in {r["image"] for r in found}}
+    for r in found:
+        m = marks[r["image"]].get(r["version"], frozenset())
+        r["promoted"], r["keep"] = "candidate" not in m, "keep" in m
     if args.json:
         print_json(found)
         return 0
@@ -137,25 +193,32 @@ def cmd_list(args: argparse.Namespace) -> int:
                 r["disks"],
                 human_bytes(r["logical_size"]),
                 human_bytes(r["stored_size"]),
+                _status(r),
                 r["note"],
             )
             for r in found
         ],
-        ["IMAGE", "VERSION", "DISKS", "SIZE", "STORED", "NOTE"],
+        ["IMAGE", "VERSION", "DISKS", "SIZE", "STORED", "STATUS", "NOTE"],
     )
     return 0
 
 
+def _status(r: dict[str, Any]) -> str:
+    return ("promoted" if r["promoted"] else "candidate") + (", keep" if r["keep"] else "")
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     store = _store(args)
-    name, version = parse_ref(args.ref)
-    m = store.resolve(name, version)
+    m = store.resolve_ref(args.ref)
     info = _describe(store, m)
     if args.json:
         print_json(info)
         return 0
     print(f"image    {m.ref}\ncreated  {m.created}\nnote     {m.note}\nsource   {m.source}")
-    print(f"versions {', '.join(info['versions'])}")
+    print(f"status   {_status(info)}")
+    candidates = set(info["versions"]) - set(info["promoted_versions"])
+    listed = [v + (" (candidate)" if v in candidates else "") for v in info["versions"]]
+    print(f"versions {', '.join(listed)}")
     print(
         f"size     {human_bytes(m.logical_size)} logical, "
         f"{human_bytes(info['data_size'])} data, {human_bytes(info['stored_size'])} stored "
@@ -196,6 +259,9 @@ def _describe(store: Store, m: Manifest) -> dict[str, Any]:
     info.update(
         ref=m.ref,
         versions=store.version_ids(m.image),
+        promoted_versions=store.promoted_ids(m.image),
+        promoted=store.is_promoted(m.image, m.version),
+        keep=store.mark_path(m.image, m.version, "keep").exists(),
         logical_size=m.logical_size,
         data_size=sum(d.bytes_of("hash") for d in m.disks),
         stored_size=store.stored_size(mine),
@@ -214,7 +280,7 @@ def _describe(store: Store, m: Manifest) -> dict[str, Any]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     store = _store(args)
-    m = store.resolve(*parse_ref(args.ref))
+    m = store.resolve_ref(args.ref)
     with _progress("export") as progress:
         stats = export_image(store, m, args.dest, disk=args.disk, force=args.force,
                              progress=progress)  # fmt: skip
@@ -288,4 +354,95 @@ def cmd_gc(args: argparse.Namespace) -> int:
         print(f"removed {r.removed} chunk(s), freed {human_bytes(r.freed)}; kept {r.kept}; "
               f"{r.tmp_removed} temp file(s) removed; {len(r.live_sessions)} import(s) "
               f"in progress")  # fmt: skip
+    return 0
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    store = _store(args)
+    store.resolve(args.name)  # NotFound with its hint
+    found = history(store, args.name)
+    if args.json:
+        print_json(found)
+        return 0
+    print_table(
+        [
+            (
+                r["version"],
+                _status(r),
+                human_bytes(r["logical_size"]),
+                human_bytes(r["stored_size"]),
+                f"{r['shared_chunks']}/{r['chunks']} chunks, {human_bytes(r['shared_bytes'])}"
+                if i
+                else "-",
+                human_bytes(r["new_bytes"]),
+                r["note"],
+            )
+            for i, r in enumerate(found)
+        ],
+        ["VERSION", "STATUS", "SIZE", "STORED", "SHARED WITH PREVIOUS", "NEW", "NOTE"],
+    )
+    return 0
+
+
+_MARK = {
+    "promote": ("candidate", False, "promoted"),
+    "unpromote": ("candidate", True, "is a candidate again"),
+    "keep": ("keep", True, "kept whatever retention says"),
+    "unkeep": ("keep", False, "left to retention"),
+}
+
+
+def cmd_mark(args: argparse.Namespace) -> int:
+    name, version = parse_ref(args.ref)
+    if version is None:
+        raise UsageError("say which version: NAME@VERSION",
+                         hint=f"`slate image versions {name}` lists them")  # fmt: skip
+    store = _store(args)
+    mark, on, said = _MARK[args.verb]
+    changed = store.set_mark(name, version, mark, on)
+    if changed:
+        audit.record(store.db(), cli_actor(), f"image.{args.verb}", f"{name}@{version}")
+    print(f"{name}@{version} {said}" + ("" if changed else " (it already was)"))
+    return 0
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    store = _store(args)
+    conn = store.db()
+    current = policies.get(conn, check_name(args.name))
+    changes: dict[str, Any] = {}
+    if args.auto_promote is not None:
+        changes["auto_promote"] = args.auto_promote
+    for f in KEEP_FIELDS:
+        value = getattr(args, f)
+        if value is not None:
+            changes[f] = None if value == "none" else value
+    if changes:
+        current = policies.put(conn, dataclasses.replace(current, **changes))
+        detail = ", ".join(f"{k}={v}" for k, v in changes.items())
+        audit.record(conn, cli_actor(), "image.policy", args.name, detail)
+    if args.json:
+        print_json(current.to_dict())
+        return 0
+    auto = "promoted at commit" if current.auto_promote else "candidates until promoted"
+    print(f"{args.name}: captures are {auto}; retention: {current.describe()}")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    store = _store(args)
+    result = prune.prune(store, args.name, actor=cli_actor(), dry_run=args.dry_run)
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    gone = result.remove if args.dry_run else result.removed
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{args.name} ({result.rules}): {verb} {len(gone)} version(s), "
+          f"keeps {len(result.keep)}")  # fmt: skip
+    for v in gone:
+        print(f"  - {v}")
+    for v, why in sorted(result.keep.items()):
+        print(f"  = {v}  ({'; '.join(why)})")
+    if result.gc is not None:
+        print(f"gc: removed {result.gc.removed} chunk(s), freed {human_bytes(result.gc.freed)}")
     return 0

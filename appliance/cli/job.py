@@ -25,7 +25,9 @@ def register(subparsers: Any) -> None:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--host", metavar="NAME|MAC")
     who.add_argument("--room", metavar="ROOM", help="every machine of the room")
-    p.add_argument("--image", required=True, metavar="NAME[@VERSION]", help="NAME = latest")
+    p.add_argument("--image", required=True, metavar="NAME[@VERSION|@DATE|@-3d]",
+                   help="NAME = newest promoted; @2026-11-20[T18:00] or @-3d: newest at or "
+                   "before that time")  # fmt: skip
     p.add_argument("--at", metavar="TIME", help="not before: 18:30, 2026-11-25T18:30, +2h")
     p.add_argument("--after", choices=("reboot", "poweroff"), default="reboot")
     add_json_flag(p)
@@ -35,6 +37,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--host", required=True, metavar="NAME|MAC")
     p.add_argument("--image", required=True, metavar="NAME")
     p.add_argument("--note", default="", help="note stored with the new version")
+    p.add_argument("--at", metavar="TIME", help="not before: 18:30, 2026-11-25T18:30, +2h")
     add_json_flag(p)
     p.set_defaults(func=cmd_capture)
 
@@ -86,7 +89,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    job = jobs(args).capture(args.host, args.image, actor=cli_actor(), note=args.note)
+    when = parse_when(args.at) if args.at else None
+    job = jobs(args).capture(
+        args.host, args.image, actor=cli_actor(), note=args.note, not_before=when
+    )
     return _created(args, [job])
 
 

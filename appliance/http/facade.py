@@ -66,9 +66,24 @@ class Appliance:
         its first upload until commit or the job's end (see appliance.store.sessions)."""
         with self._lock:
             session = self._capture_sessions.get(job_id)
-            if session is None:
-                session = self._capture_sessions[job_id] = Session(self.store)
-            return session
+        if session is None:
+            self.reap_captures()
+            with self._lock:
+                session = self._capture_sessions.get(job_id)
+                if session is None:
+                    session = self._capture_sessions[job_id] = Session(self.store, candidate=True)
+        return session
+
+    def reap_captures(self) -> None:
+        """End the sessions of capture jobs that ended elsewhere (expired by housekeeping,
+        cancelled in the console, a client killed mid-upload): their pins go, and the
+        chunks only they added are dropped, so gc can reclaim what they left."""
+        with self._lock:
+            ids = list(self._capture_sessions)
+        for job_id in ids:  # a handful: the captures uploading right now
+            row = self.db().execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None or row[0] in ("done", "failed", "cancelled"):
+                self.end_capture(job_id, ok=row is not None and row[0] == "done")
 
     def end_capture(self, job_id: int, *, ok: bool = True) -> None:
         """Release a capture's pins; when it did not commit, drop the chunks it added."""
@@ -90,7 +105,7 @@ class Appliance:
 
                 s = self.settings
                 self._roomcast = Roomcast(
-                    str(getattr(s, "address", "") or "0.0.0.0"),
+                    str(getattr(s, "address", "") or ""),  # "": no multicast
                     self.store.chunk_path,
                     self.db,
                     group=str(getattr(s, "multicast_group", "") or DEFAULT_GROUP),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import os
 import secrets
 import sqlite3
@@ -25,7 +26,7 @@ import zstandard
 
 from appliance import audit, db, refs
 from appliance.config import Layout
-from appliance.errors import Conflict, IntegrityError, NotFound, UsageError
+from appliance.errors import Conflict, IntegrityError, NotFound, SlateError, UsageError
 from appliance.imagefmt.chunkio import decode_chunk
 from appliance.imagefmt.manifest import MAX_CHUNK_SIZE, Manifest
 from appliance.imagefmt.names import chunk_relpath, is_digest, is_image_name, is_version
@@ -119,9 +120,13 @@ class Store:
             return False
         path.parent.mkdir(exist_ok=True)
         tmp = self.root / "tmp" / f"{tag}.{secrets.token_hex(8)}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(frame)
-        os.rename(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(frame)
+            os.rename(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)  # never leave a partial file behind (disk full)
+            raise _store_error(self.root, f"cannot store chunk {digest}", exc) from exc
         return True
 
     def chunk_files(self) -> Iterator[Path]:
@@ -226,11 +231,15 @@ class Store:
     def _write_mark(self, path: Path) -> None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") + "\n"
         tmp = self.root / "tmp" / f"m.{secrets.token_hex(8)}.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(stamp)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w") as fh:
+                fh.write(stamp)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _store_error(self.root, f"cannot write {path.name}", exc) from exc
         _fsync_dir(path.parent)
 
     def resolve_ref(
@@ -299,22 +308,27 @@ class Store:
         if path.exists():
             raise Conflict(f"version {manifest.ref} already exists")
         promoted_by = ""
-        if candidate:
-            if policy.get(self.db(), manifest.image).auto_promote:
-                promoted_by = "auto-promote"
-            else:
-                self._write_mark(self.mark_path(manifest.image, manifest.version, "candidate"))
+        if candidate and policy.get(self.db(), manifest.image).auto_promote:
+            promoted_by, candidate = "auto-promote", False
         tmp = self.root / "tmp" / f"m.{secrets.token_hex(8)}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(manifest.to_json())
-            fh.flush()
-            os.fsync(fh.fileno())
         try:
+            if candidate:
+                self._write_mark(self.mark_path(manifest.image, manifest.version, "candidate"))
+            with open(tmp, "wb") as fh:
+                fh.write(manifest.to_json())
+                fh.flush()
+                os.fsync(fh.fileno())
             os.link(tmp, path)  # unlike rename, fails if the version exists
         except FileExistsError:
             raise Conflict(f"version {manifest.ref} already exists") from None
+        except OSError as exc:
+            if candidate:
+                self.mark_path(manifest.image, manifest.version, "candidate").unlink(
+                    missing_ok=True
+                )
+            raise _store_error(self.root, f"cannot commit {manifest.ref}", exc) from exc
         finally:
-            tmp.unlink()
+            tmp.unlink(missing_ok=True)
         _fsync_dir(path.parent)
         index.add(self.db(), manifest, self.stored_size(manifest.digests()))
         if promoted_by:
@@ -426,6 +440,17 @@ class Session:
     def close(self) -> None:
         self._flusher.shutdown(wait=True, cancel_futures=True)
         self.pins.close()
+
+
+def _store_error(root: Path, what: str, exc: OSError) -> SlateError:
+    """An OS error of the store's filesystem as a sentence (a full disk above all)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return SlateError(
+            f"{what}: the store's filesystem ({root}) is full",
+            hint="free space there (`slate image prune`, `slate image gc`) or give the store "
+            "a larger disk, then capture again",
+        )
+    return SlateError(f"{what}: {exc.strerror or exc}", hint=f"check the filesystem of {root}")
 
 
 def _fsync(path: Path) -> None:

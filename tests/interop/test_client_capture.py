@@ -6,8 +6,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 from client_kit import MIB, Appliance, make_partitioned_disk, read_fat_file, read_files, run_client
 
+from appliance.errors import NotFound
 from appliance.store import Store
 
 
@@ -39,7 +41,12 @@ def test_capture_then_restore_round_trips(tmp_path: Path) -> None:
         target = tmp_path / "restored.img"
         with target.open("wb") as f:
             f.truncate(128 * MIB)
+        # A capture is a candidate: a technician promotes it before NAME restores it.
+        with pytest.raises(NotFound):
+            app.restore_job("captured")
+        Store(app.layout).set_mark("captured", manifest.version, "candidate", False)
         job3, token3 = app.restore_job("captured")
+        assert job3.version == manifest.version
         proc = run_client(app.url, job3, token3, target)
         assert proc.returncode == 0, proc.stderr
     mnt = tmp_path / "mnt"

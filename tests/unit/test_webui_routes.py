@@ -12,6 +12,7 @@ import pytest
 from test_webui_kit import MAC1, MAC2, ROLE_USERS, add_host, add_image, login, make_app, slate
 
 from appliance import db, users
+from appliance.backups.schedules import Schedules
 from appliance.users import PERMISSIONS
 from webui.api.openapi import ROUTES as API_ROUTES
 
@@ -27,6 +28,17 @@ PAGES: list[tuple[str, str, str]] = [
     ("POST", "/images/{image}/{version}/note", "image.edit"),
     ("POST", "/images/{image}/{version}/verify", "image.edit"),
     ("POST", "/images/{image}/{version}/delete", "image.edit"),
+    ("POST", "/images/{image}/{version}/promote", "image.promote"),
+    ("POST", "/images/{image}/{version}/unpromote", "image.promote"),
+    ("POST", "/images/{image}/{version}/keep", "image.promote"),
+    ("POST", "/images/{image}/{version}/unkeep", "image.promote"),
+    ("POST", "/images/{image}/policy", "image.edit"),
+    ("POST", "/images/{image}/prune", "image.edit"),
+    ("GET", "/schedules", "view"),
+    ("POST", "/schedules/add", "job.start"),
+    ("POST", "/schedules/{schedule}/pause", "job.start"),
+    ("POST", "/schedules/{schedule}/resume", "job.start"),
+    ("POST", "/schedules/{schedule}/delete", "job.start"),
     ("GET", "/machines", "view"),
     ("POST", "/machines/add", "host.edit"),
     ("POST", "/machines/import", "host.edit"),
@@ -59,6 +71,7 @@ API_PARAMS = {
     "{job_id}": "{job}",
     "{mac}": "{mac}",
     "{version}": "{version}",
+    "{schedule_id}": "{schedule}",
 }
 
 
@@ -95,6 +108,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     with app.app_context():
         slate(app).inventory.record_seen("52:54:00:00:00:99", firmware="bios")
         job = slate(app).jobs.restore("pc1", "win11", actor="test")
+        sched = Schedules(slate(app).db(), slate(app).layout).add(
+            action="restore", image="win11", every="daily 02:00", host="pc2", actor="test"
+        )
     conn = db.connect(home / "slate.db")
     users.add(conn, "zed", "viewer", "zed's password", "test")
     # API callers are other users than the page sessions: a page case revokes its own tokens.
@@ -112,6 +128,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "room": "lab-a",
         "job": str(job.id),
         "user": "zed",
+        "schedule": str(sched.id),
     }
     sessions = {role: login(app, name) for role, name in ROLE_USERS.items()}
     yield {"app": app, "values": values, "tokens": tokens, "sessions": sessions}
@@ -190,6 +207,7 @@ def test_openapi_is_public_and_lists_every_api_route(world):
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("api."):
             path = rule.rule.replace("<int:job_id>", "{job_id}")
+            path = path.replace("<int:schedule_id>", "{schedule_id}")
             for part in ("name", "mac", "version"):
                 path = path.replace(f"<{part}>", "{" + part + "}")
             real |= {(m, path) for m in rule.methods - {"HEAD", "OPTIONS"}}
@@ -198,7 +216,7 @@ def test_openapi_is_public_and_lists_every_api_route(world):
 
 def test_tables_cover_every_console_route(world):
     app = world["app"]
-    console = {"auth", "dashboard", "images", "machines", "reimage", "jobs", "admin"}
+    console = {"auth", "dashboard", "images", "machines", "reimage", "jobs", "admin", "schedules"}
     tested = {(m, u) for m, u, _ in PAGES} | PUBLIC
     for rule in app.url_map.iter_rules():
         bp = rule.endpoint.split(".")[0]
@@ -207,6 +225,7 @@ def test_tables_cover_every_console_route(world):
         path = rule.rule
         for var, name in (
             ("<int:job_id>", "{job}"),
+            ("<int:schedule_id>", "{schedule}"),
             ("<mac>", "{mac}"),
             ("<version>", "{version}"),
         ):

@@ -35,4 +35,4 @@ def field(data: dict[str, Any], name: str) -> str:
     return value.strip()
 
 
-from webui.api import events, images, inventory, jobs, meta  # noqa: E402,F401
+from webui.api import backups, events, images, inventory, jobs, meta  # noqa: E402,F401

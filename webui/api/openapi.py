@@ -49,6 +49,30 @@ ROUTES: tuple[tuple[str, str, str | None, str, str | None, str], ...] = (
     ("get", "/images/{name}/{version}/verify", "view",
      "Verification status: never, running (done/total bytes), ok, damaged, error", None,
      "Verify"),
+    ("get", "/images/{name}/backups", "view",
+     "Promotion and retention policy, versions with what each shares with the previous, "
+     "and what retention would remove now", None, "Backups"),
+    ("patch", "/images/{name}/policy", "image.edit",
+     "Set auto_promote and keep_last/keep_daily/keep_weekly/keep_monthly (null: no rule)",
+     "Policy", "Policy"),
+    ("post", "/images/{name}/prune", "image.edit",
+     "Remove what retention does not keep, then gc", None, "Object"),
+    ("post", "/images/{name}/{version}/promote", "image.promote",
+     "Promote a version: NAME, rooms and rules may resolve to it", None, "Object"),
+    ("delete", "/images/{name}/{version}/promote", "image.promote",
+     "Make a version a candidate again", None, "Object"),
+    ("post", "/images/{name}/{version}/keep", "image.promote",
+     "Never let retention remove this version", None, "Object"),
+    ("delete", "/images/{name}/{version}/keep", "image.promote",
+     "Leave this version to retention again", None, "Object"),
+    ("get", "/schedules", "view", "Recurring captures and restores", None, "Schedules"),
+    ("post", "/schedules", "job.start",
+     "Add a schedule (host or room, capture or restore, every)", "NewSchedule", "Schedule"),
+    ("delete", "/schedules/{schedule_id}", "job.start", "Delete a schedule", None, "Schedule"),
+    ("post", "/schedules/{schedule_id}/pause", "job.start", "Pause a schedule", None,
+     "Schedule"),
+    ("post", "/schedules/{schedule_id}/resume", "job.start",
+     "Resume a schedule (occurrences that came while paused are not run)", None, "Schedule"),
     ("get", "/users", "user.admin", "Users", None, "Users"),
     ("post", "/users", "user.admin", "Add a user", "NewUser", "User"),
     ("delete", "/users/{name}", "user.admin", "Delete a user", None, "Object"),
@@ -128,6 +152,31 @@ SCHEMAS: dict[str, Any] = {
         "done": INT, "total": INT, "chunks": INT, "damaged": LIST_S, "message": STR,
         "finished_at": STR,
     }),
+    "Policy": _obj({
+        "image": STR, "auto_promote": BOOL, "keep_last": INT, "keep_daily": INT,
+        "keep_weekly": INT, "keep_monthly": INT, "pruned_at": STR,
+    }),
+    "Backups": _obj({
+        "policy": _ref("Policy"),
+        "history": {"type": "array", "items": _obj({
+            "version": STR, "promoted": BOOL, "keep": BOOL, "stored_size": INT, "chunks": INT,
+            "shared_chunks": INT, "shared_bytes": INT, "new_chunks": INT, "new_bytes": INT,
+        })},
+        "retention": _obj({"keep": {"type": "object"}, "remove": LIST_S, "applies": BOOL}),
+    }),
+    "Schedule": _obj({
+        "id": INT, "host": STR, "host_name": STR, "room": STR, "target": STR,
+        "action": {"enum": ["capture", "restore"]}, "image": STR, "every": STR, "wake": BOOL,
+        "paused": BOOL, "note": STR, "next_run": STR, "last_occurrence": STR,
+        "last_result": STR, "created_by": STR, "created_at": STR, "since": STR,
+    }),
+    "Schedules": _array("Schedule"),
+    "NewSchedule": _obj({
+        "action": {"enum": ["capture", "restore"]}, "host": STR, "room": STR,
+        "image": {"type": "string", "description": "capture: NAME; restore: NAME[@V|@DATE|@-3d]"},
+        "every": {"type": "string", "description": "daily 02:00, mon,thu 18:30, weekly sun 03:00"},
+        "wake": BOOL, "note": STR,
+    }, ("action", "image", "every")),
     "User": _obj({"name": STR, "role": {"enum": ["admin", "technician", "viewer"]}}),
     "Users": _array("User"),
     "NewUser": _obj({"name": STR, "role": STR, "password": STR}, ("name", "role", "password")),
@@ -155,7 +204,12 @@ def _operation(path: str, perm: str | None, summary: str, req: str | None, resp:
     params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
     if params:
         op["parameters"] = [
-            {"name": p, "in": "path", "required": True, "schema": INT if p == "job_id" else STR}
+            {
+                "name": p,
+                "in": "path",
+                "required": True,
+                "schema": INT if p in ("job_id", "schedule_id") else STR,
+            }
             for p in params
         ]
     if req:
@@ -180,8 +234,8 @@ def document() -> dict[str, Any]:
             "title": "Slate console API",
             "version": __version__,
             "description": "Everything the web console does. Roles: admin (everything), "
-            "technician (view, job.start, host.edit), viewer (view). Unsafe requests with "
-            "the session cookie need the X-CSRF-Token header; bearer tokens do not.",
+            "technician (view, job.start, host.edit, image.promote), viewer (view). Unsafe "
+            "requests with the session cookie need the X-CSRF-Token header; bearer tokens do not.",
         },
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}, {"session": []}],
