@@ -191,6 +191,7 @@ class Appliance:
         self.settings = settings
         self.db = ThreadDb(layout.db)
         self.services: list[tuple[str, Service]] = []
+        self._app: Any = None  # one Flask app behind the HTTP and console listeners
 
     # --- composition --------------------------------------------------------------
 
@@ -200,6 +201,7 @@ class Appliance:
         populate_tftp_root(self.layout.tftp_root)
         builders: list[tuple[str, Callable[[], Service]]] = [
             ("http", self._http),
+            *([("console", self._console)] if s.console_listen else []),
             ("tftp", self._tftp),
             ("housekeeping", lambda: Housekeeping(self.layout, self.db, settings=s)),
         ]
@@ -281,8 +283,16 @@ class Appliance:
         from appliance.http import create_app
         from appliance.http.server import HttpServer
 
-        app = create_app(self.layout, self.settings)
-        return HttpServer(app, self.settings.address, self.settings.http_port)
+        if self._app is None:
+            self._app = create_app(self.layout, self.settings)
+        # With a console listener, the imaging network gets only the machines' routes.
+        scope = "pxe" if self.settings.console_listen else None
+        return HttpServer(self._app, self.settings.address, self.settings.http_port, scope=scope)
+
+    def _console(self) -> Service:
+        from appliance.http.listeners import console_server
+
+        return console_server(self._app, self.layout.home, self.settings)
 
     def _dhcp(self) -> Service:
         from appliance.dhcp.leases import Pool

@@ -50,6 +50,11 @@ class Settings:
     multicast_rate: int = 0  # bit/s of roomcast sessions; 0 = 90 % of the link's speed
     multicast_group: str = "239.255.83.0/24"  # sessions take their groups from here
     multicast_port: int = 5483
+    # The console's own HTTPS listener ("" = the console is served by the HTTP listener
+    # on the imaging network, as before; docs/security.md), and the site's certificate.
+    console_listen: str = ""
+    console_cert: str = ""  # "" = a self-signed one made in the data directory
+    console_key: str = ""
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -122,6 +127,17 @@ def _pool(text: str) -> str:
     return f"{a}-{b}"
 
 
+def _listen(text: str) -> str:
+    """``ADDR:PORT`` (``[v6]:PORT``, or a bare port = 127.0.0.1)."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    host = host.strip("[]") or "127.0.0.1"
+    if host != "localhost":
+        host = str(ipaddress.ip_address(host))
+    return f"[{host}]:{_port(port)}" if ":" in host else f"{host}:{_port(port)}"
+
+
 def _bool(text: str) -> bool:
     if text.lower() in ("1", "yes", "true", "on"):
         return True
@@ -167,6 +183,17 @@ TABLE: tuple[Setting, ...] = (
         metavar="CIDR",
     ),
     Setting("multicast_port", "roomcast UDP port", _port, metavar="N"),
+    Setting(
+        "console_listen",
+        "serve the web console on its own HTTPS listener ADDR:PORT, e.g. 127.0.0.1:8443"
+        " (then console paths are 404 on the imaging network); unset = on the HTTP port",
+        _listen,
+        metavar="ADDR:PORT",
+    ),
+    Setting(
+        "console_cert", "the console's certificate (PEM; default: self-signed)", metavar="FILE"
+    ),
+    Setting("console_key", "the key of --console-cert (PEM)", metavar="FILE"),
 )
 
 
@@ -275,6 +302,11 @@ def resolve(settings: Settings) -> Settings:
 
 def check(settings: Settings) -> None:
     """Cross-field checks (pool inside the subnet, not containing the appliance...)."""
+    if bool(settings.console_cert) != bool(settings.console_key):
+        raise UsageError(
+            "--console-cert and --console-key go together",
+            hint="give both (the site's certificate and its key), or neither for a self-signed one",
+        )
     if settings.dhcp != "full":
         return
     first, last = settings.pool_range

@@ -145,3 +145,32 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def console_server(app: Flask, home: Path, settings: Any) -> Any:
+    """The console's own HTTPS listener for ``slate serve`` (``settings.console_listen``,
+    ``console_cert``/``console_key``); logs its address and certificate fingerprint."""
+    import logging
+
+    from appliance.http.server import HttpServer
+
+    host, _, port = str(settings.console_listen).rpartition(":")
+    host = host.strip("[]")
+    if settings.console_cert:
+        cert, key = Path(settings.console_cert), Path(settings.console_key)
+        for path in (cert, key):
+            if not path.is_file():
+                raise SlateError(
+                    f"{path} does not exist", hint="check --console-cert and --console-key"
+                )
+    else:
+        cert, key = ensure_certificate(home, [host, "127.0.0.1", "localhost"])
+    server = HttpServer(app, host, int(port), scope=CONSOLE, tls=(cert, key), threads=16)
+    logging.getLogger("slate.serve").info(
+        "console on https://%s:%s/ (certificate %s, SHA-256 %s)",
+        f"[{host}]" if ":" in host else host,
+        port,
+        cert,
+        fingerprint(cert),
+    )
+    return server
