@@ -167,7 +167,10 @@ class Housekeeping:
         from appliance.store import Store
         from appliance.wol import waker
 
-        Schedules(self.connect(), self.layout).run_once(now, wake=waker(self.settings))
+        try:
+            Schedules(self.connect(), self.layout).run_once(now, wake=waker(self.settings))
+        except Exception:  # one broken schedule must not stop retention (nor the loop)
+            log.exception("running the schedules failed")
         if self._store is None:
             self._store = Store(self.layout)
         for result in prune.after_captures(self._store):

@@ -11,7 +11,7 @@ from typing import Any
 from appliance import audit
 from appliance.backups import retention
 from appliance.errors import Conflict, SlateError
-from appliance.jobs import images_being_captured, versions_in_use
+from appliance.jobs import versions_in_use
 from appliance.store import Store
 from appliance.store import policy as policies
 from appliance.store.collect import GcResult, collect
@@ -37,6 +37,18 @@ class PruneResult:
             "dry_run": self.dry_run,
             "gc": vars(self.gc) if self.gc else None,
         }
+
+
+def images_uploading(conn: sqlite3.Connection) -> frozenset[str]:
+    """Images a capture is uploading to now.  Only these block a prune: such a capture
+    has asked which chunks its image already had and will name them in its commit.  A
+    capture still pending (its machine not booted yet) asks after the prune, and uploads
+    what the prune took away."""
+    rows = conn.execute(
+        "SELECT DISTINCT image FROM jobs WHERE action='capture'"
+        " AND state IN ('booting', 'running', 'verifying')"
+    ).fetchall()
+    return frozenset(r[0] for r in rows)
 
 
 def rule_specs(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -102,7 +114,7 @@ def prune(
     if not result.remove:
         policies.mark_pruned(conn, image, _now())
         return result
-    if image in images_being_captured(conn):
+    if image in images_uploading(conn):
         raise Conflict(
             f"a capture of {image} is in progress; nothing pruned",
             hint="prune after the capture job has ended (it prunes by itself then)",
@@ -128,7 +140,7 @@ def after_captures(store: Store, *, actor: str = "retention") -> list[PruneResul
     """Prune every image with retention rules that a capture job finished since its last
     prune (the Housekeeping loop calls this)."""
     conn = store.db()
-    busy = images_being_captured(conn)
+    busy = images_uploading(conn)
     results = []
     for pol in policies.every(conn):
         if not pol.retains or pol.image in busy:

@@ -211,10 +211,14 @@ def test_prune_keeps_what_is_protected(env):
     assert (result.remove, result.removed) == ([V1], [])
     assert store.version_ids("win11") == [V1, V2, V3, V4]
     store.set_mark("win11", V3, "keep", False)
-    # A capture in progress of the image: refused, nothing removed.
+    # A capture uploading to the image: refused, nothing removed (a pending one is not:
+    # it will ask what is missing after the prune).
     cap = jobs.capture("pc2", "win11", actor="t")
+    assert prune.prune(store, "win11", actor="t", dry_run=True).remove == [V1, V3]
+    jobs.transition(cap.id, "running")
     with pytest.raises(Conflict):
         prune.prune(store, "win11", actor="t")
+    assert prune.after_captures(store) == []
     jobs.cancel(cap.id, actor="t")
     result = prune.prune(store, "win11", actor="t")
     assert result.removed == [V1, V3] and store.version_ids("win11") == [V2, V4]
