@@ -30,6 +30,13 @@ def register(subparsers: Any) -> None:
                    "before that time")  # fmt: skip
     p.add_argument("--at", metavar="TIME", help="not before: 18:30, 2026-11-25T18:30, +2h")
     p.add_argument("--after", choices=("reboot", "poweroff"), default="reboot")
+    p.add_argument(
+        "--transport",
+        choices=("auto", "multicast", "unicast"),
+        default="auto",
+        help="roomcast (multicast) or HTTP; auto: multicast when 2+ machines restore the"
+        " same version (default)",
+    )
     add_json_flag(p)
     p.set_defaults(func=cmd_restore)
 
@@ -76,7 +83,7 @@ def _created(args: argparse.Namespace, created: list[Job]) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     js = jobs(args)
     when = parse_when(args.at) if args.at else None
-    options = {"after": args.after}
+    options = {"after": args.after, "transport": args.transport}
     if args.room:
         created = js.restore_room(
             args.room, args.image, actor=cli_actor(), not_before=when, options=options

@@ -24,6 +24,13 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_add)
 
     p = sub.add_parser(
+        "status", help="every seat of a room: job, phase, progress, and its roomcast session"
+    )
+    p.add_argument("name")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
         "set-auto-restore", help="restore IMAGE at every network boot of this room's machines"
     )
     p.add_argument("name")
@@ -55,4 +62,56 @@ def cmd_set_auto(args: argparse.Namespace) -> int:
     spec = None if args.image.lower() == "none" else args.image
     room = inventory(args).set_room_auto_restore(args.name, spec, actor=cli_actor())
     print(f"room {room.name}: " + (f"restore {spec} at every boot" if spec else "no standing rule"))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from appliance.cli.job import jobs
+    from appliance.cli.output import human_bytes
+    from appliance.config import resolve_home
+    from appliance.roomstatus import room_status
+
+    status = room_status(jobs(args), resolve_home(args.home), args.name)
+    if args.json:
+        print_json(status)
+        return 0
+    rows = []
+    for s in status["seats"]:
+        rc = s.get("roomcast") or {}
+        how = ""
+        if rc:
+            mcast, http = human_bytes(rc["mcast_bytes"]), human_bytes(rc["http_bytes"])
+            how = f"{rc['transport']} {mcast} + {http} by HTTP"
+            if rc.get("catch") is not None:
+                how += f" catch {rc['catch']:.0%}"
+        pct = s.get("percent")
+        rows.append(
+            (
+                s["host"],
+                s["job"] or "",
+                s.get("state", "no job"),
+                s.get("phase", ""),
+                "" if pct is None else f"{pct:.0f}%",
+                f"{human_bytes(s['rate'])}/s" if s.get("rate") else "",
+                f"{s['eta']:.0f} s" if s.get("eta") else "",
+                how,
+            )
+        )
+    print_table(rows, ["HOST", "JOB", "STATE", "PHASE", "DONE", "RATE", "ETA", "ROOMCAST"])
+    t = status["totals"]
+    print(
+        f"{t['done']} done, {t['running']} running, {t['failed']} failed, "
+        f"{t['waiting']} not yet booted, {t['idle']} without a job"
+    )
+    for sess in status["sessions"]:
+        state = "ended" if sess.get("ended") else "live"
+        print(
+            f"roomcast session {sess['session']:08x} ({state}): {sess['image']}@{sess['version']}"
+            f" on {sess['group']}:{sess['port']} at {sess['rate'] / 1e6:.0f} Mbit/s,"
+            f" {human_bytes(sess['sent_bytes'])} sent, {sess['sent_chunks']} chunks +"
+            f" {sess['sent_repairs']} repairs"
+        )
+        for seat in sess.get("seats", []):
+            if seat["transport"] == "http" and seat["why"]:
+                print(f"  {seat['name']}: HTTP only: {seat['why']}")
     return 0

@@ -111,6 +111,7 @@ class Appliance:
                     group=str(getattr(s, "multicast_group", "") or DEFAULT_GROUP),
                     port=int(getattr(s, "multicast_port", 0) or DEFAULT_PORT),
                     rate=int(getattr(s, "multicast_rate", 0) or 0),
+                    status_dir=self.layout.home / "roomcast",
                 )
             return self._roomcast
 

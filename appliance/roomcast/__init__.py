@@ -71,6 +71,25 @@ def link_rate(address: str) -> int:
     return DEFAULT_RATE
 
 
+STATUS_DIR = "roomcast"  # in the data directory: one JSON file per session
+
+
+def read_status(home: Path, max_age: float = 3600.0) -> list[dict[str, Any]]:
+    """The sessions' status files (written each second by their senders; the newest
+    first), those updated in the last ``max_age`` seconds."""
+    import json
+
+    found = []
+    for path in (home / STATUS_DIR).glob("*.json"):
+        try:
+            age = time.time() - path.stat().st_mtime
+            if age <= max_age:
+                found.append({**json.loads(path.read_text()), "updated_ago": round(age, 1)})
+        except (OSError, ValueError):
+            continue  # being replaced, or removed by a newer session's clean-up
+    return sorted(found, key=lambda s: s["updated_ago"])
+
+
 class Roomcast:
     def __init__(
         self,
@@ -81,8 +100,10 @@ class Roomcast:
         group: str = DEFAULT_GROUP,
         port: int = DEFAULT_PORT,
         rate: int = 0,
+        status_dir: Path | None = None,
     ) -> None:
         self.address = address
+        self.status_dir = status_dir  # where each session's status is kept, for the CLI
         self.chunk_path = chunk_path
         self.connect = connect  # this thread's database connection
         self.groups = ipaddress.IPv4Network(group)
@@ -176,7 +197,13 @@ class Roomcast:
                 rate=self.rate,
                 expected=lambda: self.expected(*key),
             )
-            sender = Sender(session, self.address, self.chunk_path, on_end=self._ended)
+            sender = Sender(
+                session,
+                self.address,
+                self.chunk_path,
+                on_end=self._ended,
+                status_file=self.status_dir / f"{sid:08x}.json" if self.status_dir else None,
+            )
             self._sessions[sid] = session
             self._by_version[key] = session
             self._senders[sid] = sender

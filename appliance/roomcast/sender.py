@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import socket
 import threading
@@ -118,8 +119,11 @@ class Sender:
         address: str,
         path_of: Callable[[str], Path],
         on_end: Callable[[RoomSession], None] = lambda _s: None,
+        status_file: Path | None = None,
     ) -> None:
         self.session = session
+        self.status_file = status_file
+        self._next_status = 0.0
         self.address = address
         self.frames = FrameCache(path_of)
         self.on_end = on_end
@@ -156,6 +160,7 @@ class Sender:
         )  # fmt: skip
         try:
             while not self._stop.is_set():
+                self._status_if_due()
                 self._beacon_if_due(roomwire.ACTIVE)
                 pick = s.next_send()
                 if pick.chunk is None:
@@ -175,11 +180,27 @@ class Sender:
                 self._send([end], data=False)
             self._sock.close()
             s.ended = True
+            self._status_if_due(force=True)
             log.info(
                 "roomcast session %08x ended: %d chunks, %d repairs, %.1f MiB sent",
                 s.id, s.sent_chunks, s.sent_repairs, s.sent_bytes / 2**20,
             )  # fmt: skip
             self.on_end(s)
+
+    def _status_if_due(self, force: bool = False) -> None:
+        """The session's status as a JSON file, once a second (``slate room status``)."""
+        now = time.monotonic()
+        if self.status_file is None or (now < self._next_status and not force):
+            return
+        self._next_status = now + 1.0
+        status = {**self.session.status(), "ended": self.session.ended, "gso": self.gso}
+        try:
+            self.status_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.status_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(status, indent=1))
+            tmp.replace(self.status_file)
+        except OSError as exc:
+            log.warning("roomcast status %s not written: %s", self.status_file, exc)
 
     def _seq(self) -> int:
         self.seq += 1

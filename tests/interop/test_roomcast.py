@@ -84,8 +84,33 @@ def test_eight_seats_one_multicast_stream(tmp_path: Path, image: Path) -> None:
             # joined comes by HTTP, everything else by multicast.
             assert got["mcast_chunks"] >= 3 * got["http_chunks"], (s.name, got)
             assert any("roomcast: joined session" in x for x in log_lines(room.app, s.job.id))
+        status = room_status_json(room)
+        assert status["totals"]["done"] == 8, status["totals"]
+        (session,) = status["sessions"]
+        assert session["rate"] == 90_000_000 and session["sent_chunks"] >= 1
+        seats = {s["host"]: s for s in status["seats"]}
+        for s in room.seats:
+            seat = seats[s.name]
+            assert seat["state"] == "done" and seat["percent"] == 100.0, seat
+            assert seat["roomcast"]["transport"] == "multicast", seat
+            assert seat["roomcast"]["mcast_bytes"] > 0, seat
+        text = subprocess.run(
+            [sys.executable, "-m", "appliance.cli", "--home", str(room.app.home), "room",
+             "status", "lab1"], capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert "8 done, 0 running, 0 failed" in text and "roomcast session" in text, text
     finally:
         room.close()
+
+
+def room_status_json(room: Room) -> dict:  # type: ignore[type-arg]
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "--home", str(room.app.home), "room", "status",
+         "lab1", "--json"], capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return dict(json.loads(out))
 
 
 def test_half_rate_seat_falls_back_and_the_others_do_not_wait(tmp_path: Path, image: Path) -> None:
