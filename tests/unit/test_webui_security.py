@@ -134,3 +134,26 @@ def test_job_page_warns_when_the_token_was_used_from_another_machine(app, viewer
     assert machine.get("/api/client/v1/job", headers=auth, environ_base=thief).status_code == 403
     page = viewer.get(f"/jobs/{job.id}").text
     assert "used from another machine" in page and "10.0.0.66" in page
+
+
+def _open_stream(viewer):
+    resp = viewer.get("/api/v1/events", buffered=False)
+    if resp.status_code == 200:
+        next(iter(resp.response))  # the stream has started ("retry: …")
+    return resp
+
+
+def test_live_event_streams_are_capped_and_freed(app, viewer, monkeypatch):
+    from webui.api import events
+
+    monkeypatch.setattr(events, "MAX_STREAMS", 2)
+    first, second = _open_stream(viewer), _open_stream(viewer)
+    assert first.status_code == second.status_code == 200
+    third = _open_stream(viewer)
+    assert third.status_code == 503 and third.headers["Retry-After"] == "30"
+    # (Closed last-opened first: in one thread each started stream holds its context.)
+    second.close()  # a closed stream frees its place
+    again = _open_stream(viewer)
+    assert again.status_code == 200
+    again.close()
+    first.close()
