@@ -283,3 +283,29 @@ def test_cli(slate, home):
                            "--json", check=True).stdout)[0]  # fmt: skip
     when = datetime.strptime(job["not_before"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert timedelta(minutes=110) < when - datetime.now(UTC) <= timedelta(hours=2)
+
+
+def test_housekeeping_runs_schedules_and_wakes(env):
+    """The appliance's loop: a due --wake schedule makes its job and sends a real magic
+    packet to the configured Wake-on-LAN target."""
+    import socket
+    from types import SimpleNamespace
+
+    from appliance.server import Housekeeping
+    from appliance.wol import magic_packet
+
+    _, jobs = env
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5)
+        settings = SimpleNamespace(wol_target=f"127.0.0.1:{sock.getsockname()[1]}")
+        Schedules(jobs.conn, jobs.layout).add(
+            action="restore", image="win11", every="daily 02:00", host="pc1", wake=True,
+            actor="t", now=utc("2026-11-30 12:00"),
+        )  # fmt: skip
+        house = Housekeeping(jobs.layout, lambda: jobs.conn, settings=settings)  # type: ignore[arg-type]
+        when = datetime(2026, 12, 1, 2, 0, 10).astimezone().astimezone(UTC)  # local 02:00
+        house.run_backups(when)
+        assert sock.recv(200) == magic_packet("aa:bb:cc:00:00:01")
+    (job,) = jobs.list_jobs()
+    assert (job.action, job.version, job.created_by) == ("restore", V2, "schedule:1")
