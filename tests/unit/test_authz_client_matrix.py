@@ -7,7 +7,8 @@ restore job's token), ``other`` (pc3's token, restoring ubuntu@V1: another job),
 ``stolen`` (the restore token from another address than the one that first used it),
 ``none`` (no token).  Targets, as seen from pc1's and pc2's jobs: ``own`` = win11@V1,
 ``earlier`` = win11@V2 (committed before the jobs), ``later`` = win11@LATER (committed
-after them), ``image`` = ubuntu@V1 (another image)."""
+after them), ``image`` = ubuntu@V1 (another image), ``candidate`` = win11@CANDIDATE (a
+captured version committed before the jobs and not promoted)."""
 
 from __future__ import annotations
 
@@ -21,52 +22,55 @@ from appliance.config import Layout
 from appliance.http import create_app
 from appliance.imagefmt.chunkio import compress_chunk, hash_chunk
 from appliance.imagefmt.manifest import ZERO, Chunk, Disk
+from appliance.store import Store
 
 API = "/api/client/v1"
 LATER = "20991231T000000Z"
+CANDIDATE = "20261125T120000Z"
 SIZE = 64 * 1024
 MACHINE = {"REMOTE_ADDR": "10.0.0.5"}
 ELSEWHERE = {"REMOTE_ADDR": "10.0.0.66"}
 KINDS = ["restore", "capture", "ended", "other", "stolen", "none"]
-TARGETS = ["own", "earlier", "later", "image"]
+TARGETS = ["own", "earlier", "later", "image", "candidate"]
 
-# Store reads: (endpoint, kind) → status per target (own, earlier, later, image).
+# Store reads: (endpoint, kind) → status per target (own, earlier, later, image,
+# candidate).
 STORE = """
-manifest  restore   200 403 403 403
-manifest  capture   200 200 403 403
-manifest  ended     409 409 409 409
-manifest  other     403 403 403 200
-manifest  stolen    403 403 403 403
-manifest  none      401 401 401 401
-chunk     restore   200 403 403 403
-chunk     capture   200 200 403 403
-chunk     ended     409 409 409 409
-chunk     other     403 403 403 200
-chunk     stolen    403 403 403 403
-chunk     none      401 401 401 401
-head      restore   200 403 403 403
-head      capture   200 200 403 403
-head      ended     409 409 409 409
-head      other     403 403 403 200
-head      stolen    403 403 403 403
-head      none      401 401 401 401
+manifest  restore   200 403 403 403 403
+manifest  capture   200 200 403 403 200
+manifest  ended     409 409 409 409 409
+manifest  other     403 403 403 200 403
+manifest  stolen    403 403 403 403 403
+manifest  none      401 401 401 401 401
+chunk     restore   200 403 403 403 403
+chunk     capture   200 200 403 403 200
+chunk     ended     409 409 409 409 409
+chunk     other     403 403 403 200 403
+chunk     stolen    403 403 403 403 403
+chunk     none      401 401 401 401 401
+head      restore   200 403 403 403 403
+head      capture   200 200 403 403 200
+head      ended     409 409 409 409 409
+head      other     403 403 403 200 403
+head      stolen    403 403 403 403 403
+head      none      401 401 401 401 401
 """
 
 # Capture calls that name a target's chunk: status per target; for ``missing`` a
 # 200 is followed by whether the chunk (which the store has) was reported missing.
 NAMING = """
-missing   restore   403      403      403      403
-missing   capture   200:no   200:no   200:yes  200:yes
-missing   ended     409      409      409      409
-missing   other     403      403      403      403
-missing   stolen    403      403      403      403
-missing   none      401      401      401      401
-commit    restore   403      403      403      403
-commit    capture   200      200      400      400
-commit    ended     409      409      409      409
-commit    other     403      403      403      403
-commit    stolen    403      403      403      403
-commit    none      401      401      401      401
+missing   restore   403      403      403      403      403
+missing   capture   200:no   200:no   200:yes  200:yes  200:no
+missing   ended     409      409      409      409      409
+missing   other     403      403      403      403      403
+missing   stolen    403      403      403      403      403
+missing   none      401      401      401      401      401
+commit    restore   403      403      403      403      403
+commit    capture   200      200      400      400      200
+commit    ended     409      409      409      409      409
+commit    other     403      403      403      403      403
+commit    stolen    403      403      403      403      403
+commit    none      401      401      401      401      401
 """
 
 # Calls without a target: status per token kind (restore capture ended other stolen none).
@@ -95,7 +99,11 @@ class World:
             "own": write_image(layout, "win11", V1),
             "earlier": write_image(layout, "win11", V2),
             "image": write_image(layout, "ubuntu", V1),
+            "candidate": write_image(layout, "win11", CANDIDATE),
         }
+        store = Store(layout)
+        store.mark_path("win11", CANDIDATE, "candidate").touch()
+        assert not store.is_promoted("win11", CANDIDATE)
         self.app = create_app(layout, plugins=False)
         f = self.facade = self.app.extensions["slate"]
         for n in (1, 2, 3, 4):
