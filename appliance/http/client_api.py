@@ -227,13 +227,13 @@ def capture_commit() -> Response:
         return _commit(job, body)
 
 
+_LOCKS_LOCK = threading.Lock()
+
+
 def _commit_lock(job_id: int) -> threading.Lock:
     locks: dict[int, threading.Lock] = current_app.extensions.setdefault("slate.commit_locks", {})
     with _LOCKS_LOCK:
         return locks.setdefault(job_id, threading.Lock())
-
-
-_LOCKS_LOCK = threading.Lock()
 
 
 def _commit(job: Job, body: bytes) -> Response:

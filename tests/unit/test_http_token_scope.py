@@ -218,3 +218,25 @@ def test_seen_rows_for_unknown_machines_are_capped(env):
     (count,) = conn.execute("SELECT COUNT(*) FROM seen").fetchone()
     assert count == 5000
     assert conn.execute("SELECT 1 FROM seen WHERE mac='02:00:00:ff:ff:ff'").fetchone()
+
+
+def test_concurrent_commits_of_one_job_make_one_version(env):
+    import threading
+
+    digest = _upload(env, os.urandom(SIZE))
+    answers: list[tuple[int, object]] = []
+
+    def commit() -> None:
+        client = env.app.test_client()
+        client.environ_base.update(HERE)
+        r = client.post(f"{API}/capture/commit", headers=env.h, data=_body([digest]))
+        answers.append((r.status_code, r.get_json()))
+
+    threads = [threading.Thread(target=commit) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [a[0] for a in answers] == [200] * 4
+    assert len({json.dumps(a[1], sort_keys=True) for a in answers}) == 1
+    assert len(Store(env.facade.layout).version_ids("win11")) == 3  # V1, LATER, one new
