@@ -11,6 +11,20 @@ from typing import Any
 from appliance.jobs import Jobs
 from appliance.roomcast import read_status
 
+# Every seat has every key (None when it has no job, or no roomcast session).
+SEAT_KEYS: tuple[str, ...] = (
+    "job",
+    "action",
+    "image",
+    "state",
+    "phase",
+    "percent",
+    "rate",
+    "eta",
+    "reason",
+)
+SEAT_KEYS += ("roomcast",)
+
 
 def room_status(jobs: Jobs, home: Path, room: str) -> dict[str, Any]:
     hosts = jobs.inventory.hosts(room)  # NotFound for an unknown room
@@ -21,7 +35,8 @@ def room_status(jobs: Jobs, home: Path, room: str) -> dict[str, Any]:
     for h in hosts:
         found = jobs.list_jobs(include_ended=True, host=h.mac)
         job = found[0] if found else None
-        seat: dict[str, Any] = {"host": h.name, "mac": h.mac, "job": None}
+        seat: dict[str, Any] = dict.fromkeys(SEAT_KEYS)
+        seat.update(host=h.name, mac=h.mac)
         if job is not None:
             pct = 100.0 * job.bytes_done / job.bytes_total if job.bytes_total else None
             seat.update(

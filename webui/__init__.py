@@ -30,7 +30,18 @@ CSP = (
 
 def init_app(app: Flask) -> None:
     """Register the console's blueprints, CSRF, login and the session secret."""
-    from webui import admin, api, auth, dashboard, images, jobs, machines, reimage, schedules
+    from webui import (
+        admin,
+        api,
+        auth,
+        dashboard,
+        images,
+        jobs,
+        machines,
+        reimage,
+        rooms,
+        schedules,
+    )
 
     layout = app.extensions["slate"].layout
     if not app.secret_key:
@@ -45,7 +56,7 @@ def init_app(app: Flask) -> None:
     app.extensions["slate.console.throttle"] = Throttle()
     app.extensions["slate.console.verifier"] = Verifier()
     blueprints = [auth.bp, dashboard.bp, images.bp, machines.bp, reimage.bp, jobs.bp, admin.bp,
-                  schedules.bp]  # fmt: skip
+                  schedules.bp, rooms.bp]  # fmt: skip
     for bp in [*blueprints, api.bp]:
         app.register_blueprint(bp)
     names = frozenset(bp.name for bp in [*blueprints, api.bp])

@@ -100,8 +100,11 @@ def _restore_both(run: Any, home: Path, image: Any, version: str, memory: int) -
     for m, jid in zip(machines, ids, strict=True):
         line = image.marker_line(m.firmware)
         say(f"    {m.name}: booted the restored system: {line!r}")
+        split = steps.transfer_split(home, jid)
         out.append({"name": m.name, "firmware": m.firmware, **watch.figures(jid),
-                    "booted_after_restore": booted[m.name], "marker": line})  # fmt: skip
+                    "booted_after_restore": booted[m.name], "marker": line,
+                    "multicast_mib": split[0] if split else None,
+                    "http_mib": split[1] if split else None})  # fmt: skip
     return out
 
 
@@ -142,13 +145,18 @@ def _summary(figures: list[dict], total: float) -> None:
     def sec(v: float | None) -> str:
         return f"{v:.0f} s" if v is not None else "?"
 
+    def mib(v: int | None) -> str:
+        return "?" if v is None else f"{v} MiB"
+
     rows = [
         (f["name"], f["firmware"], sec(f["to_restore_start"]), sec(f["restore_seconds"]),
-         f"{human_bytes(f['rate'])}/s" if f["rate"] else "?", sec(f["booted_after_restore"]))
+         f"{human_bytes(f['rate'])}/s" if f["rate"] else "?", mib(f.get("multicast_mib")),
+         mib(f.get("http_mib")), sec(f["booted_after_restore"]))
         for f in figures
     ]  # fmt: skip
     say("")
-    print_table(rows, ["machine", "firmware", "power-on→restore", "restore", "rate", "→ booted"])
+    print_table(rows, ["machine", "firmware", "power-on→restore", "restore", "rate",
+                       "by multicast", "by HTTP", "→ booted"])  # fmt: skip
     say(f"\nslate demo: done in {total:.0f} s — both machines booted the restored system.")
 
 

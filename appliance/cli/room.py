@@ -89,8 +89,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             (
                 s["host"],
                 s["job"] or "",
-                s.get("state", "no job"),
-                s.get("phase", ""),
+                s.get("state") or "no job",
+                s.get("phase") or "",
                 "" if pct is None else f"{pct:.0f}%",
                 f"{human_bytes(s['rate'])}/s" if s.get("rate") else "",
                 f"{s['eta']:.0f} s" if s.get("eta") else "",

@@ -9,6 +9,7 @@ technician uses); nothing here reaches around them.
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import sys
 import time
@@ -152,6 +153,22 @@ def job(home: Path, job_id: int) -> Job:
     conn = connect(home)
     try:
         return Jobs(conn, Layout(home)).get(job_id)
+    finally:
+        conn.close()
+
+
+_SPLIT = re.compile(r"roomcast: ([\d,]+) MiB by multicast, ([\d,]+) MiB by HTTP")
+
+
+def transfer_split(home: Path, job_id: int) -> tuple[int, int] | None:
+    """(MiB by multicast, MiB by HTTP) of a restore, from its client's summary line."""
+    conn = connect(home)
+    try:
+        for row in Jobs(conn, Layout(home)).log_lines(job_id, 1000):
+            m = _SPLIT.search(row["line"])
+            if m:
+                return int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))
+        return None
     finally:
         conn.close()
 

@@ -114,7 +114,7 @@ class Roomcast:
         self._by_version: dict[tuple[str, str], RoomSession] = {}
         self._senders: dict[int, Any] = {}
         self._next_group = 0
-        self._expected_cache: dict[tuple[str, str], tuple[float, int]] = {}
+        self._expected_cache: dict[tuple[str, str], tuple[float, frozenset[int]]] = {}
 
     @property
     def rate(self) -> int:
@@ -150,29 +150,27 @@ class Roomcast:
         )
         return int(row[0])
 
-    def expected(self, image: str, version: str) -> int:
-        """Machines due to restore this version that have not called in yet (cached 1 s)."""
+    def expected(self, image: str, version: str) -> frozenset[int]:
+        """Jobs that will join this version's session: active, due, not unicast
+        (cached 1 s).  The session leaves out those that have joined already: a machine
+        that has called in but not joined yet (it is still checking its disk) counts."""
         key = (image, version)
         now = time.monotonic()
         with self._lock:
             cached = self._expected_cache.get(key)
         if cached is not None and now - cached[0] < 1.0:
             return cached[1]
-        row = (
-            self.connect()
-            .execute(
-                "SELECT COUNT(*) FROM jobs WHERE action='restore' AND image=? AND version=?"
-                " AND state IN ('pending','booting')"
-                " AND (not_before IS NULL OR not_before <= strftime('%Y-%m-%dT%H:%M:%SZ','now'))"
-                " AND COALESCE(json_extract(options, '$.transport'), 'auto') != 'unicast'",
-                key,
-            )
-            .fetchone()
-        )
-        count = int(row[0])
+        rows = self.connect().execute(
+            "SELECT id FROM jobs WHERE action='restore' AND image=? AND version=?"
+            " AND state IN ('pending','booting','running')"
+            " AND (not_before IS NULL OR not_before <= strftime('%Y-%m-%dT%H:%M:%SZ','now'))"
+            " AND COALESCE(json_extract(options, '$.transport'), 'auto') != 'unicast'",
+            key,
+        ).fetchall()
+        ids = frozenset(int(r[0]) for r in rows)
         with self._lock:
-            self._expected_cache[key] = (now, count)
-        return count
+            self._expected_cache[key] = (now, ids)
+        return ids
 
     def session_for(self, manifest: Manifest) -> RoomSession:
         """The live session of this version, made (and its sender started) if none."""

@@ -51,7 +51,7 @@ class RoomSession:
         group: str,
         port: int,
         rate: int,
-        expected: Callable[[], int] = lambda: 0,
+        expected: Callable[[], frozenset[int]] = frozenset,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.id = sid
@@ -179,10 +179,13 @@ class RoomSession:
         return [s.view() for s in self._live(now)]
 
     def _expected(self) -> int:
+        """Machines whose jobs will join this session and have not joined yet."""
         try:
-            return max(0, int(self.expected()))
+            ids = self.expected()
         except Exception:  # a database hiccup must not stop the session
             return 0
+        with self._lock:
+            return len(ids - self.seats.keys())
 
     # -- what the technician sees ---------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -29,9 +29,16 @@ def test_three_machines_in_a_room_reimaged_by_one_command(e2e: E2ELab) -> None:
     steps.wait_booted(machines, lambda m: e2e.image.marker_line(firmware[m.name]), 300)
     for m in machines:
         assert e2e.image.marker_line(firmware[m.name]) in m.console()
+    # The room restored through roomcast: each job says what came by multicast and by HTTP.
+    split = {}
+    for m, j in zip(machines, job_ids, strict=True):
+        got = split[m.name] = steps.transfer_split(e2e.home, j)
+        log = steps.slate(e2e.home, "job", "show", str(j)).stdout
+        assert got is not None and got[0] > 0, f"{m.name}: {got}\n{log}"  # MiB by multicast
     record_figure(
         "classroom-3",
         all_restored_seconds=max(watch.seen[j]["done"] for j in job_ids) - started,
         per_machine=[watch.figures(j) for j in job_ids],
         total_seconds=time.monotonic() - started,
+        multicast_http_mib=split,
     )

@@ -53,6 +53,8 @@ POST   /machines/{mac}/edit                       400 403 302 302
 POST   /machines/rooms/add                        400 403 400 400
 POST   /machines/rooms/{room}/wake                400 403 302 302
 POST   /machines/{mac2}/delete                    400 403 403 302
+GET    /rooms/{room}                              302 200 200 200
+GET    /rooms/{room}/status                       302 200 200 200
 GET    /reimage                                   302 403 200 200
 POST   /reimage/confirm                           400 403 302 302
 POST   /reimage/start                             400 403 400 400
@@ -209,7 +211,7 @@ def test_every_console_route_has_a_row(shared):
     rows = {(m, u) for m, u, _r, _c in _cases(PAGES) + _cases(API)}
     names = {"<int:job_id>": "{job}", "<version>": "{version}"}
     console = {"auth", "dashboard", "images", "machines", "reimage", "jobs", "admin", "api",
-               "schedules"}  # fmt: skip
+               "schedules", "rooms"}  # fmt: skip
     missing = []
     for rule in shared.app.url_map.iter_rules():
         if rule.endpoint.split(".")[0] not in console or rule.endpoint.endswith(".static"):

@@ -106,6 +106,42 @@ function liveJob(card) {
 document.addEventListener("DOMContentLoaded", () => {
   if (!window.EventSource) return;
   if (document.querySelector('[data-live="jobs"]')) liveDashboard();
+  const room = document.querySelector('[data-live="room"]');
+  if (room) liveRoom(room.getAttribute("data-room"));
   const card = document.querySelector('[data-live="job"]');
   if (card) liveJob(card);
 });
+
+// The room view asks for the room's status every 2 s (a room is a few dozen rows).
+function seatRow(s) {
+  const rc = s.roomcast;
+  const how = rc ? [`${rc.transport}: ${bytes(rc.mcast_bytes)} multicast, ${bytes(rc.http_bytes)} HTTP`,
+    rc.why ? el("span", { class: "small muted" }, ` (${rc.why})`) : ""] : ["–"];
+  const pct = s.percent === null || s.percent === undefined ? "–" :
+    el("div", { class: "bar" }, el("progress", { max: "100", value: String(s.percent) }), el("em", {}, `${s.percent} %`));
+  return el("tr", { "data-host": s.host },
+    el("td", {}, s.host),
+    el("td", {}, s.job ? el("a", { href: `/jobs/${s.job}` }, `#${s.job}`) : "–"),
+    el("td", {}, s.state ? stateBadge(s.state) : el("span", { class: "muted" }, "no job")),
+    el("td", {}, s.phase || "–"), el("td", {}, pct),
+    el("td", { class: "num" }, s.rate ? `${bytes(s.rate)}/s` : "–"),
+    el("td", { class: "num" }, duration(s.eta)), el("td", {}, ...how));
+}
+
+function liveRoom(name) {
+  const tick = async () => {
+    try {
+      const r = await fetch(`/rooms/${encodeURIComponent(name)}/status`, { credentials: "same-origin" });
+      if (!r.ok) return;
+      const st = await r.json();
+      const t = st.totals;
+      document.getElementById("room-totals").replaceChildren(
+        `${t.done} done · ${t.running} running · ${t.failed} failed · ${t.waiting} not yet booted · ${t.idle} without a job`);
+      document.getElementById("room-seats").replaceChildren(...st.seats.map(seatRow));
+      document.getElementById("room-sessions").replaceChildren(...st.sessions.map((s) => el("p", { class: "card" },
+        "Served by roomcast (multicast): ", el("span", { class: "mono" }, `${s.image}@${s.version}`),
+        ` on ${s.group}:${s.port} at ${Math.round(s.rate / 1e6)} Mbit/s — ${bytes(s.sent_bytes)} sent` + (s.ended ? " (ended)" : ""))));
+    } catch (e) { /* the next tick tries again */ }
+  };
+  setInterval(tick, 2000);
+}

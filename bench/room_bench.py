@@ -1,0 +1,297 @@
+"""Roomcast against Slate's unicast HTTP path and udpcast, in one run, under identical
+links: namespaces on one snooping bridge, every seat's port and the appliance's port
+shaped by tbf (default 40 Mbit/s each: 32 Python receivers fit on 2 cores at that rate;
+the appliance's link is as fast as one seat's, as a 1 GbE appliance is to 1 GbE PCs),
+roomcast at 90 % of it.  Each run restores the same image onto every seat; every seat is
+checked byte for byte against the image.
+
+Rows (medians of --runs):
+* T_N / T_1 for N seats (roomcast, HTTP, udpcast), and appliance bytes / compressed image
+  bytes (the appliance's eth0 tx counter: data, headers, beacons, repairs, HTTP).
+* one half-rate seat among 8 (the others' time against a room without it), a late joiner
+  at 0.5 x T1 (done - t_join, in T1), 1 % loss on every port (against loss-free), a delta
+  room (each seat 5 % different chunks; against the full room).
+* unshaped on a veth (one seat, --unshaped-mib): sender goodput, sender and receiver CPU
+  seconds per GiB, beside the HTTP path's.
+
+    python bench/room_bench.py [--seats 1,4,8,16,32] [--runs 3] [--quick]
+
+Run it alone: it takes the two cores (``--quick`` is what the interop tier runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "interop"))
+
+from _common import median
+from client_kit import MIB, change_chunks, make_disk
+from room_kit import Room, make_room
+
+from appliance.store import Store
+
+SUMMARY = re.compile(r"roomcast: ([\d,]+) MiB by multicast, ([\d,]+) MiB by HTTP")
+
+
+def tx_bytes(room: Room) -> int:
+    srv = room.lab.hosts["srv"]
+    return int(srv.run(["cat", "/sys/class/net/eth0/statistics/tx_bytes"]).stdout)
+
+
+def proc_cpu(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.image = work / "master.img"
+        make_disk(self.image, args.image_mib * MIB, data_fraction=0.9)
+        self.zst = work / "master.img.zst"
+        subprocess.run(["zstd", "-q", "-3", "-T0", "-f", str(self.image), "-o", str(self.zst)],
+                       check=True)  # fmt: skip
+        self.compressed = 0
+        self.rate = f"{args.seat_mbit * 0.9:.0f}M"
+        self.n = 0
+
+    def room(self, seats: int, transport: str = "multicast", **kw: object) -> Room:
+        self.n += 1
+        tmp = self.work / f"run{self.n}"
+        tmp.mkdir()
+        room = make_room(tmp, self.image, seats, rate=self.rate, seat_mbit=self.args.seat_mbit,
+                         transport=transport, **kw)  # fmt: skip
+        room.lab.hosts["srv"].run(["tc", "qdisc", "replace", "dev", "eth0", "root", "tbf",
+                                   "rate", f"{self.args.seat_mbit}mbit", "burst", "64kb",
+                                   "latency", "50ms"])  # fmt: skip
+        if not self.compressed:
+            store = Store(room.app.layout)
+            manifest = store.resolve("lab")
+            self.compressed = sum(store.chunk_path(d).stat().st_size for d in manifest.digests())
+        return room
+
+    def restore(
+        self,
+        seats: int,
+        transport: str = "multicast",
+        prepare: Callable[[Room], None] | None = None,
+        late: float | None = None,
+    ) -> dict[str, object]:
+        """One room restore: (seconds until the last seat is done, per-seat seconds,
+        appliance bytes, multicast/HTTP MiB per seat)."""
+        room = self.room(seats, transport)
+        try:
+            if prepare is not None:
+                prepare(room)
+            before = tx_bytes(room)
+            start = time.monotonic()
+            first = room.seats if late is None else room.seats[:-1]
+            for s in first:
+                room.start(s)
+            if late is not None:
+                time.sleep(late)
+                room.start(room.seats[-1])
+            for s in room.seats:
+                rc = room.wait(s, timeout=1800)
+                if rc != 0 or not filecmp.cmp(self.image, s.disk, shallow=False):
+                    raise SystemExit(f"{s.name} failed (rc {rc}):\n{s.out[-3000:]}")
+            took = max(s.ended for s in room.seats) - start
+            split = [SUMMARY.search(s.out) for s in room.seats]
+            return {
+                "seconds": took,
+                "seat_seconds": [s.ended - start for s in room.seats],
+                "late_seconds": room.seats[-1].ended - room.seats[-1].started,
+                "appliance_bytes": tx_bytes(room) - before,
+                "mcast_mib": [int(m.group(1).replace(",", "")) if m else 0 for m in split],
+                "http_mib": [int(m.group(2).replace(",", "")) if m else 0 for m in split],
+            }
+        finally:
+            room.close()
+
+    def udpcast(self, seats: int) -> dict[str, object]:
+        room = self.room(seats)
+        try:
+            room.app.stop()  # only udpcast on the link
+            before = tx_bytes(room)
+            srv = room.lab.hosts["srv"]
+            start = time.monotonic()
+            rx = [
+                s.ns.popen(["udp-receiver", "--interface", "eth0", "--nokbd", "--pipe",
+                            "zstd -d -q", "--file", str(s.disk)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for s in room.seats
+            ]  # fmt: skip
+            tx = srv.popen(["udp-sender", "--interface", "eth0", "--nokbd", "--file",
+                            str(self.zst), "--min-receivers", str(seats), "--max-bitrate",
+                            self.rate.lower(), "--no-progress"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            for p in rx:
+                p.wait(timeout=1800)
+            took = time.monotonic() - start
+            tx.wait(timeout=60)
+            for s in room.seats:
+                if not filecmp.cmp(self.image, s.disk, shallow=False):
+                    raise SystemExit(f"udpcast: {s.name}'s disk differs")
+            return {"seconds": took, "appliance_bytes": tx_bytes(room) - before}
+        finally:
+            room.close()
+
+    def unshaped(self, transport: str) -> dict[str, float]:
+        """One seat on an unshaped veth; CPU seconds of the appliance and the seat."""
+        big = self.work / "big.img"
+        if not big.exists():
+            make_disk(big, self.args.unshaped_mib * MIB, data_fraction=0.9)
+        self.n += 1
+        tmp = self.work / f"run{self.n}"
+        tmp.mkdir()
+        room = make_room(tmp, big, 1, rate="940M", seat_mbit=None, transport=transport)
+        try:
+            assert room.app.proc is not None
+            pid = room.app.proc.pid
+            cpu0, start = proc_cpu(pid), time.monotonic()
+            s = room.seats[0]
+            room.start(s)
+            assert s.proc is not None
+            _, status, usage = os.wait4(s.proc.pid, 0)
+            took = time.monotonic() - start
+            s.out = s.proc.stdout.read() if s.proc.stdout else ""
+            s.proc.returncode = os.waitstatus_to_exitcode(status)
+            if s.proc.returncode != 0 or not filecmp.cmp(big, s.disk, shallow=False):
+                raise SystemExit(f"unshaped {transport} failed:\n{s.out[-3000:]}")
+            gib = big.stat().st_size / 2**30
+            return {
+                "seconds": took,
+                "goodput_mbit": big.stat().st_size * 8 / took / 1e6,
+                "appliance_cpu_per_gib": (proc_cpu(pid) - cpu0) / gib,
+                "seat_cpu_per_gib": (usage.ru_utime + usage.ru_stime) / gib,
+            }
+        finally:
+            room.close()
+
+
+def med(results: list[dict[str, object]], key: str) -> float:
+    return median([float(r[key]) for r in results])  # type: ignore[arg-type]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seats", default="1,4,8,16,32")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--http-runs", type=int, default=1, help="runs of the HTTP rows (slow)")
+    p.add_argument("--seat-mbit", type=float, default=40)
+    p.add_argument("--image-mib", type=int, default=64)
+    p.add_argument("--unshaped-mib", type=int, default=512)
+    p.add_argument("--quick", action="store_true", help="1 and 2 seats, one run, small image")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args = p.parse_args()
+    if args.quick:
+        args.seats, args.runs, args.image_mib, args.unshaped_mib = "1,2", 1, 32, 64
+    counts = [int(x) for x in args.seats.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="room-bench-"))
+    figures: dict[str, object] = {"seat_mbit": args.seat_mbit}
+    try:
+        b = Bench(args, work)
+        print(f"image {args.image_mib} MiB, seats and appliance at {args.seat_mbit:.0f} Mbit/s, "
+              f"roomcast at {b.rate}bit/s; medians of {args.runs}", flush=True)  # fmt: skip
+        rows: dict[str, dict[int, float]] = {"roomcast": {}, "http": {}, "udpcast": {}}
+        bytes_ratio: dict[str, dict[int, float]] = {"roomcast": {}, "http": {}, "udpcast": {}}
+        for n in counts:
+            rc = [b.restore(n) for _ in range(args.runs)]
+            uc = [b.udpcast(n) for _ in range(args.runs)]
+            ht = [b.restore(n, "unicast") for _ in range(args.http_runs)]
+            for name, res in (("roomcast", rc), ("udpcast", uc), ("http", ht)):
+                rows[name][n] = med(res, "seconds")
+                bytes_ratio[name][n] = med(res, "appliance_bytes") / b.compressed
+            r, u, h = rows["roomcast"][n], rows["udpcast"][n], rows["http"][n]
+            print(f"  N={n:>2}: roomcast {r:6.1f} s, udpcast {u:6.1f} s, HTTP {h:6.1f} s",
+                  flush=True)  # fmt: skip
+        t1 = rows["roomcast"][counts[0]]
+        print(f"\n{'seats':>5} {'roomcast T_N/T_1':>17} {'HTTP T_N/T_1':>13} "
+              f"{'udpcast T_N/T_1':>16} {'bytes/compressed: roomcast':>27} {'HTTP':>6} "
+              f"{'udpcast':>8}")  # fmt: skip
+        for n in counts:
+            print(f"{n:>5} {rows['roomcast'][n] / t1:>17.2f} "
+                  f"{rows['http'][n] / rows['http'][counts[0]]:>13.2f} "
+                  f"{rows['udpcast'][n] / rows['udpcast'][counts[0]]:>16.2f} "
+                  f"{bytes_ratio['roomcast'][n]:>27.2f} {bytes_ratio['http'][n]:>6.2f} "
+                  f"{bytes_ratio['udpcast'][n]:>8.2f}")  # fmt: skip
+        h1, u1 = rows["http"][counts[0]], rows["udpcast"][counts[0]]
+        print(f"  (T_1: roomcast {t1:.1f} s, HTTP {h1:.1f} s, udpcast {u1:.1f} s;"
+              " goal T32 <= 1.2 x T1, bytes <= 1.1)\n")  # fmt: skip
+        figures.update(times=rows, bytes_ratio=bytes_ratio)
+
+        m = 8 if not args.quick else 2
+        base = [b.restore(m) for _ in range(args.runs)]
+        t_m = med(base, "seconds")
+
+        def slow(room: Room) -> None:
+            room.shape(room.seats[-1].name, args.seat_mbit / 2)
+
+        with_slow = [b.restore(m, prepare=slow) for _ in range(args.runs)]
+        others = median([max(r["seat_seconds"][:-1]) for r in with_slow])  # type: ignore[index]
+        slow_seat = median([r["seat_seconds"][-1] for r in with_slow])  # type: ignore[index]
+        late = [b.restore(m, late=0.5 * t1) for _ in range(args.runs)]
+        late_t = median([float(r["late_seconds"]) for r in late])  # type: ignore[arg-type]
+
+        def lossy(room: Room) -> None:
+            room.loss([s.name for s in room.seats], 1.0)
+
+        loss = [b.restore(m, prepare=lossy) for _ in range(args.runs)]
+
+        def delta(room: Room) -> None:
+            for i, s in enumerate(room.seats):
+                shutil.copyfile(b.image, s.disk)
+                change_chunks(s.disk, 0.05, seed=30 + i)
+
+        dl = [b.restore(m, prepare=delta) for _ in range(args.runs)]
+        print(f"room of {m} (T = {t_m:.1f} s):")
+        print(f"  one half-rate seat: the others {others / t_m:.3f} x T (goal <= 1.05); the slow"
+              f" seat {slow_seat:.1f} s, verified")  # fmt: skip
+        print(
+            f"  late joiner at 0.5 x T1: done {late_t / t1:.2f} x T1 after it joined (goal <= 1.15)"
+        )
+        print(
+            f"  1 % loss on every port: {med(loss, 'seconds') / t_m:.3f} x loss-free (goal <= 1.1)"
+        )
+        print(f"  delta room (5 % of the chunks differ per seat): {med(dl, 'seconds') / t_m:.3f}"
+              f" x the full room; appliance bytes {med(dl, 'appliance_bytes') / b.compressed:.2f}"
+              " x the compressed image")  # fmt: skip
+        figures.update(room=m, t_room=t_m, half_rate_others=others / t_m, slow_seat=slow_seat,
+                       late_joiner=late_t / t1, loss=med(loss, "seconds") / t_m,
+                       delta=med(dl, "seconds") / t_m)  # fmt: skip
+
+        mc = b.unshaped("multicast")
+        hp = b.unshaped("unicast")
+        print(f"\nunshaped veth, one seat, {args.unshaped_mib} MiB:")
+        print(f"  roomcast: {mc['goodput_mbit']:.0f} Mbit/s of disk data, appliance "
+              f"{mc['appliance_cpu_per_gib']:.2f} CPU-s/GiB, seat {mc['seat_cpu_per_gib']:.2f}"
+              " CPU-s/GiB")  # fmt: skip
+        print(f"  HTTP:     {hp['goodput_mbit']:.0f} Mbit/s of disk data, appliance "
+              f"{hp['appliance_cpu_per_gib']:.2f} CPU-s/GiB, seat {hp['seat_cpu_per_gib']:.2f}"
+              " CPU-s/GiB")  # fmt: skip
+        figures.update(unshaped_roomcast=mc, unshaped_http=hp)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=1))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
