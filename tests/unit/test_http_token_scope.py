@@ -240,3 +240,35 @@ def test_concurrent_commits_of_one_job_make_one_version(env):
     assert [a[0] for a in answers] == [200] * 4
     assert len({json.dumps(a[1], sort_keys=True) for a in answers}) == 1
     assert len(Store(env.facade.layout).version_ids("win11")) == 3  # V1, LATER, one new
+
+
+def test_migration_gives_open_capture_jobs_their_bases_by_time(home):
+    import sqlite3
+
+    from appliance import db
+
+    conn = sqlite3.connect(home / "old.db", isolation_level=None)
+    conn.execute("PRAGMA foreign_keys=ON")
+    db.schema_version(conn)
+    for number, name, sql in db._migrations():
+        if number >= 8:
+            break
+        for statement in db._split(sql):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_migrations(number, name) VALUES (?, ?)", (number, name))
+    conn.execute("INSERT INTO hosts(mac, name) VALUES ('aa:bb:cc:00:00:01', 'ref')")
+    conn.execute("INSERT INTO images(name) VALUES ('win11')")
+    for version in ("20261125T100000Z", "20261201T120000Z"):
+        conn.execute(
+            "INSERT INTO versions(image, version, created_at, logical_size, stored_size)"
+            " VALUES ('win11', ?, '', 0, 0)",
+            (version,),
+        )
+    conn.execute(
+        "INSERT INTO jobs(host, action, image, token_hash, created_at)"
+        " VALUES ('aa:bb:cc:00:00:01', 'capture', 'win11', 'x', '2026-11-30T08:00:00Z')"
+    )
+    conn.close()
+    upgraded = db.connect(home / "old.db")
+    rows = upgraded.execute("SELECT job, version FROM capture_bases").fetchall()
+    assert [tuple(r) for r in rows] == [(1, "20261125T100000Z")]  # not the later one
