@@ -80,7 +80,8 @@ def join() -> Response:
     if data.get("chunks") != session.chunks:
         fail(400, f"'chunks' must be {session.chunks}, the size of the version's chunk table")
     need = _need(data, session.chunks)
-    answer = session.join(job.id, job.host_name, str(request.remote_addr or ""), need)
+    address = str(request.remote_addr or "")
+    answer = session.join(job.id, job.host_name, address, need, forced=transport == "multicast")
     app.jobs.log(
         job.id,
         [

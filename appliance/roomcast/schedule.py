@@ -74,9 +74,11 @@ def pick(
     now: float = 0.0,
     holdoff: float = HOLDOFF,
     repair_holdoff: float = REPAIR_HOLDOFF,
+    min_demand: int = 2,
 ) -> Pick:
     """The next send of a session of ``chunks`` chunks (see the module's docstring).
-    ``expected``: seats whose jobs are due but that have not joined yet."""
+    ``expected``: seats whose jobs are due but that have not joined yet.  ``min_demand``
+    1: multicast even what one seat alone needs (``--transport multicast``)."""
     last_sent = last_sent or {}
     last_repair = last_repair or {}
     repair = _repair(seats, last_repair, now, repair_holdoff)
@@ -86,11 +88,11 @@ def pick(
     while cursor < chunks:
         k = cursor
         cursor += 1
-        if demand[k] >= 2 or (demand[k] == 1 and expected > 0):
+        if demand[k] >= min_demand or (demand[k] == 1 and expected > 0):
             return Pick(k, cursor)
     best: tuple[int, int] | None = None  # (-demand, index): most wanted, then disk order
     for k, d in demand.items():
-        if d >= 2 and now - last_sent.get(k, float("-inf")) >= holdoff:
+        if d >= min_demand and now - last_sent.get(k, float("-inf")) >= holdoff:
             key = (-d, k)
             if best is None or key < best:
                 best = key
@@ -116,12 +118,20 @@ def _repair(
 
 
 def http_share(
-    seat: SeatNeeds, seats: Sequence[SeatNeeds], cursor: int, *, expected: int = 0
+    seat: SeatNeeds,
+    seats: Sequence[SeatNeeds],
+    cursor: int,
+    *,
+    expected: int = 0,
+    min_demand: int = 2,
 ) -> frozenset[int]:
     """The chunks ``seat`` should fetch by HTTP now: everything when it is HTTP-only;
-    else the chunks no other seat needs whole, which multicast will not carry — behind the first
-    pass's cursor, or anywhere when no other seat is still expected."""
+    else the chunks too few seats need whole for multicast to carry them (no other seat,
+    unless ``min_demand`` is 1) — behind the first pass's cursor, or anywhere when no
+    other seat is still expected."""
     if seat.http_only:
         return seat.need | frozenset(seat.partial)
     demand = whole_demand(seats)
-    return frozenset(k for k in seat.need if demand[k] <= 1 and (k < cursor or expected == 0))
+    return frozenset(
+        k for k in seat.need if demand[k] < min_demand and (k < cursor or expected == 0)
+    )

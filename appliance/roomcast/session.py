@@ -34,6 +34,7 @@ class Seat:
     last_report: float = 0.0
     left: bool = False
     stats: dict[str, float] = field(default_factory=dict)
+    forced: bool = False  # its job asks for multicast even when no other seat needs a chunk
     catch: float | None = None  # share of the pieces sent while it listened that it got
 
     def view(self) -> schedule.SeatNeeds:
@@ -76,10 +77,14 @@ class RoomSession:
         return len(self.table)
 
     # -- the control plane --------------------------------------------------------------
-    def join(self, job: int, name: str, address: str, need: set[int]) -> dict[str, Any]:
+    def join(
+        self, job: int, name: str, address: str, need: set[int], *, forced: bool = False
+    ) -> dict[str, Any]:
         now = self.clock()
         with self._lock:
-            self.seats[job] = Seat(job, name, address, now, set(need), last_report=now)
+            self.seats[job] = Seat(
+                job, name, address, now, set(need), last_report=now, forced=forced
+            )
         return self.describe()
 
     def describe(self) -> dict[str, Any]:
@@ -118,7 +123,8 @@ class RoomSession:
             views = self._views(now)
             mine = seat.view()
             cursor = self.cursor
-        return schedule.http_share(mine, views, cursor, expected=self._expected())
+            least = self._min_demand(now)
+        return schedule.http_share(mine, views, cursor, expected=self._expected(), min_demand=least)
 
     def leave(self, job: int, stats: Mapping[str, float] | None = None) -> None:
         with self._lock:
@@ -142,6 +148,7 @@ class RoomSession:
                 last_sent=self.last_sent,
                 last_repair=self.last_repair,
                 now=now,
+                min_demand=self._min_demand(now),
             )
             self.cursor = pick.cursor
             if pick.chunk is not None:
@@ -174,6 +181,9 @@ class RoomSession:
 
     def _live(self, now: float) -> list[Seat]:
         return [s for s in self.seats.values() if not s.left and now - s.last_report < SEAT_TIMEOUT]
+
+    def _min_demand(self, now: float) -> int:
+        return 1 if any(s.forced for s in self._live(now)) else 2
 
     def _views(self, now: float) -> list[schedule.SeatNeeds]:
         return [s.view() for s in self._live(now)]

@@ -101,3 +101,10 @@ def test_http_share(
 def test_nothing_to_send_when_every_seat_is_done() -> None:
     assert pick([seat(), seat()], 8, 0) == Pick(None, 8)
     assert pick([], 8, 3, expected=5) == Pick(None, 8)
+
+
+def test_transport_multicast_sends_even_what_one_seat_alone_needs() -> None:
+    alone = [seat(0, 1, 2)]
+    assert pick(alone, 3, 0, min_demand=1) == Pick(0, 1)
+    assert http_share(alone[0], alone, 3, min_demand=1) == frozenset()
+    assert http_share(alone[0], alone, 3) == frozenset({0, 1, 2})
