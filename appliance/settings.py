@@ -50,6 +50,7 @@ class Settings:
     multicast_rate: int = 0  # bit/s of roomcast sessions; 0 = 90 % of the link's speed
     multicast_group: str = "239.255.83.0/24"  # sessions take their groups from here
     multicast_port: int = 5483
+    igmp_query_interval: float = 60.0  # s; 0 = never act as the IGMP querier
     # The console's own HTTPS listener ("" = the console is served by the HTTP listener
     # on the imaging network, as before; docs/security.md), and the site's certificate.
     console_listen: str = ""
@@ -183,6 +184,12 @@ TABLE: tuple[Setting, ...] = (
         metavar="CIDR",
     ),
     Setting("multicast_port", "roomcast UDP port", _port, metavar="N"),
+    Setting(
+        "igmp_query_interval",
+        "seconds between IGMP queries while roomcast runs and no other querier is heard (0: never)",
+        float,
+        metavar="S",
+    ),
     Setting(
         "console_listen",
         "serve the web console on its own HTTPS listener ADDR:PORT, e.g. 127.0.0.1:8443"

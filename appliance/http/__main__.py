@@ -32,12 +32,14 @@ def main() -> None:
     parser.add_argument("--file", action="append", default=[], metavar="URL=PATH")
     parser.add_argument("--multicast-rate", default="", metavar="RATE", help="roomcast bit/s")
     parser.add_argument("--multicast-group", default=DEFAULT_GROUP, metavar="CIDR")
+    parser.add_argument("--igmp-query-interval", type=float, default=60.0, metavar="S")
     args = parser.parse_args()
     settings = Settings(
         address=args.host,
         http_port=args.port,
         multicast_rate=parse_rate(args.multicast_rate),
         multicast_group=parse_group(args.multicast_group),
+        igmp_query_interval=args.igmp_query_interval,
     )
     app = create_app(Layout(args.home), settings, plugins=False)
     for n, spec in enumerate(args.file):

@@ -112,6 +112,7 @@ class Appliance:
                     port=int(getattr(s, "multicast_port", 0) or DEFAULT_PORT),
                     rate=int(getattr(s, "multicast_rate", 0) or 0),
                     status_dir=self.layout.home / "roomcast",
+                    query_interval=float(getattr(s, "igmp_query_interval", 60.0)),
                 )
             return self._roomcast
 

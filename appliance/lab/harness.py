@@ -38,7 +38,7 @@ POOL = f"{SUBNET}.100-{SUBNET}.199"
 LAB_HTTP_PORT = 80
 # Roomcast's rate in the lab: the lab's links claim 10 Gbit/s, but machines emulated
 # by TCG on two cores take in far less; what they cannot take they would fetch again.
-LAB_MULTICAST_RATE = "100M"
+LAB_MULTICAST_RATE = "20M"
 STATE_FILE = "lab.json"
 
 

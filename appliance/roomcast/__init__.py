@@ -101,9 +101,12 @@ class Roomcast:
         port: int = DEFAULT_PORT,
         rate: int = 0,
         status_dir: Path | None = None,
+        query_interval: float = 60.0,
     ) -> None:
         self.address = address
         self.status_dir = status_dir  # where each session's status is kept, for the CLI
+        self.query_interval = query_interval
+        self._querier: Any = None
         self.chunk_path = chunk_path
         self.connect = connect  # this thread's database connection
         self.groups = ipaddress.IPv4Network(group)
@@ -160,13 +163,17 @@ class Roomcast:
             cached = self._expected_cache.get(key)
         if cached is not None and now - cached[0] < 1.0:
             return cached[1]
-        rows = self.connect().execute(
-            "SELECT id FROM jobs WHERE action='restore' AND image=? AND version=?"
-            " AND state IN ('pending','booting','running')"
-            " AND (not_before IS NULL OR not_before <= strftime('%Y-%m-%dT%H:%M:%SZ','now'))"
-            " AND COALESCE(json_extract(options, '$.transport'), 'auto') != 'unicast'",
-            key,
-        ).fetchall()
+        rows = (
+            self.connect()
+            .execute(
+                "SELECT id FROM jobs WHERE action='restore' AND image=? AND version=?"
+                " AND state IN ('pending','booting','running')"
+                " AND (not_before IS NULL OR not_before <= strftime('%Y-%m-%dT%H:%M:%SZ','now'))"
+                " AND COALESCE(json_extract(options, '$.transport'), 'auto') != 'unicast'",
+                key,
+            )
+            .fetchall()
+        )
         ids = frozenset(int(r[0]) for r in rows)
         with self._lock:
             self._expected_cache[key] = (now, ids)
@@ -205,6 +212,13 @@ class Roomcast:
             self._sessions[sid] = session
             self._by_version[key] = session
             self._senders[sid] = sender
+            start_querier = self._querier is None and self.query_interval > 0
+            if start_querier:
+                from appliance.roomcast.igmp import Querier
+
+                self._querier = Querier(self.address, self.query_interval)
+        if start_querier:
+            self._querier.start()
         sender.start()
         return session
 
@@ -228,5 +242,8 @@ class Roomcast:
     def stop(self) -> None:
         with self._lock:
             senders = list(self._senders.values())
+            querier, self._querier = self._querier, None
         for sender in senders:
             sender.stop()
+        if querier is not None:
+            querier.stop()

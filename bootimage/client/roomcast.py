@@ -200,7 +200,8 @@ class Chunks:
         return asm
 
     def complete(self, k: int) -> None:
-        self._forget(k)
+        """Chunk ``k`` has a whole frame: its candidates go (none counts as dropped)."""
+        self.held -= len(self.partial.pop(k, {}))
         self.state[k] = CLAIMED
 
     def _drop(self, k: int, frame_len: int) -> None:

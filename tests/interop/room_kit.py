@@ -100,17 +100,24 @@ def make_room(
     seat_mbit: float | None = 100,
     disk_size: int | None = None,
     transport: str = "auto",
+    membership_interval: float | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Room:
     """The appliance serving ``image`` and ``seats`` seats with a restore job each (not
     started).  Targets are sparse files of the image's size (or ``disk_size``)."""
     lab = Lab()
     try:
+        if membership_interval is not None:
+            # A snooping switch with no querier: it forgets members after this long.
+            lab.net.run([IP, "link", "set", "br0", "type", "bridge", "mcast_snooping", "1",
+                         "mcast_querier", "0", "mcast_membership_interval",
+                         str(int(membership_interval * 100))])  # fmt: skip
         srv = lab.add_host("srv", f"{SERVER}/24")
         app = Appliance(
             tmp / "home",
             host=SERVER,
             wrap=[IP, "netns", "exec", srv.name],
-            extra=["--multicast-rate", rate],
+            extra=["--multicast-rate", rate, *extra],
         )
     except BaseException:
         lab.close()

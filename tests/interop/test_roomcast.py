@@ -339,3 +339,34 @@ def _chunk_count(room: Room) -> int:
     from appliance.store import Store
 
     return len(roomwire.chunk_table(Store(room.app.layout).resolve("lab")))
+
+
+def test_slate_queries_so_a_snooping_switch_keeps_its_members(tmp_path: Path, image: Path) -> None:
+    """A bridge that snoops IGMP, runs no querier itself and forgets a member 6 s after
+    its last report: Slate's general queries (every 2 s here) make the seats report
+    again, so the group's entries stay for the whole ~20 s session and the stream with
+    them.  (A Linux bridge that has seen no querier at all floods the group instead,
+    so it cannot show a real switch's silence; the entries are what this checks.)"""
+    room = make_room(tmp_path, image, 2, rate="16M", seat_mbit=40, membership_interval=6,
+                     extra=("--igmp-query-interval", "2"))  # fmt: skip
+    try:
+        for s in room.seats:
+            room.start(s)
+        wait_joined(room, room.seats[1])
+        group = _group(room, room.seats[0])
+        time.sleep(7)  # past the membership interval: only refreshed entries are left
+        seen: dict[str, int] = {s.name: 0 for s in room.seats}
+        for _ in range(10):
+            mdb = room.lab.net.run(["bridge", "mdb", "show", "dev", "br0"]).stdout
+            for s in room.seats:
+                port = room.lab.ports[s.name]
+                seen[s.name] += any(group in x and port in x for x in mdb.splitlines())
+            time.sleep(0.5)
+        # A seat's entry may lapse for a moment before its next report; it comes back.
+        assert all(n >= 7 for n in seen.values()), (seen, mdb)
+        finish(room, image)
+        for s in room.seats:
+            assert "going HTTP-only" not in s.out, s.out[-2500:]
+            assert summary(s)["http_chunks"] <= 1, summary(s)
+    finally:
+        room.close()
