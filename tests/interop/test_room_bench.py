@@ -1,0 +1,25 @@
+"""bench/room_bench.py --quick runs end to end (figures are printed, never asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from client_kit import ROOT
+
+from tests.conftest import require_root
+
+
+def test_room_bench_quick_runs() -> None:
+    require_root()
+    proc = subprocess.run(
+        [sys.executable, "bench/room_bench.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    for row in ("roomcast T_N/T_1", "half-rate seat", "late joiner", "1 % loss", "delta room",
+                "unshaped veth"):  # fmt: skip
+        assert row in proc.stdout, proc.stdout
