@@ -100,14 +100,14 @@ class Api:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
                 if status < 300:
-                    self._ok(len(data))
+                    self.succeeded(len(data))
                     return status, rhdrs, data
                 if status not in RETRY_STATUS:
-                    raise _answer_error(method, path, status, data)
+                    raise answer_error(method, path, status, data)
                 problem = f"HTTP {status}"
             if not retry:
                 raise Unreachable(f"{method} {path} failed: {problem}")
-            self._wait(method, path, problem, delay)
+            self.back_off(method, path, problem, delay)
             delay = min(delay * 2, 10.0)
 
     def _once(
@@ -121,12 +121,15 @@ class Api:
             self._drop()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
 
-    def _ok(self, n: int) -> None:
+    def succeeded(self, n: int) -> None:
+        """A request got its answer (``n`` body bytes): the appliance is reachable."""
         with self._lock:
             self.last_ok = time.monotonic()
             self.received += n
 
-    def _wait(self, method: str, path: str, problem: str, delay: float) -> None:
+    def back_off(self, method: str, path: str, problem: str, delay: float) -> None:
+        """Wait ``delay`` s before a retry, or raise Unreachable when no request has
+        succeeded for ``give_up_after`` s: the one retry policy of every client call."""
         away = time.monotonic() - self.last_ok
         if away > self.give_up_after:
             raise Unreachable(
@@ -169,7 +172,9 @@ class Api:
         )
 
 
-def _answer_error(method: str, path: str, status: int, data: bytes) -> SlateError:
+def answer_error(method: str, path: str, status: int, data: bytes) -> SlateError:
+    """The error an answer the client cannot fix by retrying stands for, with the
+    appliance's own message and hint."""
     try:
         body = json.loads(data)
         message, hint = str(body.get("error", "")), body.get("hint")

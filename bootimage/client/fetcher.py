@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from io import BufferedReader
 
 from appliance.errors import PeerError, SlateError
-from bootimage.client.api import RETRY_STATUS, TIMEOUT, Api, _answer_error
+from bootimage.client.api import RETRY_STATUS, TIMEOUT, Api, answer_error
 
 MAX_HEAD = 64 * 1024  # status line and headers of one answer
 
@@ -203,7 +203,7 @@ class _Lane:
             if head is None or not problem:
                 continue
             try:
-                self.api._wait("GET", head.path, problem, delay)
+                self.api.back_off("GET", head.path, problem, delay)
             except SlateError as exc:  # unreachable for too long: everyone waiting fails
                 with self._lock:
                     for t in self._queue:
@@ -234,7 +234,7 @@ class _Lane:
             if status == 200:
                 t.filled = 0
             _read_body_into(rfile, t, int(length))
-            self.api._ok(int(length))
+            self.api.succeeded(int(length))
             self._finish(t, None)
         else:
             body = _read_body(rfile, headers)
@@ -251,7 +251,7 @@ class _Lane:
             if status in (200, 206):
                 error: SlateError = PeerError(f"GET {t.path}: the answer has no Content-Length")
             else:
-                error = _answer_error("GET", t.path, status, body)
+                error = answer_error("GET", t.path, status, body)
             self._finish(t, error)
         return headers.get("connection", "").lower() != "close"
 
