@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, render_template
 
+from appliance.roomcast import read_status
 from webui import backend, errors
 from webui.security import require
 
@@ -28,4 +29,5 @@ def index() -> Any:
         ended=backend.ended_jobs(10),
         seen=backend.seen(),
         rooms=backend.rooms(),
+        roomcast=[s for s in read_status(backend.slate().layout.home, 30) if not s.get("ended")],
     )

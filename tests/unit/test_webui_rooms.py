@@ -64,3 +64,18 @@ def test_room_view_lists_every_seat_and_the_totals(app, viewer):
     assert seats["pc1"]["percent"] == 25.0 and seats["pc1"]["roomcast"]["catch"] == 0.99
     assert seats["pc2"]["job"] is None and seats["pc2"]["roomcast"] is None
     assert viewer.get("/rooms/nope").status_code == 404
+
+
+def test_dashboard_says_when_a_room_is_served_by_multicast(app, viewer):
+    assert "Served by" not in viewer.get("/").text
+    with app.app_context():
+        home = slate(app).layout.home
+    (home / "roomcast").mkdir()
+    status = {"session": 1, "group": "239.255.83.1", "port": 5483, "rate": 36_000_000,
+              "image": "win11", "version": "V1", "sent_bytes": 2**20, "ended": False,
+              "seats": [{"job": 1, "name": "pc1", "transport": "multicast"},
+                        {"job": 2, "name": "pc2", "transport": "http"}]}  # fmt: skip
+    (home / "roomcast" / "00000001.json").write_text(json.dumps(status))
+    page = " ".join(viewer.get("/").text.split())
+    assert "Served by <strong>roomcast</strong>" in page
+    assert "1 machine(s) by multicast, 1 by HTTP only, at 36 Mbit/s" in page
