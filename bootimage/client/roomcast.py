@@ -416,34 +416,37 @@ class Seat:
         return sum(p.length for p in places)
 
     def _from_multicast(self, k: int, frame: bytearray, chunks: Chunks) -> None:
-        try:
-            n = self.write(k, frame, chunks)
-        except IntegrityError:
-            self.stats.bad += 1  # forged or garbled on the way: needed again
-            chunks.finish(k, False)
-            return
-        except BaseException as exc:
-            self._fail(exc)
-            chunks.finish(k, False)
-            return
-        with self._lock:
-            self.stats.mcast_bytes += n
-            self.stats.chunks_mcast += 1
-            self.verified += n
-        chunks.finish(k, True)
-        self.reporter.add(n)
+        self._deliver(k, chunks, lambda: frame, http=False)
 
     def _from_http(self, k: int, chunks: Chunks) -> None:
+        self._deliver(k, chunks, lambda: self.api.fetch_chunk_view(self.table[k], self.store))
+
+    def _deliver(
+        self,
+        k: int,
+        chunks: Chunks,
+        frame: Callable[[], bytes | bytearray | memoryview],
+        *,
+        http: bool = True,
+    ) -> None:
+        """Write chunk ``k`` from ``frame()`` and count it; a multicast frame that does
+        not match its name is needed again, any other failure fails the restore."""
         try:
-            frame = self.api.fetch_chunk_view(self.table[k], self.store)
-            n = self.write(k, frame, chunks)
+            n = self.write(k, frame(), chunks)
         except BaseException as exc:
-            self._fail(exc)
+            if isinstance(exc, IntegrityError) and not http:
+                self.stats.bad += 1  # forged or garbled on the way: needed again
+            else:
+                self._fail(exc)
             chunks.finish(k, False)
             return
         with self._lock:
-            self.stats.http_bytes += n
-            self.stats.chunks_http += 1
+            if http:
+                self.stats.http_bytes += n
+                self.stats.chunks_http += 1
+            else:
+                self.stats.mcast_bytes += n
+                self.stats.chunks_mcast += 1
             self.verified += n
         chunks.finish(k, True)
         self.reporter.add(n)
