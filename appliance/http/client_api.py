@@ -69,7 +69,15 @@ def get_job() -> Response:
     job = client_job(bind=True)
     if job.state in ("pending", "booting"):
         job = appliance().jobs.transition(job.id, "running")
-    return jsonify(job_payload(job))
+    payload = job_payload(job)
+    if job.action == "restore" and job.image and job.version:
+        # "" = join the version's room session after the disk check; else why not (the
+        # client then restores by HTTP alone, as a machine restoring by itself always did).
+        transport = str(job.options.get("transport") or "auto")
+        payload["roomcast"] = appliance().roomcast.wants_multicast(
+            transport, job.image, job.version
+        )
+    return jsonify(payload)
 
 
 @bp.post("/state")

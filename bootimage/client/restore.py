@@ -55,7 +55,9 @@ def restore(
         for path, disk in zip(paths, manifest.disks, strict=False):
             targets.append(open_checked(path, disk, manifest.ref, allow_removable=allow))
         api.post_json("/state", {"state": "running"})
-        if str(options.get("transport") or "auto") == "unicast":
+        why_not = job.get("roomcast", "no roomcast on this appliance")
+        if str(options.get("transport") or "auto") == "unicast" or why_not:
+            reporter.log(f"restoring by HTTP: {why_not or 'the job asks for it'}")
             for target, disk in zip(targets, manifest.disks, strict=True):
                 verified += restore_disk(api, job, manifest, disk, target, reporter, workers)
         else:  # the appliance decides at the join: a room session, or HTTP

@@ -52,6 +52,8 @@ def test_job_payload_shape_and_running(env):
             "give_up_after": 21600,
             "transport": "auto",
         },
+        # Alone: this machine restores by HTTP (auto takes multicast from two machines).
+        "roomcast": "it is the only machine restoring this version (auto: multicast from 2)",
     }
 
 
