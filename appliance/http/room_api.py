@@ -10,7 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from appliance.errors import SlateError
 from appliance.http.auth import appliance, client_job, fail
-from appliance.imagefmt.roomwire import MAX_PIECES, decode_bitmap, encode_bitmap
+from appliance.imagefmt.roomwire import MAX_PIECES, chunk_table, decode_bitmap, encode_bitmap
 from appliance.jobs import Job
 from appliance.roomcast.session import STAT_KEYS, RoomSession
 
@@ -76,10 +76,12 @@ def join() -> Response:
         manifest = app.store.load(job.image, job.version)
     except SlateError as exc:
         fail(404, exc.message, exc.hint)
+    # The join is checked before a session (and its sender) is started for it.
+    count = len(chunk_table(manifest))
+    if data.get("chunks") != count:
+        fail(400, f"'chunks' must be {count}, the size of the version's chunk table")
+    need = _need(data, count)
     session = app.roomcast.session_for(manifest)
-    if data.get("chunks") != session.chunks:
-        fail(400, f"'chunks' must be {session.chunks}, the size of the version's chunk table")
-    need = _need(data, session.chunks)
     address = str(request.remote_addr or "")
     answer = session.join(job.id, job.host_name, address, need, forced=transport == "multicast")
     app.jobs.log(
