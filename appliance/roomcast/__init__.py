@@ -9,6 +9,7 @@ forgets the session when the sender ends it.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import secrets
@@ -219,8 +220,18 @@ class Roomcast:
                 self._querier = Querier(self.address, self.query_interval)
         if start_querier:
             self._querier.start()
+        self._prune_status()
         sender.start()
         return session
+
+    def _prune_status(self, keep: float = 7 * 86400.0) -> None:
+        """Drop the status files of sessions that ended more than ``keep`` s ago."""
+        if self.status_dir is None:
+            return
+        for path in self.status_dir.glob("*.json"):
+            with contextlib.suppress(OSError):
+                if time.time() - path.stat().st_mtime > keep:
+                    path.unlink()
 
     def session(self, sid: int) -> RoomSession | None:
         with self._lock:
