@@ -33,6 +33,11 @@ PACKAGES: tuple[str, ...] = (
     "ntfs-3g",
     "dosfstools",
     "efibootmgr",
+    # disk health before writing, hardware facts (issue 14); the Windows computer name in
+    # the SYSTEM hive (issue 13)
+    "smartmontools",
+    "dmidecode",
+    "python3-hivex",
 )
 # Removed after debootstrap: a RAM disk needs none of this, and it is most of the size.
 STRIP = (
