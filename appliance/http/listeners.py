@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, has_request_context, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from appliance.errors import SlateError
@@ -33,6 +33,9 @@ CONSOLE = "console"
 CERT_FILE = "console-cert.pem"
 KEY_FILE = "console-key.pem"  # 0600
 HSTS = "max-age=31536000"
+# Set by HttpServer in the environ of every request that came over one of its TLS
+# listeners; a WSGI key, so no header a client sends can set it.
+TLS_ENVIRON = "slate.tls"
 
 StartResponse = Callable[..., Any]
 
@@ -85,6 +88,24 @@ class ConsoleOnly:
             return start_response(status, headers, *exc)
 
         return self.app(environ, with_hsts)
+
+
+class MarkTls:
+    """WSGI middleware of a TLS listener: marks each request's environ (``TLS_ENVIRON``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        environ[TLS_ENVIRON] = True
+        return self.app(environ, start_response)
+
+
+def is_tls_request() -> bool:
+    """True inside a Flask request handler when the request came over a TLS listener
+    (the client channel over TLS or the console listener); False over plain HTTP and
+    outside a request."""
+    return has_request_context() and request.environ.get(TLS_ENVIRON) is True
 
 
 def scoped(app: Flask, scope: str | None) -> Any:

@@ -18,7 +18,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from appliance.errors import SlateError
 from appliance.http.files import FileBody
-from appliance.http.listeners import scoped
+from appliance.http.listeners import MarkTls, scoped
 
 THREADS = 64  # ≥ 32 concurrent chunk streams plus API calls, without queueing
 TIMEOUT = 30  # seconds a client may stall mid-request
@@ -70,8 +70,11 @@ class HttpServer:
         self.host = host
         self.port = port
         self.tls = tls
+        wsgi_app = scoped(app, scope)
+        if tls is not None:
+            wsgi_app = MarkTls(wsgi_app)  # is_tls_request() in the app's handlers
         self._server = wsgi.Server(
-            (host, port), scoped(app, scope), numthreads=threads, server_name="slate",
+            (host, port), wsgi_app, numthreads=threads, server_name="slate",
             timeout=TIMEOUT,
         )  # fmt: skip
         self._server.gateway = SendfileGateway
