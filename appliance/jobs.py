@@ -414,6 +414,10 @@ class Jobs:
             " finished_at=CASE WHEN ? THEN ? ELSE finished_at END WHERE id=?",
             (new, utc_now(), reason, reason, new in FINAL, utc_now(), job_id),
         )
+        if new in FINAL:  # callers hold a transaction: the job's end and its events commit as one
+            from appliance.notify.outbox import record_job_end
+
+            record_job_end(self.conn, self.get(job_id))
         return job
 
     def progress(
@@ -440,10 +444,10 @@ class Jobs:
 
     def done(self, job_id: int, *, verified_bytes: int = 0) -> Job:
         with transaction(self.conn):
-            self._move(job_id, "done")
-            self.conn.execute(
+            self.conn.execute(  # before the move, so the "done" event carries it
                 "UPDATE jobs SET verified_bytes=? WHERE id=?", (int(verified_bytes), job_id)
             )
+            self._move(job_id, "done")
         return self.get(job_id)
 
     def failed(self, job_id: int, reason: str) -> Job:

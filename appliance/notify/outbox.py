@@ -70,9 +70,7 @@ def utc_now() -> str:
 
 
 # -- targets ------------------------------------------------------------------------------
-def add_webhook(
-    conn: sqlite3.Connection, url: str, secret: str, events: str, actor: str
-) -> Target:
+def add_webhook(conn: sqlite3.Connection, url: str, secret: str, events: str, actor: str) -> Target:
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"{url!r} is not an http(s) URL", hint="e.g. https://chat.example/hook")
     if not secret:
@@ -168,6 +166,20 @@ def enqueue(
     return queued
 
 
+def record_event(conn: sqlite3.Connection, event: Event) -> int:
+    """Queue ``event`` for every target that wants its kind; returns the rows queued.
+
+    The one call for any part of Slate that has something to report (the disk health
+    check calls it with ``Event("disk-refused", host_name, utc_now(), facts)``).  Inside
+    the caller's transaction the rows commit with it; outside one it opens its own.
+    Delivery happens later, in the notifier's thread: this never blocks on a receiver.
+    """
+    if conn.in_transaction:
+        return enqueue(conn, event)
+    with transaction(conn):
+        return enqueue(conn, event)
+
+
 def job_event(kind: str, job: Any) -> Event:
     """The event of a job that ended (``job`` is an :class:`appliance.jobs.Job`)."""
     details: dict[str, Any] = {
@@ -181,6 +193,7 @@ def job_event(kind: str, job: Any) -> Event:
         "reason": job.reason,
         "bytes_done": job.bytes_done,
         "bytes_total": job.bytes_total,
+        "verified_bytes": job.verified_bytes,
     }
     return Event(kind, job.host_name, job.finished_at or utc_now(), details)
 
@@ -223,7 +236,7 @@ def disk_refused(conn: sqlite3.Connection, job: Any, facts: dict[str, Any]) -> i
     (``facts``: what it read, e.g. SMART overall result, reallocated sectors)."""
     base = job_event("disk-refused", job)
     event = Event("disk-refused", base.subject, utc_now(), {**base.details, **facts})
-    return enqueue(conn, event)
+    return record_event(conn, event)
 
 
 @dataclass(frozen=True)
@@ -243,8 +256,9 @@ def due(conn: sqlite3.Connection, now: float | None = None, limit: int = 50) -> 
         (time.time() if now is None else now, limit),
     ).fetchall()
     return [
-        Pending(r["id"], get(conn, r["tid"]), r["event"], r["subject"], bytes(r["body"]),
-                r["attempts"])  # fmt: skip
+        Pending(
+            r["id"], get(conn, r["tid"]), r["event"], r["subject"], bytes(r["body"]), r["attempts"]
+        )
         for r in rows
     ]
 

@@ -56,7 +56,7 @@ def post_webhook(
     )
     opener = urllib.request.urlopen
     try:
-        with opener(request, timeout=TIMEOUT, context=context) as resp:  # noqa: S310
+        with opener(request, timeout=TIMEOUT, context=context) as resp:
             return f"HTTP {resp.status}"
     except urllib.error.HTTPError as exc:  # 4xx/5xx: retried too (a receiver may recover)
         raise DeliveryError(f"HTTP {exc.code} {exc.reason}") from exc

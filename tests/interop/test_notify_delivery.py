@@ -1,10 +1,18 @@
 """Notifications end to end: an outbox row written with the job's end, delivered to a
 real HTTP receiver (signature checked with the secret) and a real SMTP server (aiosmtpd,
-STARTTLS + AUTH), with a retry after the receiver was down."""
+STARTTLS + AUTH LOGIN), with a retry after the receiver was down.
+
+Every socket of a test (receivers and the deliverer) lives in a network namespace the
+test creates: the test's thread moves into it (``setns``) and back at the end.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
+import os
+import secrets
 import socket
 import ssl
 import subprocess
@@ -16,16 +24,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from http_kit import V1, write_image
 
 from appliance import db
 from appliance.config import Layout
 from appliance.jobs import Jobs
+from appliance.lab.forward import enter_netns
+from appliance.lab.netns import Netns
 from appliance.notify import outbox
 from appliance.notify.deliver import deliver_due
 from appliance.notify.events import SIGNATURE_HEADER, Event, verify
+from tests.conftest import require_root
+from tests.unit.http_kit import V1, write_image
 
-SECRET = "hook-secret"  # noqa: S105 (a test secret)
+SECRET = "hook-secret"
 
 
 class Receiver:
@@ -37,7 +48,7 @@ class Receiver:
         received = self.got
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 ok = verify(SECRET, body, self.headers.get(SIGNATURE_HEADER, ""))
                 received.append((json.loads(body), ok))
@@ -55,6 +66,30 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def netns() -> Iterator[Netns]:
+    """This test's thread inside a fresh namespace (only ``lo``), back out afterwards."""
+    require_root()
+    ns = Netns(f"slnt{secrets.token_hex(3)}")
+    home_ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        enter_netns(ns.name)
+        assert [name for _, name in socket.if_nameindex()] == ["lo"]  # not the host's
+        yield ns
+    finally:
+        try:
+            if _setns(home_ns) != 0:
+                raise OSError(ctypes.get_errno(), "cannot return to the host namespace")
+        finally:
+            os.close(home_ns)
+            ns.delete()
+
+
+def _setns(fd: int) -> int:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return int(libc.setns(fd, 0x40000000))  # CLONE_NEWNET
 
 
 @pytest.fixture
@@ -93,7 +128,7 @@ def test_failed_job_reaches_the_webhook_signed(jobs: Jobs, receiver: Receiver) -
     # Queued with the transition, not yet sent: nothing is delivered in the job's move.
     assert receiver.got == []
     assert deliver_due(jobs.conn) == ["sent"]
-    (body, ok), = receiver.got
+    ((body, ok),) = receiver.got
     assert ok
     assert body["event"] == "failed" and body["subject"] == "pc1"
     assert body["job"] == job.id and body["reason"] == "disk vanished"
@@ -128,7 +163,7 @@ def test_retry_after_the_receiver_was_down(jobs: Jobs) -> None:
     try:
         assert deliver_due(jobs.conn, now=now + 31 + 59) == []  # 60 s after attempt 2
         assert deliver_due(jobs.conn, now=now + 31 + 61) == ["sent"]
-        (body, ok), = up.got
+        ((body, ok),) = up.got
         assert ok and body["event"] == "done" and body["job"] == job.id
     finally:
         up.close()
@@ -145,11 +180,27 @@ def test_room_done_when_the_last_job_of_the_room_ends(jobs: Jobs, receiver: Rece
     assert deliver_due(jobs.conn) == []  # pc2 still has its job
     jobs.cancel(two.id, actor="t")
     assert deliver_due(jobs.conn) == ["sent"]
-    (body, ok), = receiver.got
+    ((body, ok),) = receiver.got
     assert ok and body["event"] == "room-done" and body["room"] == "lab1"
     assert [(s["host"], s["state"]) for s in body["seats"]] == [("pc1", "done"),
                                                                  ("pc2", "cancelled")]  # fmt: skip
     assert body["totals"] == {"done": 1, "failed": 0, "cancelled": 1}
+
+
+def test_record_event_queues_disk_refused_for_the_health_check(
+    jobs: Jobs, receiver: Receiver
+) -> None:
+    outbox.add_webhook(jobs.conn, f"http://127.0.0.1:{receiver.port}/", SECRET, "disk-refused", "t")
+    facts = {"disk": "ATA QEMU HARDDISK QM00001", "smart": "FAILED", "reallocated": 12}
+    event = Event("disk-refused", "pc1", outbox.utc_now(), facts)
+    assert outbox.record_event(jobs.conn, event) == 1  # outside a transaction: its own
+    with db.transaction(jobs.conn):  # inside one: commits with the caller's
+        assert outbox.record_event(jobs.conn, event) == 1
+    assert deliver_due(jobs.conn) == ["sent", "sent"]
+    bodies = [body for body, ok in receiver.got if ok]
+    assert len(bodies) == 2
+    assert bodies[0]["event"] == "disk-refused" and bodies[0]["smart"] == "FAILED"
+    assert bodies[0]["reallocated"] == 12 and bodies[0]["subject"] == "pc1"
 
 
 def test_only_the_events_a_target_asked_for(jobs: Jobs, receiver: Receiver) -> None:
@@ -163,7 +214,7 @@ def test_only_the_events_a_target_asked_for(jobs: Jobs, receiver: Receiver) -> N
 
 # -- e-mail ---------------------------------------------------------------------------------
 @pytest.fixture
-def smtp_server(tmp_path: Path) -> Iterator[tuple[int, list[Any], ssl.SSLContext]]:
+def smtp_server(tmp_path: Path) -> Iterator[tuple[int, list[Any], ssl.SSLContext, list[str]]]:
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -178,17 +229,20 @@ def smtp_server(tmp_path: Path) -> Iterator[tuple[int, list[Any], ssl.SSLContext
     server_tls.load_cert_chain(cert, key)
     client_tls = ssl.create_default_context(cafile=str(cert))
     messages: list[Any] = []
+    mechanisms: list[str] = []
 
     class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             messages.append((session.authenticated, envelope))
             return "250 OK"
 
     def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any):
+        mechanisms.append(mechanism)
         ok = isinstance(auth_data, LoginPassword) and (
             auth_data.login == b"slate" and auth_data.password == b"mail-pass"
         )
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd answers 535 itself (True would leave the client waiting)
+        return AuthResult(success=ok, handled=False)
 
     controller = Controller(
         Handler(),
@@ -199,16 +253,17 @@ def smtp_server(tmp_path: Path) -> Iterator[tuple[int, list[Any], ssl.SSLContext
         auth_require_tls=True,
         authenticator=authenticator,
         auth_required=True,
+        auth_exclude_mechanism=["PLAIN"],  # the issue asks for AUTH LOGIN: offer only it
     )
     controller.start()
     try:
-        yield controller.port, messages, client_tls
+        yield controller.port, messages, client_tls, mechanisms
     finally:
         controller.stop()
 
 
 def test_mail_over_starttls_with_login(jobs: Jobs, smtp_server: Any) -> None:
-    port, messages, client_tls = smtp_server
+    port, messages, client_tls, mechanisms = smtp_server
     outbox.add_email(
         jobs.conn, "tech@example.org", f"127.0.0.1:{port}", "failed", "t",
         user="slate", password="mail-pass", starttls=True,
@@ -217,8 +272,8 @@ def test_mail_over_starttls_with_login(jobs: Jobs, smtp_server: Any) -> None:
     _run(jobs, job.id)
     jobs.failed(job.id, "disk vanished")
     assert deliver_due(jobs.conn, client_tls) == ["sent"]
-    (authenticated, envelope), = messages
-    assert authenticated
+    ((authenticated, envelope),) = messages
+    assert authenticated and mechanisms == ["LOGIN"]
     assert envelope.rcpt_tos == ["tech@example.org"]
     text = envelope.content.decode()
     assert "Subject: [Slate] job failed on pc1" in text
@@ -226,7 +281,7 @@ def test_mail_over_starttls_with_login(jobs: Jobs, smtp_server: Any) -> None:
 
 
 def test_mail_with_a_wrong_password_is_logged_and_retried(jobs: Jobs, smtp_server: Any) -> None:
-    port, messages, client_tls = smtp_server
+    port, messages, client_tls, mechanisms = smtp_server
     outbox.add_email(
         jobs.conn, "tech@example.org", f"127.0.0.1:{port}", "", "t",
         user="slate", password="wrong", starttls=True,
@@ -234,7 +289,7 @@ def test_mail_with_a_wrong_password_is_logged_and_retried(jobs: Jobs, smtp_serve
     with db.transaction(jobs.conn):
         outbox.enqueue(jobs.conn, Event("disk-refused", "pc1", "2026-12-01T10:00:00Z"))
     assert deliver_due(jobs.conn, client_tls) == ["pending"]
-    assert messages == []
+    assert messages == [] and mechanisms == ["LOGIN"]
     assert "535" in outbox.delivery_log(jobs.conn)[0]["detail"]
 
 
