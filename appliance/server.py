@@ -22,7 +22,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Protocol
 
-from appliance import db
+from appliance import db, metrics
 from appliance.config import Layout
 from appliance.dns import DnsServer, Resolver
 from appliance.errors import SlateError
@@ -207,6 +207,7 @@ class Appliance:
             *([("console", self._console)] if s.console_listen else []),
             ("tftp", self._tftp),
             ("housekeeping", lambda: Housekeeping(self.layout, self.db, settings=s)),
+            ("notify", self._notifier),
         ]
         if s.dns_enabled:
             builders.append(("dns", self._dns))
@@ -317,7 +318,7 @@ class Appliance:
                     lease_seconds=s.lease_time,
                 )
             )
-        return DhcpServer(
+        server = DhcpServer(
             s.interface,
             s.address,
             s.dhcp,
@@ -325,6 +326,13 @@ class Appliance:
             pools=pools,
             conn=db.connect(self.layout.db, migrate=False) if s.dhcp == "full" else None,
         )
+        metrics.source("slate_dhcp_packets_total", "result", lambda: server.stats)
+        return server
+
+    def _notifier(self) -> Service:
+        from appliance.notify.deliver import Notifier
+
+        return Notifier(self.db)
 
     # --- the boot decision, as the DHCP server's hook -------------------------------
 

@@ -32,6 +32,8 @@ from tftpy.TftpPacketTypes import (
     TftpPacketWRQ,
 )
 
+from appliance import metrics
+
 log = logging.getLogger("slate.tftp")
 
 OP_DATA, OP_ACK, OP_ERROR = 3, 4, 5
@@ -221,7 +223,9 @@ class TftpServer:
             else:
                 log.exception("cannot open %r for %s", request.filename, peer[0])
             self._reply_error(peer, code)
+            metrics.count("slate_tftp_requests_total", result="refused")
             return
+        metrics.count("slate_tftp_requests_total", result="served")
         transfer = Transfer(self, request, source, peer)
         threading.Thread(target=transfer.run, name=f"tftp-{peer[0]}", daemon=True).start()
 

@@ -38,6 +38,8 @@ def init_app(app: Flask) -> None:
         images,
         jobs,
         machines,
+        metrics,
+        notify,
         reimage,
         rooms,
         schedules,
@@ -56,7 +58,7 @@ def init_app(app: Flask) -> None:
     app.extensions["slate.console.throttle"] = Throttle()
     app.extensions["slate.console.verifier"] = Verifier()
     blueprints = [auth.bp, dashboard.bp, images.bp, machines.bp, reimage.bp, jobs.bp, admin.bp,
-                  schedules.bp, rooms.bp]  # fmt: skip
+                  schedules.bp, rooms.bp, notify.bp, metrics.bp]  # fmt: skip
     for bp in [*blueprints, api.bp]:
         app.register_blueprint(bp)
     names = frozenset(bp.name for bp in [*blueprints, api.bp])

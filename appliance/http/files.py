@@ -14,6 +14,8 @@ from typing import BinaryIO
 
 from flask import Request, Response
 
+from appliance import metrics
+
 BLOCK = 256 * 1024
 
 
@@ -62,6 +64,8 @@ def send_path(path: Path, request: Request, mimetype: str, etag: str | None = No
         offset, count, status = span[0], span[1] - span[0], 206
         headers["Content-Range"] = f"bytes {span[0]}-{span[1] - 1}/{size}"
     headers["Content-Length"] = str(count)
+    if request.method != "HEAD":
+        metrics.count("slate_http_bytes_served_total", count)
     body = FileBody(file, offset, count)
     response = Response(body, status, headers, mimetype=mimetype, direct_passthrough=True)
     response.call_on_close(body.close)

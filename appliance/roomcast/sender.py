@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from appliance import metrics
 from appliance.imagefmt import roomwire
 from appliance.roomcast.session import RoomSession
 
@@ -78,7 +79,9 @@ class FrameCache:
         frame = self._frames.get(digest)
         if frame is not None:
             self._frames.move_to_end(digest)
+            metrics.count("slate_chunk_cache_requests_total", result="hit")
             return frame
+        metrics.count("slate_chunk_cache_requests_total", result="miss")
         frame = self.path_of(digest).read_bytes()
         self._frames[digest] = frame
         self._size += len(frame)

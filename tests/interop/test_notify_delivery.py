@@ -31,7 +31,7 @@ from appliance.jobs import Jobs
 from appliance.lab.forward import enter_netns
 from appliance.lab.netns import Netns
 from appliance.notify import outbox
-from appliance.notify.deliver import deliver_due
+from appliance.notify.deliver import Notifier, deliver_due
 from appliance.notify.events import SIGNATURE_HEADER, Event, verify
 from tests.conftest import require_root
 from tests.unit.http_kit import V1, write_image
@@ -304,3 +304,24 @@ def test_targets_list_hides_secrets(jobs: Jobs) -> None:
     assert mail.events == ("done",) and mail.starttls
     outbox.remove(jobs.conn, hook.id, "t")
     assert [t.id for t in outbox.targets(jobs.conn)] == [mail.id]
+
+
+def test_the_notifier_service_delivers_in_its_own_thread(
+    jobs: Jobs, home: Path, receiver: Receiver
+) -> None:
+    from appliance.server import ThreadDb
+
+    outbox.add_webhook(jobs.conn, f"http://127.0.0.1:{receiver.port}/", SECRET, "done", "t")
+    notifier = Notifier(ThreadDb(Layout(home).db), interval=0.05)
+    notifier.start()
+    try:
+        job = jobs.restore("pc1", "win11", actor="t")
+        _run(jobs, job.id)
+        jobs.done(job.id, verified_bytes=123)
+        deadline = time.monotonic() + 60
+        while not receiver.got and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        notifier.stop()
+    ((body, ok),) = receiver.got
+    assert ok and body["event"] == "done" and body["verified_bytes"] == 123

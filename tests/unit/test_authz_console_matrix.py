@@ -19,6 +19,7 @@ from test_webui_kit import MAC1, MAC2, ROLE_USERS, add_host, add_image, make_app
 
 from appliance import db, users
 from appliance.backups.schedules import Schedules
+from appliance.notify import outbox
 
 ROLES = ["anonymous", "viewer", "technician", "admin"]
 
@@ -70,6 +71,12 @@ POST   /admin/users/{user}/role                   400 403 403 400
 POST   /admin/users/{user}/password               400 403 403 400
 POST   /admin/users/{user}/delete                 400 403 403 302
 GET    /admin/audit                               302 403 403 200
+GET    /admin/notify                              302 403 403 200
+POST   /admin/notify/webhook                      400 403 403 400
+POST   /admin/notify/email                        400 403 403 400
+POST   /admin/notify/{notify}/test                400 403 403 302
+POST   /admin/notify/{notify}/delete              400 403 403 302
+GET    /metrics                                   401 200 200 200
 GET    /login                                     200 200 200 200
 POST   /login                                     400 401 401 401
 POST   /logout                                    400 302 302 302
@@ -144,6 +151,7 @@ class World:
             )
         conn = db.connect(home / "slate.db")
         users.add(conn, "zed", "viewer", "zed's password", "test")
+        target = outbox.add_webhook(conn, "http://127.0.0.1:9/", "s", "", "test")
         conn.close()
         self.values = {
             "image": image.image,
@@ -155,6 +163,7 @@ class World:
             "job": str(job.id),
             "user": "zed",
             "schedule": str(schedule.id),
+            "notify": str(target.id),
         }
 
     def page(self, role: str, method: str, url: str) -> int:
@@ -211,7 +220,7 @@ def test_every_console_route_has_a_row(shared):
     rows = {(m, u) for m, u, _r, _c in _cases(PAGES) + _cases(API)}
     names = {"<int:job_id>": "{job}", "<version>": "{version}"}
     console = {"auth", "dashboard", "images", "machines", "reimage", "jobs", "admin", "api",
-               "schedules", "rooms"}  # fmt: skip
+               "schedules", "rooms", "notify", "metrics"}  # fmt: skip
     missing = []
     for rule in shared.app.url_map.iter_rules():
         if rule.endpoint.split(".")[0] not in console or rule.endpoint.endswith(".static"):

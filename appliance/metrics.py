@@ -26,6 +26,7 @@ COUNTERS: dict[str, str] = {
     "slate_http_bytes_served_total": "Bytes of chunks and boot files sent over HTTP.",
     "slate_dhcp_packets_total": "DHCP packets received, by what was done with them.",
     "slate_tftp_requests_total": "TFTP read requests, by result.",
+    "slate_chunk_cache_requests_total": "Chunks roomcast's frame cache was asked for, by hit/miss.",
 }
 
 
@@ -85,6 +86,12 @@ def render(conn: sqlite3.Connection, home: Path) -> str:
     ]  # fmt: skip
     lines += _family("slate_roomcast_sent_bytes", "gauge",
                      "Bytes multicast by each reporting roomcast session.", sent)  # fmt: skip
+    return "\n".join(lines) + "\n" + render_counters()
+
+
+def render_counters() -> str:
+    """The process-wide counters alone (what the services bumped since start)."""
+    lines: list[str] = []
     with _lock:
         counted = sorted(_counters.items())
     for name, (label, read) in list(_sources.items()):
