@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from appliance import db, metrics
+from appliance.boot.chainload import Chainload
 from appliance.config import Layout
 from appliance.dns import DnsServer, Resolver
 from appliance.errors import SlateError
@@ -195,6 +196,7 @@ class Appliance:
         self.db = ThreadDb(layout.db)
         self.services: list[tuple[str, Service]] = []
         self._app: Any = None  # one Flask app behind the HTTP and console listeners
+        self.chainload = Chainload()  # settings.ipxe_rom_chainload (appliance/boot/chainload.py)
 
     # --- composition --------------------------------------------------------------
 
@@ -253,6 +255,7 @@ class Appliance:
 
     def _tftp_generated(self, name: str, client_ip: str) -> bytes | Path | None:
         """Files of the Secure Boot chain that are not in the TFTP root."""
+        self.chainload.fetched(name, client_ip)  # undionly.kpxe: see boot_hook
         if name == GRUB_CFG:
             return GRUB_BOOTSTRAP.encode()
         match = GRUB_MAC_CFG.match(name)
@@ -365,4 +368,18 @@ class Appliance:
             efi_file=s.efi_boot_file,
             secure_boot=s.secure_boot,
             http_url=f"http://{s.address}:{s.http_port}/ipxe/{s.efi_boot_file}",
+            chainload=self._rom_chainload(client),
+        )
+
+    def _rom_chainload(self, client: Any) -> bool:
+        """Hand this BIOS iPXE client undionly.kpxe (``--ipxe-rom-chainload``)?"""
+        if not (self.settings.ipxe_rom_chainload and client.firmware == "ipxe"):
+            return False
+        ip = client.requested_ip or (client.ciaddr if client.ciaddr != IPv4Address(0) else None)
+        if ip is None:  # a DISCOVER: the address it leased in the ROM's round
+            sql = "SELECT ip FROM leases WHERE mac=? AND state='bound' ORDER BY expires DESC"
+            row = self.db().execute(sql, (client.mac,)).fetchone()
+            ip = row[0] if row else None
+        return self.chainload.wants_undionly(
+            str(ip) if ip is not None else None, request=client.message_type == 3
         )

@@ -44,6 +44,7 @@ class Settings:
     tftp_port: int = 69
     efi_boot_file: str = "snponly.efi"
     secure_boot: bool = False  # UEFI PXE gets signed shim -> grub instead of iPXE
+    ipxe_rom_chainload: bool = False  # BIOS iPXE ROMs load undionly.kpxe first (full mode)
     unknown: str = ""  # "" = silent in proxy mode, local otherwise
     lease_time: int = 3600
     accel: str = "tcg"
@@ -165,6 +166,13 @@ TABLE: tuple[Setting, ...] = (
     Setting(
         "secure_boot",
         "UEFI PXE clients get the signed shim -> grub chain (Secure Boot)",
+        _bool,
+        flag_only=True,
+    ),
+    Setting(
+        "ipxe_rom_chainload",
+        "BIOS NICs whose ROM is iPXE load Slate's undionly.kpxe first, as plain PXE ROMs"
+        " do (full DHCP mode)",
         _bool,
         flag_only=True,
     ),

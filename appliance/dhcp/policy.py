@@ -24,7 +24,9 @@ network-boot request it may answer:
 
 Firmware → boot file: BIOS (arch 0) → ``bios_file``; UEFI x64 (7, 9) → ``efi_file`` (or
 ``shimx64.efi`` with ``secure_boot``); UEFI HTTP (16) → ``http_url`` with vendor class
-``HTTPClient``; iPXE (any arch) → ``script_url``.  Other architectures get nothing.
+``HTTPClient``; iPXE (any arch) → ``script_url``, except a BIOS iPXE ROM told to
+``chainload`` (appliance/boot/chainload.py) → ``bios_file``.  Other architectures get
+nothing.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class BootTarget:
     http_url: str | None = None
     secure_boot: bool = False
     next_server: IPv4Address | None = None
+    chainload: bool = False  # a BIOS iPXE client gets bios_file, as plain PXE would
 
     @classmethod
     def for_http(cls, address: IPv4Address | str, port: int, mac: str, **kw: object) -> BootTarget:
@@ -144,6 +147,8 @@ def _firmware(arch: int | None, is_pxe: bool, is_ipxe: bool) -> str:
 def boot_file(client: ClientInfo, target: BootTarget) -> tuple[str, str] | None:
     """``(file or URL, vendor class to answer with)``, or None if we have nothing."""
     if client.firmware == "ipxe":
+        if target.chainload and client.arch == BIOS:
+            return target.bios_file, "PXEClient"
         return target.script_url, "PXEClient"
     if client.firmware == "bios":
         return target.bios_file, "PXEClient"

@@ -104,6 +104,8 @@ class MachineInfo:
     memory: int
     tap: str
     extra_args: list[str]
+    disk_model: str = "virtio"  # appliance.lab.qemu.DISK_DEVICES
+    netboot: str = "pxe"  # or "http" (UEFI HTTP boot)
 
 
 class LabRun:
@@ -235,6 +237,8 @@ class LabRun:
         memory: int = 512,
         mac: str | None = None,
         extra_args: Sequence[str] = (),
+        disk_model: str = "virtio",
+        netboot: str = "pxe",
     ) -> Machine:
         """A machine on the lab network (not started).  New disks are empty sparse files."""
         assert self.lab is not None, "start() the lab first"
@@ -247,7 +251,7 @@ class LabRun:
         serial = serial or f"SLATE-{name.upper()}"
         tap = self.lab.add_tap()
         info = MachineInfo(name, firmware, mac or "", str(disk), serial, memory, tap,
-                           list(extra_args))  # fmt: skip
+                           list(extra_args), disk_model, netboot)  # fmt: skip
         m = machine_from(info, self.lab.net.name, self.accel, self.workdir)
         info.mac = m.mac
         self.machines[name] = m
@@ -308,6 +312,7 @@ def machine_from(info: MachineInfo, netns: str, accel: str, workdir: Path) -> Ma
         info.name, info.firmware, mac=info.mac or None,  # type: ignore[arg-type]
         disks=[(info.disk, info.serial)], tap=info.tap, netns=netns, accel=accel,
         memory=info.memory, workdir=workdir, extra_args=info.extra_args,
+        netboot=info.netboot, disk_models=[info.disk_model],  # type: ignore[arg-type]
     )  # fmt: skip
 
 

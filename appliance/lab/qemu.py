@@ -15,6 +15,16 @@ Firmware paths (see LAB-NOTES): BIOS = SeaBIOS, the NIC's option ROM is Debian's
 (``-nographic`` makes SeaBIOS mirror the screen to the serial port); UEFI = OVMF with
 ``romfile=`` empty so OVMF's own PXE client runs (it sends option 93 = 7);
 ``uefi-sb`` = OVMF with Secure Boot and Microsoft keys enrolled.
+
+``netboot="http"`` makes a UEFI machine boot by UEFI HTTP boot instead of PXE: Debian's
+OVMF carries HttpBootDxe (its boot menu lists "UEFI HTTPv4 (MAC:…)" after the PXE
+entries), and the fw_cfg files ``opt/org.tianocore/IPv4PXESupport`` and
+``IPv6PXESupport`` set to ``n`` remove the PXE entries, so HTTPv4 is the first network
+boot option (it DHCPs with vendor class ``HTTPClient:Arch:00016``, option 93 = 16).
+
+Disk models (``disk_models``, one per disk): ``virtio`` (virtio-blk), ``nvme``,
+``nvme-4k`` (NVMe with 4096-byte logical blocks) and ``sata`` (an ``ide-hd`` on an AHCI
+controller); each carries its serial, which udev reports as the disk's identity.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from appliance.errors import SlateError
 from appliance.lab.netns import IP, Netns
 
 Firmware = Literal["bios", "uefi", "uefi-sb"]
+Netboot = Literal["pxe", "http"]
 QEMU = "qemu-system-x86_64"
 OVMF_DIR = Path("/usr/share/OVMF")
 OVMF = {
@@ -42,6 +53,18 @@ OVMF = {
 }
 # NIC models for BIOS machines: both carry Debian's iPXE as option ROM in QEMU.
 NIC_DEVICES = {"virtio": "virtio-net-pci", "e1000": "e1000"}
+# Disk models: the QEMU device of each (the drive and serial are added per disk).
+DISK_DEVICES = {
+    "virtio": "virtio-blk-pci",
+    "nvme": "nvme",
+    "nvme-4k": "nvme,logical_block_size=4096,physical_block_size=4096",
+    "sata": "ide-hd,bus=ahci0.{port}",
+}
+# OVMF without its PXE boot options: the NIC's first boot option is then UEFI HTTPv4.
+HTTP_BOOT_ONLY = [
+    "-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
+    "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n",
+]  # fmt: skip
 
 
 def random_mac() -> str:
@@ -70,11 +93,24 @@ class Machine:
         nic: str = "virtio",
         workdir: str | os.PathLike[str] | None = None,
         extra_args: Sequence[str] = (),
+        netboot: Netboot = "pxe",
+        disk_models: Sequence[str] = (),
     ) -> None:
         if firmware not in ("bios", "uefi", "uefi-sb"):
             raise MachineError(f"unknown firmware {firmware!r}", hint="use bios, uefi or uefi-sb")
         if nic not in NIC_DEVICES:
             raise MachineError(f"unknown NIC model {nic!r}", hint="use virtio or e1000")
+        if netboot not in ("pxe", "http") or (netboot == "http" and firmware == "bios"):
+            raise MachineError(
+                f"network boot {netboot!r} is not available with {firmware} firmware",
+                hint="use pxe, or http with uefi / uefi-sb",
+            )
+        unknown = [d for d in disk_models if d not in DISK_DEVICES]
+        if unknown or len(disk_models) > len(disks):
+            raise MachineError(
+                f"disk models {list(disk_models)} do not fit {len(disks)} disk(s)",
+                hint=f"give at most one model per disk, of {', '.join(DISK_DEVICES)}",
+            )
         self.name = name
         self.firmware: Firmware = firmware
         self.mac = (mac or random_mac()).lower()
@@ -89,6 +125,8 @@ class Machine:
             Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"slate-qemu-{name}-"))
         )
         self.extra_args = list(extra_args)
+        self.netboot: Netboot = netboot
+        self.disk_models = [*disk_models, *["virtio"] * (len(self.disks) - len(disk_models))]
         self.serial_log = self.workdir / f"{name}.serial.log"
         self.qemu_log = self.workdir / f"{name}.qemu.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -107,12 +145,18 @@ class Machine:
         args += ["-nographic", "-monitor", "none", "-serial", f"file:{self.serial_log}"]
         args += self._firmware_args()
         args += self._net_args()
+        if self.netboot == "http":
+            args += HTTP_BOOT_ONLY
+        if "sata" in self.disk_models:
+            args += ["-device", "ahci,id=ahci0"]
         for n, (path, serial) in enumerate(self.disks):
+            model = self.disk_models[n]
+            device = DISK_DEVICES[model].format(port=self.disk_models[:n].count("sata"))
             args += [
                 "-drive",
                 f"file={path},if=none,id=d{n},format=raw",
                 "-device",
-                f"virtio-blk-pci,drive=d{n},serial={serial},bootindex={n + 2}",
+                f"{device},drive=d{n},serial={serial},bootindex={n + 2}",
             ]
         return args + self.extra_args
 

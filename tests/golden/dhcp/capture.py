@@ -3,7 +3,8 @@
     UPDATE_GOLDEN=1 .venv/bin/python tests/golden/dhcp/capture.py [client ...]
 
 Clients: dhclient, udhcpc, ipxe-bios (QEMU, virtio-net iPXE ROM), ovmf-uefi (QEMU q35 +
-OVMF PXE).  Everything runs in namespaces created here: dnsmasq in ``srv`` answers so
+OVMF PXE), ovmf-http (OVMF's UEFI HTTP boot: its PXE options off by fw_cfg).
+Everything runs in namespaces created here: dnsmasq in ``srv`` answers so
 that each client goes on from DISCOVER to REQUEST, and tcpdump records what arrives on
 UDP port 67.  Writes ``<client>-<type>.bin`` (the UDP payload) and the matching ``.txt``
 rendering (``render_golden``, also used by the tests) next to this file.
@@ -27,6 +28,7 @@ from appliance.dhcp import options as o  # noqa: E402
 from appliance.dhcp.packet import parse, render  # noqa: E402
 from appliance.dhcp.policy import classify  # noqa: E402
 from appliance.lab.netns import Lab, Netns  # noqa: E402
+from appliance.lab.qemu import HTTP_BOOT_ONLY  # noqa: E402
 
 SERVER = "10.77.0.1"
 MACS = {
@@ -34,6 +36,7 @@ MACS = {
     "udhcpc": "02:00:00:00:00:12",
     "ipxe-bios": "52:54:00:00:00:13",
     "ovmf-uefi": "52:54:00:00:00:14",
+    "ovmf-http": "52:54:00:00:00:15",
 }
 OVMF = Path("/usr/share/OVMF")
 UUID = "12345678-9abc-def0-1122-334455667788"  # SMBIOS system UUID of the QEMU machines
@@ -104,6 +107,8 @@ def run_client(name: str, lab: Lab, tmp: Path) -> subprocess.Popen[bytes]:
         cmd += ["-machine", "q35", "-device", nic + ",romfile=,bootindex=1"]
         cmd += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF / 'OVMF_CODE_4M.fd'}"]
         cmd += ["-drive", f"if=pflash,format=raw,file={tmp / 'vars.fd'}"]
+        if name == "ovmf-http":
+            cmd += HTTP_BOOT_ONLY
     return lab.net.popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -113,7 +118,10 @@ def capture(name: str) -> None:
         srv: Netns = lab.add_host("srv", f"{SERVER}/24")
         dnsmasq = srv.popen(
             ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--interface=eth0",
-             "--dhcp-range=10.77.0.100,10.77.0.199,1h", "--dhcp-boot=capture.bin",
+             "--dhcp-range=10.77.0.100,10.77.0.199,1h", "--dhcp-boot=tag:!http,capture.bin",
+             # UEFI HTTP boot requests only an offer that names a URL and HTTPClient.
+             "--dhcp-vendorclass=set:http,HTTPClient", "--dhcp-option-force=tag:http,60,HTTPClient",
+             f"--dhcp-boot=tag:http,http://{SERVER}/capture.efi",
              f"--dhcp-leasefile={tmp / 'leases'}", f"--pid-file={tmp / 'dnsmasq.pid'}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
