@@ -14,7 +14,7 @@ from typing import Any
 import zstandard
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from appliance import jobscope
+from appliance import identity, jobscope
 from appliance.errors import SlateError
 from appliance.http.auth import appliance, client_job, fail
 from appliance.http.scope import may_name
@@ -77,6 +77,10 @@ def get_job() -> Response:
         payload["roomcast"] = appliance().roomcast.wants_multicast(
             transport, job.image, job.version
         )
+        # Host name and kept machine-id for the restored system (appliance/identity.py).
+        payload["identity"] = identity.for_restore(
+            appliance().db(), job.host, job.host_name, job.image
+        ).to_dict()
     return jsonify(payload)
 
 

@@ -20,7 +20,7 @@ from appliance.errors import DiskRefused
 from appliance.imagefmt.chunkio import write_chunks
 from appliance.imagefmt.manifest import Disk, Manifest
 from bootimage.client import disks as disks_mod
-from bootimage.client import finish
+from bootimage.client import finish, identity
 from bootimage.client.api import Api
 from bootimage.client.progress import Reporter
 from bootimage.client.select import Need, choose, truthy
@@ -70,6 +70,7 @@ def restore(
         for target, disk in zip(targets, manifest.disks, strict=True):
             reporter.set_phase("finishing")
             finish.after_write(target, disk, grow=bool(options.get("grow")), log=reporter.log)
+        identity.apply([t.path for t in targets], job.get("identity"), reporter.log)
         if boot_next:
             finish.boot_restored_next(targets[0], manifest.disks[0], reporter.log)
     finally:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from http_kit import V1, V2, bearer, chunk_url, write_image
 
+from appliance import identity
 from appliance.config import Layout
 from appliance.http import create_app
 from appliance.imagefmt.chunkio import decode_chunk
@@ -36,6 +39,8 @@ def test_job_payload_shape_and_running(env):
     r = env.client.get("/api/client/v1/job", headers=bearer(env.token))
     assert r.status_code == 200
     body = r.get_json()
+    kept = identity.machine_id(env.facade.db(), "aa:bb:cc:00:00:01")  # made at GET /job
+    assert re.fullmatch("[0-9a-f]{32}", kept)
     assert body == {
         "id": env.job.id,
         "action": "restore",
@@ -54,6 +59,12 @@ def test_job_payload_shape_and_running(env):
         },
         # Alone: this machine restores by HTTP (auto takes multicast from two machines).
         "roomcast": "it is the only machine restoring this version (auto: multicast from 2)",
+        "identity": {
+            "enabled": True,
+            "hostname": "pc1",
+            "machine_id": kept,
+            "ssh_host_keys": "fresh",
+        },
     }
 
 

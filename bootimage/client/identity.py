@@ -1,0 +1,210 @@
+"""After the disks are written and verified: each restored machine its own identity.
+
+The job carries it (``identity``: host name and the machine-id the appliance keeps for
+this machine; see appliance/identity.py).  Every partition of a known filesystem is
+looked at: an NTFS volume holding Windows gets the computer name in its SYSTEM hive, a
+Linux root (ext4, xfs, btrfs) its host name, /etc/hosts line, machine-id and SSH host
+keys.  Each thing set is logged with where; what could not be set is logged as a
+WARNING and returned, and the job's log says so (a BitLocker volume is never touched).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import SlateError
+from bootimage.client import linuxroot, windows
+from bootimage.client.loopdev import attached, load_module, run
+
+LINUX_FS = ("ext2", "ext3", "ext4", "xfs", "btrfs")
+Log = Callable[[str], None]
+
+
+def apply(paths: Sequence[str], ident: dict[str, Any] | None, log: Log) -> list[str]:
+    """Set the identity in every restored disk at ``paths``; returns the problems."""
+    ident = ident or {}
+    if not ident.get("hostname"):
+        log("identity: this appliance sent none; the restored systems keep the image's")
+        return []
+    if not ident.get("enabled", True):
+        log("identity: off for this image (sysprep or cloud-init sets it); nothing written")
+        return []
+    hostname, machine_id = str(ident["hostname"]), str(ident.get("machine_id") or "")
+    problems: list[str] = []
+    found = 0
+    for path in paths:
+        for number, start, size in _partitions(path):
+            found += _one(path, number, start, size, hostname, machine_id, problems, log)
+    if not found:
+        log("identity: no Windows or Linux system found on the restored disk(s)")
+    return problems
+
+
+def _partitions(path: str) -> list[tuple[int, int, int]]:
+    """(number, byte start, byte size) from the disk's table as it is now (after any
+    grow), or the whole disk when it has none."""
+    try:
+        out = run(["sfdisk", "--json", path], f"read the partition table of {path}")
+    except SlateError:  # no partition table: the whole disk may be one filesystem
+        with open(path, "rb") as f:
+            return [(0, 0, f.seek(0, os.SEEK_END))]
+    table = json.loads(out).get("partitiontable", {})
+    sector = int(table.get("sectorsize", 512))
+    found = []
+    for p in table.get("partitions", []):
+        node = str(p.get("node", ""))
+        digits = node[len(node.rstrip("0123456789")) :]
+        found.append((int(digits or 0), int(p["start"]) * sector, int(p["size"]) * sector))
+    return found
+
+
+def _probe(dev: str) -> str:
+    out = run(["blkid", "-p", "-o", "export", dev], "probe a filesystem", ok=(0, 2))
+    fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return fields.get("TYPE", "")
+
+
+def _one(
+    path: str,
+    number: int,
+    start: int,
+    size: int,
+    hostname: str,
+    machine_id: str,
+    problems: list[str],
+    log: Log,
+) -> int:
+    where = f"{path} partition {number}"
+    with open(path, "rb") as f:
+        f.seek(start)
+        if windows.is_bitlocker(f.read(512)):
+            text = f"{where} is BitLocker-encrypted: left untouched; its computer name was not set"
+            log(f"identity: WARNING: {text}")
+            problems.append(text)
+            return 1
+    with attached(path, start, size, read_only=False) as dev:
+        fs = _probe(dev)
+        if fs == "ntfs":
+            return _windows(dev, where, hostname, problems, log)
+        if fs in LINUX_FS:
+            return _linux(dev, fs, where, hostname, machine_id, problems, log)
+    return 0
+
+
+def _windows(dev: str, where: str, hostname: str, problems: list[str], log: Log) -> int:
+    try:
+        with ntfs_mounted(dev, log, where) as mnt:
+            hive = windows.find_path(mnt, windows.SYSTEM_HIVE)
+            if hive is None:
+                return 0  # a data volume
+            done, missing = windows.set_computer_name(hive, hostname)
+    except SlateError as exc:
+        text = f"{where}: the Windows computer name could not be set: {exc.message}"
+        log(f"identity: WARNING: {text}")
+        problems.append(text)
+        return 1
+    log(f"identity: Windows on {where}: computer name {windows.netbios_name(hostname)}, set in")
+    for item in done:
+        log(f"  SYSTEM\\{item}")
+    for item in missing:
+        log(f"  (SYSTEM\\{item} is not in the hive: not set)")
+    if not done:
+        problems.append(f"{where}: the SYSTEM hive has none of the computer name keys")
+    return 1
+
+
+def _linux(
+    dev: str,
+    fs: str,
+    where: str,
+    hostname: str,
+    machine_id: str,
+    problems: list[str],
+    log: Log,
+) -> int:
+    with mounted(dev, fs) as mnt:
+        roots = linuxroot.roots_in(mnt)
+        for root in roots:
+            sub = f" (subvolume {root.name})" if root != mnt else ""
+            log(f"identity: Linux ({fs}) on {where}{sub}: host name {hostname}")
+            failed = linuxroot.apply(root, hostname, machine_id, log)
+            problems += [f"{where}: {item} could not be set" for item in failed]
+    return len(roots)
+
+
+@contextmanager
+def mounted(dev: str, fs: str) -> Iterator[Path]:
+    load_module(fs if fs != "ext2" and fs != "ext3" else "ext4")
+    # nouuid: restored copies of one xfs image share its UUID (as do btrfs ones; a
+    # single-device btrfs mounts anyway).
+    opts = ["-o", "nouuid"] if fs == "xfs" else []
+    with tempfile.TemporaryDirectory(prefix="slate-id-") as tmp:
+        run(["mount", "-t", fs, *opts, dev, tmp], f"mount the {fs} filesystem on {dev}")
+        try:
+            yield Path(tmp)
+        finally:
+            run(["umount", tmp], f"unmount {dev}")
+
+
+@contextmanager
+def ntfs_mounted(dev: str, log: Log, where: str, *, read_only: bool = False) -> Iterator[Path]:
+    """ntfs-3g in the foreground (``no_detach``): after ``umount`` the process exits only
+    once everything is on the disk, so the loop device is not detached under it.
+
+    A hibernated or Fast-Startup volume is one ntfs-3g refuses to write: read-write, it
+    is mounted with ``remove_hiberfile`` (the saved session belonged to the reference
+    machine; Windows then starts cold), and the log says so."""
+    load_module("fuse")
+    with tempfile.TemporaryDirectory(prefix="slate-ntfs-") as tmp:
+        proc, why = _ntfs3g(dev, tmp, ["ro"] if read_only else [])
+        if proc is None and not read_only and ("hibernat" in why or "Windows cache" in why):
+            log(
+                f"identity: {where} was hibernated or shut down with Fast Startup; ntfs-3g"
+                " removes its hibernation file so it can be written (Windows starts cold)"
+            )
+            proc, why = _ntfs3g(dev, tmp, ["remove_hiberfile"])
+        if proc is None:
+            raise SlateError(f"ntfs-3g cannot mount {dev}: {why}")
+        try:
+            yield Path(tmp)
+        finally:
+            subprocess.run(["umount", tmp], capture_output=True, check=False)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _ntfs3g(dev: str, mnt: str, opts: list[str]) -> tuple[subprocess.Popen[str] | None, str]:
+    """(the running ntfs-3g, "") once ``mnt`` is mounted, or (None, its error)."""
+    errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (no pipe: nobody reads it while mounted)
+    try:
+        proc = subprocess.Popen(
+            ["ntfs-3g", "-o", ",".join(["no_detach", *opts]), dev, mnt],
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            text=True,
+        )
+    except FileNotFoundError:
+        errors.close()
+        return None, "ntfs-3g is missing from the boot environment"
+    with errors:
+        deadline = time.monotonic() + 60
+        while not os.path.ismount(mnt):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+                errors.seek(0)
+                return None, " ".join(errors.read().split())[:400] or f"exit {proc.returncode}"
+            time.sleep(0.05)
+    return proc, ""
