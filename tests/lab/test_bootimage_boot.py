@@ -97,7 +97,8 @@ def _drive(path: Path, ident: str) -> list[str]:
 
 
 def test_disks_seen_by_udev_in_qemu(bootenv: Path, tmp_path: Path) -> None:
-    d = {n: _disk(tmp_path, n) for n in ("virtio", "sata", "nvme", "usb", "scsi", "k4")}
+    names = ("virtio", "sata", "nvme", "usb", "scsi", "k4", "nvme4k")
+    d = {n: _disk(tmp_path, n) for n in names}
     devices = [
         *_drive(d["virtio"], "d0"),
         "-device",
@@ -124,6 +125,9 @@ def test_disks_seen_by_udev_in_qemu(bootenv: Path, tmp_path: Path) -> None:
         "-device",
         "virtio-blk-pci,drive=d5,serial=VIRTIO-4KN,logical_block_size=4096,"
         "physical_block_size=4096",
+        *_drive(d["nvme4k"], "d6"),
+        "-device",
+        "nvme,drive=d6,serial=NVME-4KN,logical_block_size=4096,physical_block_size=4096",
     ]
     log = tmp_path / "console.log"
     out = _wait(_qemu(bootenv, "slate.dump=disks slate.after=poweroff", devices, log), log, 150)
@@ -139,11 +143,14 @@ def test_disks_seen_by_udev_in_qemu(bootenv: Path, tmp_path: Path) -> None:
         "USB-SER4",
         "SCSI-SER5",
         "VIRTIO-4KN",
+        "NVME-4KN",
     }, serials
     assert serials["USB-SER4"].removable and serials["USB-SER4"].transport == "usb"
     assert serials["VIRTIO-4KN"].logical_sector_size == 4096
     assert serials["SCSI-SER5"].wwn == "0x5000c50015ea71ac"
     assert serials["NVME-SER3"].transport == "nvme"
+    assert serials["NVME-4KN"].transport == "nvme"
+    assert serials["NVME-4KN"].logical_sector_size == 4096
     assert serials["SATA-SER2"].transport == "ata"
     if os.environ.get("UPDATE_GOLDEN") or not GOLDEN.exists():
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ def test_every_captured_disk_becomes_a_record() -> None:
         "USB-SER4",
         "SCSI-SER5",
         "VIRTIO-4KN",
+        "NVME-4KN",
     }
     assert all(d.size == 64 * MIB for d in disks.values())
 
@@ -42,8 +43,17 @@ def test_transports_identity_and_flags() -> None:
     assert d["SCSI-SER5"].wwn == "0x5000c50015ea71ac"  # serial is the unit serial, not WWN
     assert d["VIRTIO-4KN"].logical_sector_size == 4096
     assert d["VIRTIO-4KN"].physical_sector_size == 4096
+    assert d["NVME-4KN"].transport == "nvme" and d["NVME-4KN"].logical_sector_size == 4096
+    assert d["NVME-4KN"].by_path == "/dev/disk/by-path/pci-0000:00:0a.0-nvme-1"
     fixed = [k for k, v in d.items() if not v.removable]
-    assert sorted(fixed) == ["NVME-SER3", "SATA-SER2", "SCSI-SER5", "VIRTIO-4KN", "VIRTIO-SER1"]
+    assert sorted(fixed) == [
+        "NVME-4KN",
+        "NVME-SER3",
+        "SATA-SER2",
+        "SCSI-SER5",
+        "VIRTIO-4KN",
+        "VIRTIO-SER1",
+    ]
     assert d["SATA-SER2"].by_path == "/dev/disk/by-path/pci-0000:00:05.0-ata-1.0"
 
 
