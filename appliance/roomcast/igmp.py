@@ -3,10 +3,17 @@
 A switch that snoops IGMP forwards a group only to ports that reported membership, and
 forgets a member after its membership interval (~260 s) unless a *querier* on the VLAN
 asks everyone to report again.  A VLAN with snooping but no querier therefore stops a
-multicast stream after about four minutes.  Slate sends IGMPv2 general queries itself,
+multicast stream after about four minutes.  Slate sends IGMPv3 general queries itself,
 every :data:`QUERY_INTERVAL` seconds, only when it has not heard another querier's query
-in the last :data:`OTHER_QUERIER` seconds (RFC 2236's rule, simplified: a querier the
+in the last :data:`OTHER_QUERIER` seconds (RFC 3376's rule, simplified: a querier the
 site runs always wins).
+
+Version 3, not 2: a host that hears a v2 query answers in v2, and a v2 host that hears
+another member's report for the same group keeps its own (RFC 2236 report suppression).
+A switch that passes reports on to the other members (the Linux bridge does) then learns
+only some of the seats, and forwards the group to those alone once it trusts its table —
+measured: 9 of 16 seats lost the stream 10 s into a session.  v3 reports go to
+224.0.0.22 and are never suppressed; a v2-only host reads a v3 query as a v2 one.
 
 Packet code is pure (:func:`general_query`, :func:`parse_query_source`); the one raw
 socket is :class:`Querier`'s.
@@ -38,11 +45,13 @@ def checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def general_query(max_response: float = 10.0) -> bytes:
-    """The IGMPv2 general query (type 0x11, group 0.0.0.0), checksummed."""
-    code = max(1, min(255, int(max_response * 10)))
-    body = struct.pack("!BBH4s", 0x11, code, 0, bytes(4))
-    return struct.pack("!BBH4s", 0x11, code, checksum(body), bytes(4))
+def general_query(max_response: float = 10.0, interval: float = QUERY_INTERVAL) -> bytes:
+    """The IGMPv3 general query (RFC 3376 4.1: type 0x11, group 0.0.0.0, robustness 2,
+    the query interval, no sources), checksummed."""
+    code = max(1, min(127, int(max_response * 10)))  # below 128: the value itself
+    qqic = max(1, min(127, int(interval)))
+    body = struct.pack("!BBH4sBBH", 0x11, code, 0, bytes(4), 2, qqic, 0)
+    return body[:2] + struct.pack("!H", checksum(body)) + body[4:]
 
 
 def parse_query_source(packet: bytes) -> str | None:
@@ -51,9 +60,11 @@ def parse_query_source(packet: bytes) -> str | None:
     if len(packet) < 20 or packet[0] >> 4 != 4:
         return None
     ihl = (packet[0] & 0x0F) * 4
-    if ihl < 20 or len(packet) < ihl + 8 or packet[9] != socket.IPPROTO_IGMP:
+    end = min(len(packet), struct.unpack_from("!H", packet, 2)[0])
+    if ihl < 20 or end < ihl + 8 or packet[9] != socket.IPPROTO_IGMP:
         return None
-    if packet[ihl] != 0x11 or checksum(packet[ihl : ihl + 8]) != 0:
+    # The checksum covers the whole IGMP message: 8 bytes in v2, 12 or more in v3.
+    if packet[ihl] != 0x11 or checksum(packet[ihl:end]) != 0:
         return None
     return socket.inet_ntoa(packet[12:16])
 
@@ -117,7 +128,7 @@ class Querier:
         assert self._sock is not None
         # Members answer within the max response time; it must end well before the
         # switch forgets them (a membership interval is ~2 query intervals).
-        query = general_query(min(10.0, self.interval / 2))
+        query = general_query(min(10.0, self.interval / 2), self.interval)
         while not self._stop.is_set():
             if time.monotonic() >= self.other_until:
                 with contextlib.suppress(OSError):
