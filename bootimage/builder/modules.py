@@ -71,6 +71,8 @@ MODULES: tuple[str, ...] = (
     "ax88179_178a",
     # filesystems and firmware interfaces the client touches
     "ext4",
+    "xfs",  # Linux roots whose identity is set after a restore (issue 13)
+    "btrfs",
     "vfat",
     "nls_cp437",
     "nls_iso8859_1",

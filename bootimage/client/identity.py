@@ -42,7 +42,13 @@ def apply(paths: Sequence[str], ident: dict[str, Any] | None, log: Log) -> list[
     found = 0
     for path in paths:
         for number, start, size in _partitions(path):
-            found += _one(path, number, start, size, hostname, machine_id, problems, log)
+            try:
+                found += _one(path, number, start, size, hostname, machine_id, problems, log)
+            except (SlateError, OSError) as exc:  # the disk is verified: say it, go on
+                why = exc.message if isinstance(exc, SlateError) else str(exc)
+                text = f"{path} partition {number}: identity not set: {why}"
+                log(f"identity: WARNING: {text}")
+                problems.append(text)
     if not found:
         log("identity: no Windows or Linux system found on the restored disk(s)")
     return problems

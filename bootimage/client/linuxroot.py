@@ -70,7 +70,7 @@ def _checked(root: Path, rel: str) -> Path:
 def write_file(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
     """Write ``root/rel`` atomically, keeping an existing file's mode and owner."""
     path = _checked(root, rel)
-    uid = gid = 0
+    uid, gid = os.geteuid(), os.getegid()  # root in the boot environment
     if path.exists():
         st = path.stat()
         mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
