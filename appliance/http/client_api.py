@@ -84,6 +84,18 @@ def get_job() -> Response:
     return jsonify(payload)
 
 
+@bp.get("/after")
+def get_after() -> Response:
+    """This restore job's post-restore hooks (image → room → host) and kept partitions;
+    only its own (appliance.hooks.for_job; docs/hooks.md)."""
+    job = client_job()
+    if job.action != "restore":
+        fail(403, f"job {job.id} is a {job.action} job: only a restore has hooks")
+    from appliance import hooks  # the client API's one caller of it
+
+    return jsonify(hooks.for_job(appliance().db(), job.image, job.host))
+
+
 @bp.post("/state")
 def post_state() -> Response:
     job = client_job()

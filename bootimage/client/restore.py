@@ -20,8 +20,8 @@ from appliance.errors import DiskRefused
 from appliance.imagefmt.chunkio import write_chunks
 from appliance.imagefmt.manifest import Disk, Manifest
 from bootimage.client import disks as disks_mod
-from bootimage.client import finish, identity
-from bootimage.client.api import Api
+from bootimage.client import finish, hooks, identity, keep
+from bootimage.client.api import API, Api
 from bootimage.client.progress import Reporter
 from bootimage.client.select import Need, choose, truthy
 from bootimage.client.target import BlockTarget, FileTarget, busy_reason, open_target
@@ -54,23 +54,29 @@ def restore(
     try:
         for path, disk in zip(paths, manifest.disks, strict=False):
             targets.append(open_checked(path, disk, manifest.ref, allow_removable=allow))
+        after = api.get_json(API + "/after")  # hooks and kept partitions (docs/hooks.md)
+        plan = keep.check(manifest, targets[0], after.get("keep") or [], reporter.log)
+        written = keep.mask(manifest, plan)  # what the write touches: not a kept partition
         api.post_json("/state", {"state": "running"})
         why_not = job.get("roomcast", "no roomcast on this appliance")
         if str(options.get("transport") or "auto") == "unicast" or why_not:
             reporter.log(f"restoring by HTTP: {why_not or 'the job asks for it'}")
-            for target, disk in zip(targets, manifest.disks, strict=True):
-                verified += restore_disk(api, job, manifest, disk, target, reporter, workers)
+            for target, disk in zip(targets, written.disks, strict=True):
+                verified += restore_disk(api, job, written, disk, target, reporter, workers)
         else:  # the appliance decides at the join: a room session, or HTTP
             from bootimage.client.roomcast import restore_room
 
             verified = restore_room(
-                api, job, manifest, targets[: len(manifest.disks)], reporter, workers
+                api, job, written, targets[: len(manifest.disks)], reporter, workers
             )
+        store = str(job.get("store") or "/store/")
+        verified += keep.write_edges(api, store, manifest.disks[0], targets[0], plan, reporter.log)
         api.post_json("/state", {"state": "verifying"})
         for target, disk in zip(targets, manifest.disks, strict=True):
             reporter.set_phase("finishing")
             finish.after_write(target, disk, grow=bool(options.get("grow")), log=reporter.log)
         identity.apply([t.path for t in targets], job.get("identity"), reporter.log)
+        hooks.run_all(after, job, manifest, targets, reporter.log)
         if boot_next:
             finish.boot_restored_next(targets[0], manifest.disks[0], reporter.log)
     finally:
