@@ -52,6 +52,10 @@ class Settings:
     multicast_group: str = "239.255.83.0/24"  # sessions take their groups from here
     multicast_port: int = 5483
     igmp_query_interval: float = 60.0  # s; 0 = never act as the IGMP querier
+    # A disk with more reallocated / pending sectors than these is refused before a
+    # write (appliance.diskhealth; a job's --ignore-disk-health writes anyway).
+    disk_max_reallocated: int = 50
+    disk_max_pending: int = 10
     # The console's own HTTPS listener ("" = the console is served by the HTTP listener
     # on the imaging network, as before; docs/security.md), and the site's certificate.
     console_listen: str = ""
@@ -140,6 +144,13 @@ def _listen(text: str) -> str:
     return f"[{host}]:{_port(port)}" if ":" in host else f"{host}:{_port(port)}"
 
 
+def _count(text: str) -> int:
+    n = int(text)
+    if n < 0:
+        raise ValueError("expected a count, 0 or more")
+    return n
+
+
 def _bool(text: str) -> bool:
     if text.lower() in ("1", "yes", "true", "on"):
         return True
@@ -197,6 +208,19 @@ TABLE: tuple[Setting, ...] = (
         "seconds between IGMP queries while roomcast runs and no other querier is heard (0: never)",
         float,
         metavar="S",
+    ),
+    Setting(
+        "disk_max_reallocated",
+        "refuse to write a disk with more reallocated sectors than this (SMART attribute 5)",
+        _count,
+        metavar="N",
+    ),
+    Setting(
+        "disk_max_pending",
+        "refuse to write a disk with more pending or uncorrectable sectors (NVMe: media"
+        " errors) than this",
+        _count,
+        metavar="N",
     ),
     Setting(
         "console_listen",

@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from appliance import db
+from appliance import db, machinefacts
 from appliance.audit import cli_actor
+from appliance.cli import hostfacts
 from appliance.cli.output import add_group, add_json_flag, print_json, print_table
 from appliance.config import Layout, resolve_home
 from appliance.errors import UsageError
@@ -42,6 +43,9 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("list", help="list registered machines")
     p.add_argument("--room", help="only this room")
+    p.add_argument("--search", metavar="TEXT",
+                   help="only machines whose name, MAC, room or hardware facts (serial,"
+                   " SMBIOS UUID, model, CPU…) contain TEXT")  # fmt: skip
     add_json_flag(p)
     p.set_defaults(func=cmd_list)
 
@@ -62,6 +66,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("host", metavar="NAME|MAC")
     p.add_argument("image", metavar="IMAGE[@V]|none", help="'none' removes the rule")
     p.set_defaults(func=cmd_set_auto)
+    hostfacts.add_commands(sub)  # facts, power, forget-uuid
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -103,7 +108,10 @@ def cmd_set(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    hosts = inventory(args).hosts(args.room)
+    inv = inventory(args)
+    hosts = inv.hosts(args.room)
+    if args.search:
+        hosts = machinefacts.search_hosts(inv.conn, hosts, args.search)
     if args.json:
         print_json([h.to_dict() for h in hosts])
         return 0

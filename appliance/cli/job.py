@@ -12,6 +12,11 @@ from appliance.config import Layout, resolve_home
 from appliance.errors import UsageError
 from appliance.jobs import Job, Jobs, parse_when
 
+IGNORE_HELP = (
+    "write even a disk whose SMART health fails or whose reallocated/pending sectors exceed"
+    " the appliance's limits (the refusal is logged as a warning)"
+)
+
 
 def jobs(args: argparse.Namespace) -> Jobs:
     layout = Layout(resolve_home(args.home))
@@ -37,6 +42,7 @@ def register(subparsers: Any) -> None:
         help="roomcast (multicast) or HTTP; auto: multicast when 2+ machines restore the"
         " same version (default)",
     )
+    p.add_argument("--ignore-disk-health", action="store_true", help=IGNORE_HELP)
     add_json_flag(p)
     p.set_defaults(func=cmd_restore)
 
@@ -45,8 +51,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--image", required=True, metavar="NAME")
     p.add_argument("--note", default="", help="note stored with the new version")
     p.add_argument("--at", metavar="TIME", help="not before: 18:30, 2026-11-25T18:30, +2h")
+    p.add_argument("--ignore-disk-health", action="store_true", help=IGNORE_HELP)
     add_json_flag(p)
     p.set_defaults(func=cmd_capture)
+
+    p = sub.add_parser(
+        "register",
+        help="at its next network boot the machine reports its hardware facts and disk"
+        " health, writes nothing, then waits for a power request (slate host power)",
+    )
+    p.add_argument("--host", required=True, metavar="NAME|MAC")
+    p.add_argument("--after", choices=("reboot", "poweroff"), default="reboot",
+                   help="reboot (default: first wait up to 30 min for `slate host power`)"
+                   " or power off at once")  # fmt: skip
+    add_json_flag(p)
+    p.set_defaults(func=cmd_register)
 
     p = sub.add_parser("list", help="list active jobs (--all: also ended ones)")
     p.add_argument("--all", action="store_true")
@@ -84,6 +103,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     js = jobs(args)
     when = parse_when(args.at) if args.at else None
     options = {"after": args.after, "transport": args.transport}
+    if args.ignore_disk_health:
+        options["ignore_disk_health"] = True
     if args.room:
         created = js.restore_room(
             args.room, args.image, actor=cli_actor(), not_before=when, options=options
@@ -97,9 +118,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_capture(args: argparse.Namespace) -> int:
     when = parse_when(args.at) if args.at else None
+    options = {"ignore_disk_health": True} if args.ignore_disk_health else None
     job = jobs(args).capture(
-        args.host, args.image, actor=cli_actor(), note=args.note, not_before=when
+        args.host, args.image, actor=cli_actor(), note=args.note, not_before=when, options=options
     )
+    return _created(args, [job])
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    job = jobs(args).create("register", args.host, actor=cli_actor(), options={"after": args.after})
     return _created(args, [job])
 
 

@@ -43,7 +43,7 @@ _STATUS: list[tuple[type[SlateError], int]] = [
 
 
 def create_app(layout: Layout, settings: Any = None, *, plugins: bool = True) -> Flask:
-    from appliance.http import boot_views, client_api, room_api, store_files
+    from appliance.http import boot_views, client_api, machine_api, room_api, store_files
 
     app = Flask("appliance.http")
     app.config["MAX_CONTENT_LENGTH"] = SMALL_BODY
@@ -51,6 +51,7 @@ def create_app(layout: Layout, settings: Any = None, *, plugins: bool = True) ->
     app.register_blueprint(boot_views.bp)
     app.register_blueprint(client_api.bp)
     app.register_blueprint(room_api.bp)
+    app.register_blueprint(machine_api.bp)
     app.register_blueprint(store_files.bp)
     app.register_error_handler(SlateError, _slate_error)
     if plugins:

@@ -36,6 +36,7 @@ from appliance.imagefmt.manifest import (
     Manifest,
     Partition,
 )
+from bootimage.client import checkup
 from bootimage.client import disks as disks_mod
 from bootimage.client.api import Api
 from bootimage.client.loopdev import attached, run
@@ -69,6 +70,7 @@ def capture(
     """Capture the source disk; returns the appliance's answer ``{"image", "version"}``."""
     options = dict(job.get("options") or {})
     path = disk_path or pick_source(options.get("disk") or {}, reporter)
+    checkup.check_disks(api, [path], reporter.log)  # a dying source disk is refused too
     with open_target(path, writable=False) as source:
         api.post_json("/state", {"state": "running"})
         disk = read_disk(source, api, reporter, workers)

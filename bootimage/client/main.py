@@ -12,13 +12,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from appliance.errors import SlateError
-from bootimage.client import disks, net
+from appliance.errors import Conflict, SlateError
+from bootimage.client import checkup, disks, net
 from bootimage.client.api import Api, Unreachable
 from bootimage.client.cmdline import Settings, parse_args
 from bootimage.client.progress import Reporter, console_streams
 
 DEFAULT_GIVE_UP_AFTER = 600.0
+DEFAULT_HOLD = 1800.0  # s a machine waits for a power request after a failure or register
 DUMP_BEGIN = "----- slate disks begin -----"
 DUMP_END = "----- slate disks end -----"
 
@@ -66,7 +67,13 @@ def run(settings: Settings, reporter: Reporter) -> tuple[bool, str]:
     reporter.api = api
     reporter.start()
     try:
-        return work(api, job, settings, reporter, after), after
+        ok = work(api, job, settings, reporter, after)
+        reporter.stop()
+        if after == "reboot" and (not ok or job.get("action") == "register"):
+            # Stay where the console can reach the machine (docs/operations.md).
+            hold = float(options.get("hold") or DEFAULT_HOLD)
+            after = checkup.wait_for_power(api, reporter.log, hold) or after
+        return ok, after
     finally:
         reporter.stop()
         api.close()
@@ -76,8 +83,16 @@ def work(
     api: Api, job: dict[str, Any], settings: Settings, reporter: Reporter, after: str = "none"
 ) -> bool:
     action = job.get("action")
+    already_ended = False
     reporter.log(f"job {job.get('id')}: {action} {job.get('image') or ''}")
     try:
+        facts = checkup.report_facts(api, reporter.log, real=in_boot_environment())
+        if action == "register":
+            checkup.register(api, facts, reporter.log)
+            reporter.flush()
+            api.post_json("/done", {"verified_bytes": 0})
+            reporter.log("done: hardware facts and disk health reported")
+            return True
         if action == "restore":
             from bootimage.client.restore import restore  # each job imports only its path
 
@@ -109,11 +124,14 @@ def work(
         return False  # nobody to tell: the appliance marks the job failed when it times out
     except SlateError as exc:
         reason = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+        already_ended = isinstance(exc, (Conflict, checkup.RefusedByAppliance))
     except Exception as exc:  # a bug: report it rather than leave the job hanging
         reason = f"client error: {type(exc).__name__}: {exc}"
         reporter.log(traceback.format_exc())
     reporter.log(f"failed: {reason}")
     reporter.flush()
+    if already_ended:
+        return False  # the appliance failed the job itself (a refused disk or identity)
     try:
         api.post_json("/failed", {"reason": reason})
     except SlateError as exc:

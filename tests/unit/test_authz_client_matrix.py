@@ -86,6 +86,9 @@ POST  /room/join           200 403 409 200 403 401
 POST  /room/report         400 403 409 400 403 401
 POST  /room/leave          400 403 409 400 403 401
 GET   /after               200 403 409 200 403 401
+POST  /facts               200 200 409 200 403 401
+POST  /health              200 200 409 200 403 401
+GET   /power               200 200 200 200 403 401
 """
 
 
@@ -214,6 +217,10 @@ BODIES = {
     "/room/join": {},
     "/room/report": {},
     "/room/leave": {},
+    # The machine's own calls (issue 14): hardware facts, disk health, power requests
+    # (asked after the job ended too: a machine waiting in the boot environment).
+    "/facts": {"facts": {"system_uuid": ""}},
+    "/health": {"disks": []},
 }
 
 
@@ -245,5 +252,6 @@ def test_tables_cover_every_client_and_store_route(world):
             found.add(rule.rule)
     tested |= {"/store/manifests/<image>/<name>", "/store/chunks/<prefix>/<name>"}
     tested |= {"/room/join", "/room/report", "/room/leave"}
+    tested |= {"/facts", "/health", "/power"}
     tested |= {"/after"}  # post-restore hooks and kept partitions (issue 13)
     assert found <= tested, "a client or store route has no row in the matrix"
