@@ -100,6 +100,14 @@ def register(subparsers: Any) -> None:
         p.add_argument("ref", metavar="NAME@VERSION")
         p.set_defaults(func=cmd_mark, verb=verb)
 
+    p = sub.add_parser("fit", help="a derived version whose last partition fits a smaller disk")
+    p.add_argument("ref", metavar="NAME@VERSION")
+    p.add_argument("--size", required=True, metavar="SIZE",
+                   help="the smaller disk's size: bytes, or e.g. 100GiB, 120GB")  # fmt: skip
+    p.add_argument("--disk", type=int, default=0, help="which disk of the image (0-based)")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_fit)
+
     p = sub.add_parser("policy", help="auto-promotion and retention of an image")
     p.add_argument("name", metavar="NAME")
     auto = p.add_mutually_exclusive_group()
@@ -403,6 +411,35 @@ def cmd_mark(args: argparse.Namespace) -> int:
     if changed:
         audit.record(store.db(), cli_actor(), f"image.{args.verb}", f"{name}@{version}")
     print(f"{name}@{version} {said}" + ("" if changed else " (it already was)"))
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from appliance.store import fit  # its tools (resize2fs, ntfsresize) only when fitting
+
+    name, version = parse_ref(args.ref)
+    if version is None:
+        raise UsageError("say which version to fit: NAME@VERSION",
+                         hint=f"`slate image versions {name}` lists them")  # fmt: skip
+    store = _store(args)
+    r = fit.fit(store, store.load(name, version), fit.parse_size(args.size), disk=args.disk)
+    m = r.manifest
+    promoted = store.is_promoted(m.image, m.version)
+    audit.record(store.db(), cli_actor(), "image.fit", m.ref, f"from {r.source.ref}, "
+                 f"{r.new_size} bytes")  # fmt: skip
+    if args.json:
+        print_json({"image": m.image, "version": m.version, "from": r.source.ref,
+                    "disk": r.disk, "partition": r.partition, "old_size": r.old_size,
+                    "size": r.new_size, "minimum": r.minimum, "new_chunks": r.new_chunks,
+                    "new_bytes": r.new_bytes, "promoted": promoted})  # fmt: skip
+        return 0
+    print(f"fitted {r.source.ref} to {human_bytes(r.new_size)} ({r.new_size} bytes): "
+          f"{m.ref}, partition {r.partition} shrunk (its data needs at least "
+          f"{human_bytes(r.minimum)}); {r.new_chunks} new chunk(s), "
+          f"{human_bytes(r.new_bytes)} added")  # fmt: skip
+    if not promoted:
+        print(f"{m.ref} is a candidate: restore it by its exact id, or "
+              f"`slate image promote {m.ref}`")  # fmt: skip
     return 0
 
 

@@ -65,6 +65,16 @@ def import_image(
         raise Conflict(f"could not find a free version id for {name}; try again")
 
 
+def import_disk(
+    session: Session, index: int, src: Source, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> tuple[Disk, int, int]:
+    """One disk into ``session`` (its chunks pinned, the new ones stored), for a caller
+    that builds its own manifest (``slate image fit``): (disk, new chunks, new bytes)."""
+    result = ImportResult(manifest=None)  # type: ignore[arg-type]
+    disk = _import_disk(session, index, src, chunk_size, chunkio.DEFAULT_LEVEL, None, None, result)
+    return disk, result.new_chunks, result.new_bytes
+
+
 def _import_disk(
     session: Session,
     index: int,
