@@ -19,8 +19,8 @@ from typing import Any
 from appliance.errors import DiskRefused
 from appliance.imagefmt.chunkio import write_chunks
 from appliance.imagefmt.manifest import Disk, Manifest
+from bootimage.client import checkup, finish, hooks, identity, keep
 from bootimage.client import disks as disks_mod
-from bootimage.client import finish, hooks, identity, keep
 from bootimage.client.api import API, Api
 from bootimage.client.progress import Reporter
 from bootimage.client.select import Need, choose, truthy
@@ -54,6 +54,7 @@ def restore(
     try:
         for path, disk in zip(paths, manifest.disks, strict=False):
             targets.append(open_checked(path, disk, manifest.ref, allow_removable=allow))
+        checkup.check_disks(api, [t.path for t in targets], reporter.log)  # SMART, before a write
         after = api.get_json(API + "/after")  # hooks and kept partitions (docs/hooks.md)
         plan = keep.check(manifest, targets[0], after.get("keep") or [], reporter.log)
         written = keep.mask(manifest, plan)  # what the write touches: not a kept partition
