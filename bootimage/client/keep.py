@@ -82,8 +82,8 @@ def check(manifest: Manifest, target: FileTarget, numbers: Sequence[int], log: L
             raise DiskRefused(
                 f"refusing to restore {manifest.ref} onto {target.path}: kept partition {n} "
                 f"{problem}; nothing was written",
-                hint="the disk's layout differs from the image's: wipe the disk (a wipe job) "
-                "or remove the kept-partition rule (`slate keep rm`), then restore again",
+                hint="the disk's layout differs from the image's; if its data may go, remove "
+                "the rule (`slate keep rm`), restore once, and add the rule again",
             )
     ranges = tuple(sorted((wanted[n].start, wanted[n].start + wanted[n].size) for n in numbers))
     plan = Plan(ranges)
