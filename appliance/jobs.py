@@ -414,10 +414,19 @@ class Jobs:
             " finished_at=CASE WHEN ? THEN ? ELSE finished_at END WHERE id=?",
             (new, utc_now(), reason, reason, new in FINAL, utc_now(), job_id),
         )
+        if new == "running":  # the history's duration runs from here (appliance/history.py)
+            self.conn.execute(
+                "UPDATE jobs SET started_at=COALESCE(started_at, ?) WHERE id=?", (utc_now(), job_id)
+            )
         if new in FINAL:  # callers hold a transaction: the job's end and its events commit as one
+            from appliance import timeline
             from appliance.notify.outbox import record_job_end
 
-            record_job_end(self.conn, self.get(job_id))
+            ended = self.get(job_id)
+            record_job_end(self.conn, ended)
+            why = f": {ended.reason}" if ended.reason and new != "done" else ""
+            timeline.record(self.conn, job.host, new, f"job {job_id} {new}{why}", job=job_id,
+                            reason=ended.reason)  # fmt: skip
         return job
 
     def progress(
@@ -431,11 +440,17 @@ class Jobs:
         eta: float | None = None,
     ) -> None:
         self._require_active(job_id)
+        before = self.conn.execute("SELECT host, phase FROM jobs WHERE id=?", (job_id,)).fetchone()
         self.conn.execute(
             "UPDATE jobs SET phase=?, bytes_done=?, bytes_total=?, rate=?, eta=?, updated_at=?"
             " WHERE id=?",
             (phase, int(done), int(total), float(rate), eta, utc_now(), job_id),
         )
+        if before is not None and phase and phase != before["phase"]:
+            from appliance import timeline
+
+            timeline.record(self.conn, before["host"], "phase", f"job {job_id}: {phase}",
+                            job=job_id, phase=phase)  # fmt: skip
 
     def log(self, job_id: int, lines: list[str]) -> None:
         self.conn.executemany(

@@ -254,7 +254,15 @@ class Appliance:
         )
 
     def _tftp_generated(self, name: str, client_ip: str) -> bytes | Path | None:
-        """Files of the Secure Boot chain that are not in the TFTP root."""
+        """Files of the Secure Boot chain that are not in the TFTP root.  (Every read
+        request passes here first: the machine's timeline gets the file it asked for.)"""
+        from appliance import timeline
+
+        conn = self.db()
+        mac = timeline.mac_for_ip(conn, client_ip)
+        if mac:
+            timeline.record(conn, mac, "tftp", f"TFTP {name} to {client_ip}",
+                            file=name, address=client_ip)  # fmt: skip
         self.chainload.fetched(name, client_ip)  # undionly.kpxe: see boot_hook
         if name == GRUB_CFG:
             return GRUB_BOOTSTRAP.encode()
@@ -328,9 +336,37 @@ class Appliance:
             self.boot_hook,
             pools=pools,
             conn=db.connect(self.layout.db, migrate=False) if s.dhcp == "full" else None,
+            observe=self._dhcp_seen,
         )
         metrics.source("slate_dhcp_packets_total", "result", lambda: server.stats)
         return server
+
+    def _dhcp_seen(self, client: Any, reply: Any) -> None:
+        """A boot answer sent: the machine's timeline gets its firmware and address."""
+        from appliance import timeline
+        from appliance.dhcp.options import MESSAGE_TYPES
+
+        if not client.firmware:  # a plain lease (full mode), not a boot
+            return
+        zero = IPv4Address(0)
+        address = next((str(a) for a in (reply.yiaddr, client.ciaddr, client.requested_ip)
+                        if a is not None and a != zero), "")  # fmt: skip
+        what = MESSAGE_TYPES.get(reply.message_type or 0, "reply")
+        boot_file = reply.file.rstrip(b"\0").decode("latin-1")
+        firmware = client.firmware + (" (iPXE)" if client.is_ipxe else "")
+        timeline.record(
+            self.db(),
+            client.mac,
+            "dhcp-offer",
+            f"DHCP {what}: {firmware}, address {address or 'from the site DHCP'},"
+            f" boot {boot_file or '-'}",
+            message=what,
+            firmware=client.firmware,
+            arch=client.arch,
+            ipxe=client.is_ipxe,
+            address=address,
+            file=boot_file,
+        )
 
     def _notifier(self) -> Service:
         from appliance.notify.deliver import Notifier

@@ -35,6 +35,7 @@ def init_app(app: Flask) -> None:
         api,
         auth,
         dashboard,
+        hostpage,
         images,
         jobs,
         machines,
@@ -58,7 +59,7 @@ def init_app(app: Flask) -> None:
     app.extensions["slate.console.throttle"] = Throttle()
     app.extensions["slate.console.verifier"] = Verifier()
     blueprints = [auth.bp, dashboard.bp, images.bp, machines.bp, reimage.bp, jobs.bp, admin.bp,
-                  schedules.bp, rooms.bp, notify.bp, metrics.bp]  # fmt: skip
+                  schedules.bp, rooms.bp, notify.bp, metrics.bp, hostpage.bp]  # fmt: skip
     for bp in [*blueprints, api.bp]:
         app.register_blueprint(bp)
     names = frozenset(bp.name for bp in [*blueprints, api.bp])

@@ -67,7 +67,33 @@ def plan_boot(jobs: Jobs, machine: Machine, unknown_policy: str) -> BootSpec | N
         job = jobs.get(spec.job.id)
         if job.state == "pending":
             jobs.transition(job.id, "booting")
+    _timeline(jobs, machine, spec, facts.known)
     return spec
+
+
+def _timeline(jobs: Jobs, machine: Machine, spec: BootSpec | None, known: bool) -> None:
+    """What was decided, on the machine's timeline: a job, the local disk, or unknown."""
+    from appliance import timeline
+
+    if not known:
+        decision, what = "unknown", f"unknown machine ({spec.kind if spec else 'no answer'})"
+    elif spec is not None and spec.job is not None:
+        decision, what = "job", f"job {spec.job.id} ({spec.job.action})"
+    elif spec is not None and spec.kind == "local":
+        decision, what = "local", "the local disk"
+    else:
+        decision = what = spec.kind if spec is not None else "no answer"
+    job = spec.job.id if spec is not None and spec.job is not None else None
+    timeline.record(
+        jobs.conn,
+        machine.mac,
+        "boot-script",
+        f"boot script: {what}",
+        job=job,
+        decision=decision,
+        firmware=machine.firmware,
+        address=machine.ip or "",
+    )
 
 
 def _auto_restore(

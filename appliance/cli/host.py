@@ -8,7 +8,7 @@ from typing import Any
 
 from appliance import db, machinefacts
 from appliance.audit import cli_actor
-from appliance.cli import hostfacts
+from appliance.cli import hostfacts, hostlog
 from appliance.cli.output import add_group, add_json_flag, print_json, print_table
 from appliance.config import Layout, resolve_home
 from appliance.errors import UsageError
@@ -67,6 +67,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("image", metavar="IMAGE[@V]|none", help="'none' removes the rule")
     p.set_defaults(func=cmd_set_auto)
     hostfacts.add_commands(sub)  # facts, power, forget-uuid
+    hostlog.add_commands(sub)  # timeline, history
 
 
 def cmd_add(args: argparse.Namespace) -> int:

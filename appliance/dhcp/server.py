@@ -45,6 +45,7 @@ class DhcpServer:
         pools: Sequence[Pool] = (),
         conn: sqlite3.Connection | None = None,
         ports: tuple[int, int] = (67, 4011),
+        observe: Callable[[ClientInfo, Message], None] | None = None,
     ) -> None:
         if mode not in MODES:
             raise UsageError(f"unknown DHCP mode {mode!r}", hint="use proxy, full or off")
@@ -60,6 +61,7 @@ class DhcpServer:
             LeaseBook(conn, excluded=frozenset({self.address})) if conn is not None else None
         )
         self.ports = ports
+        self.observe = observe  # told of every reply sent (the machines' timelines)
         self.stats: Counter[str] = Counter()
         self._socks: dict[int, socket.socket] = {}
         self._thread: threading.Thread | None = None
@@ -173,6 +175,11 @@ class DhcpServer:
             dest[0],
             dest[1],
         )
+        if self.observe is not None:
+            try:
+                self.observe(client, reply)
+            except Exception:  # an observer must never cost a machine its answer
+                log.exception("dhcp: observer failed for %s", client.mac)
         return [(build(reply), (str(dest[0]), dest[1]))]
 
     def _decide(

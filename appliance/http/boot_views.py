@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
+from appliance import timeline
 from appliance.boot.decide import Machine
 from appliance.boot.plan import plan_boot
 from appliance.boot.render import render_grub, render_ipxe
@@ -48,6 +49,8 @@ def boot_script(name: str) -> Response:
 def bootenv(name: str) -> Response:
     if name not in BOOTENV_FILES:
         return Response("not found\n", 404, mimetype="text/plain")
+    if request.method == "GET":
+        timeline.bootenv_fetched(appliance().db(), name, request.remote_addr)
     return send_path(appliance().layout.bootimage / name, request, "application/octet-stream")
 
 

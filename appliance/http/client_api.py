@@ -14,7 +14,7 @@ from typing import Any
 import zstandard
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from appliance import identity, jobscope
+from appliance import identity, jobscope, timeline
 from appliance.errors import SlateError
 from appliance.http.auth import appliance, client_job, fail
 from appliance.http.scope import may_name
@@ -67,6 +67,8 @@ def job_payload(job: Job) -> dict[str, Any]:
 @bp.get("/job")
 def get_job() -> Response:
     job = client_job(bind=True)
+    timeline.record(appliance().db(), job.host, "client-call", f"client asked for job {job.id}",
+                    job=job.id, address=request.remote_addr or "")  # fmt: skip
     if job.state in ("pending", "booting"):
         job = appliance().jobs.transition(job.id, "running")
     payload = job_payload(job)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
+from appliance import timeline
 from appliance.http.auth import appliance, client_job, fail
 from appliance.http.files import send_path
 from appliance.http.scope import may_read_chunk, readable_versions
@@ -42,5 +43,7 @@ def chunk(prefix: str, name: str) -> Response:
     if not may_read_chunk(job, digest):
         fail(403, f"job {job.id} may not read chunk {digest}", "only its own image's chunks")
     path = appliance().store.root / chunk_relpath(digest)
+    if request.method == "GET":
+        timeline.first_chunk(appliance().db(), job.host, job.id, digest)
     # A chunk's name is its content hash: the ETag never changes.
     return send_path(path, request, "application/zstd", etag=digest)

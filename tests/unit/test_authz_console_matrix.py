@@ -50,6 +50,8 @@ POST   /machines/add                              400 403 400 400
 POST   /machines/import                           400 403 302 302
 POST   /machines/seen/{seen}/register             400 403 400 400
 POST   /machines/{mac}/wake                       400 403 302 302
+GET    /machines/{mac}                            302 200 200 200
+GET    /machines/{mac}/history.csv                302 200 200 200
 POST   /machines/{mac}/edit                       400 403 302 302
 POST   /machines/rooms/add                        400 403 400 400
 POST   /machines/rooms/{room}/wake                400 403 302 302
@@ -220,7 +222,7 @@ def test_every_console_route_has_a_row(shared):
     rows = {(m, u) for m, u, _r, _c in _cases(PAGES) + _cases(API)}
     names = {"<int:job_id>": "{job}", "<version>": "{version}"}
     console = {"auth", "dashboard", "images", "machines", "reimage", "jobs", "admin", "api",
-               "schedules", "rooms", "notify", "metrics"}  # fmt: skip
+               "schedules", "rooms", "notify", "metrics", "hostpage"}  # fmt: skip
     missing = []
     for rule in shared.app.url_map.iter_rules():
         if rule.endpoint.split(".")[0] not in console or rule.endpoint.endswith(".static"):
