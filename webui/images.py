@@ -70,6 +70,18 @@ def policy(name: str) -> Any:
     return redirect(url_for("images.show", name=name))
 
 
+@bp.post("/<name>/identity")
+@require("image.edit")
+def identity(name: str) -> Any:
+    from appliance import identity as ident
+
+    backend.slate().store.resolve(name)  # an image that exists (NotFound: the 404 page)
+    on = request.form.get("enabled", "") == "1"
+    ident.set_image_enabled(backend.slate().db(), name, on, actor=actor())
+    flash(f"Identity after a restore of {name}: {'on' if on else 'off'}.", "info")
+    return redirect(url_for("images.show", name=name))
+
+
 @bp.post("/<name>/prune")
 @require("image.edit")
 def prune(name: str) -> Any:

@@ -39,6 +39,7 @@ def version_dict(m: Any, busy: frozenset[tuple[str, str]]) -> dict[str, Any]:
         "created": m.created,
         "note": m.note,
         "source": m.source,
+        "warnings": list(m.warnings),
         "logical_size": logical or m.logical_size,
         "stored_size": stored,
         "disks": [_disk(d) for d in m.disks],
@@ -92,7 +93,14 @@ def image(name: str) -> dict[str, Any]:
         d["shared_chunks"] = len(shared)
         d["shared_bytes"] = sum(_stored(store, h) for h in shared)
         rows.append(d)
-    return {"name": name, "versions": rows}
+    return {"name": name, "versions": rows, "identity": image_identity(name)}
+
+
+def image_identity(name: str) -> bool:
+    """Whether restores of ``name`` write each machine's identity (appliance/identity.py)."""
+    from appliance import identity
+
+    return identity.image_enabled(slate().db(), name)
 
 
 def _stored(store: Any, digest: str) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from appliance import audit
+from appliance import audit, identity
 from appliance.audit import cli_actor
 from appliance.backups import prune
 from appliance.cli.output import (
@@ -118,6 +118,12 @@ def register(subparsers: Any) -> None:
     for f in KEEP_FIELDS:
         p.add_argument(f"--{f.replace('_', '-')}", type=_count, metavar="N",
                        help=f"retention: keep {f[5:]} N ('none': no such rule)")  # fmt: skip
+    ident = p.add_mutually_exclusive_group()
+    ident.add_argument("--identity", dest="identity", action="store_true", default=None,
+                       help="after a restore, write each machine's host name, machine-id and"
+                       " SSH host keys into the restored system (the default)")  # fmt: skip
+    ident.add_argument("--no-identity", dest="identity", action="store_false",
+                       help="write no identity (sysprep or cloud-init sets it)")  # fmt: skip
     add_json_flag(p)
     p.set_defaults(func=cmd_policy)
 
@@ -224,6 +230,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     print(f"image    {m.ref}\ncreated  {m.created}\nnote     {m.note}\nsource   {m.source}")
     print(f"status   {_status(info)}")
+    for text in m.warnings:  # what the capture found (e.g. a Windows not generalized)
+        print(f"WARNING  {text}")
     candidates = set(info["versions"]) - set(info["promoted_versions"])
     listed = [v + (" (candidate)" if v in candidates else "") for v in info["versions"]]
     print(f"versions {', '.join(listed)}")
@@ -264,6 +272,7 @@ def _describe(store: Store, m: Manifest) -> dict[str, Any]:
             shared_with[other.ref] = len(common)
     info = m.to_dict()
     info.pop("disks")
+    info["warnings"] = list(m.warnings)
     info.update(
         ref=m.ref,
         versions=store.version_ids(m.image),
@@ -458,11 +467,16 @@ def cmd_policy(args: argparse.Namespace) -> int:
         current = policies.put(conn, dataclasses.replace(current, **changes))
         detail = ", ".join(f"{k}={v}" for k, v in changes.items())
         audit.record(conn, cli_actor(), "image.policy", args.name, detail)
+    if args.identity is not None:
+        identity.set_image_enabled(conn, args.name, args.identity, actor=cli_actor())
+    written = identity.image_enabled(conn, args.name)
     if args.json:
-        print_json(current.to_dict())
+        print_json({**current.to_dict(), "identity": written})
         return 0
     auto = "promoted at commit" if current.auto_promote else "candidates until promoted"
     print(f"{args.name}: captures are {auto}; retention: {current.describe()}")
+    print(f"{args.name}: identity " + ("written into each restored machine" if written else
+          "off (the image's sysprep or cloud-init sets it)"))  # fmt: skip
     return 0
 
 

@@ -212,6 +212,9 @@ class Manifest:
     source: str = ""
     hash: str = HASH_NAME
     disks: tuple[Disk, ...] = ()
+    # What the capture found that a technician must know before restoring it (e.g. a
+    # Windows that was not generalized); shown by `image show` and the console.
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not is_image_name(self.image):
@@ -258,7 +261,7 @@ class Manifest:
             "source": self.source,
             "hash": self.hash,
             "disks": [d.to_dict() for d in self.disks],
-        }
+        } | ({"warnings": list(self.warnings)} if self.warnings else {})
 
     def to_json(self) -> bytes:
         return (json.dumps(self.to_dict(), indent=1) + "\n").encode()
@@ -289,6 +292,13 @@ class Manifest:
                 source=str(data.get("source", "")),
                 hash=str(data.get("hash", HASH_NAME)),
                 disks=tuple(Disk.from_dict(d) for d in disks),
+                warnings=_warnings(data.get("warnings", [])),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise _bad(f"missing or wrong field: {exc!r}") from exc
+
+
+def _warnings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > 100:
+        raise TypeError("warnings is not a list of at most 100 lines")
+    return tuple(str(w)[:1000] for w in value)

@@ -39,6 +39,7 @@ from appliance.imagefmt.manifest import (
 from bootimage.client import checkup
 from bootimage.client import disks as disks_mod
 from bootimage.client.api import Api
+from bootimage.client.identity import capture_checks
 from bootimage.client.loopdev import attached, run
 from bootimage.client.progress import Reporter
 from bootimage.client.select import matches
@@ -72,6 +73,7 @@ def capture(
     path = disk_path or pick_source(options.get("disk") or {}, reporter)
     checkup.check_disks(api, [path], reporter.log)  # a dying source disk is refused too
     with open_target(path, writable=False) as source:
+        warnings = capture_checks(source.path, reporter.log)  # BitLocker: refused
         api.post_json("/state", {"state": "running"})
         disk = read_disk(source, api, reporter, workers)
     draft = Manifest(
@@ -81,6 +83,7 @@ def capture(
         note=str(options.get("note") or ""),
         source=str((job.get("host") or {}).get("name") or ""),
         disks=(disk,),
+        warnings=tuple(warnings),
     ).to_dict()
     draft.pop("image")
     draft.pop("version")

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import SlateError
+from appliance.errors import DiskRefused, SlateError
 from bootimage.client import linuxroot, windows
 from bootimage.client.loopdev import attached, load_module, run
 
@@ -214,3 +214,50 @@ def _ntfs3g(dev: str, mnt: str, opts: list[str]) -> tuple[subprocess.Popen[str] 
                 return None, " ".join(errors.read().split())[:400] or f"exit {proc.returncode}"
             time.sleep(0.05)
     return proc, ""
+
+
+# -- at capture ---------------------------------------------------------------------------
+NOT_GENERALIZED = (
+    "partition {n}: this Windows was not generalized (sysprep /generalize was not run): every"
+    " machine restored from it shares one machine SID, and since the August-September 2025"
+    " updates Windows 11 24H2 machines that share a SID cannot authenticate to each other."
+    " Run `sysprep /generalize /oobe` on the reference machine and capture again"
+)
+
+
+def capture_checks(path: str, log: Log) -> list[str]:
+    """Before a capture reads a byte for the image: refuse a BitLocker volume (its bytes
+    cannot be deduplicated or resized, and its key is sealed to the reference machine's
+    TPM); return a warning for each Windows that was not generalized."""
+    warnings: list[str] = []
+    for number, start, size in _partitions(path):
+        with open(path, "rb") as f:
+            f.seek(start)
+            if windows.is_bitlocker(f.read(512)):
+                raise DiskRefused(
+                    f"partition {number} of {path} is BitLocker-encrypted: it cannot be"
+                    " captured (its bytes cannot be deduplicated or resized, and its key is"
+                    " sealed to this machine's TPM)",
+                    hint="turn BitLocker off on the reference machine (manage-bde -off C:,"
+                    " wait for decryption to finish), then capture again",
+                )
+        with attached(path, start, size, read_only=True) as dev:
+            if _probe(dev) != "ntfs":
+                continue
+            try:
+                with ntfs_mounted(dev, log, f"partition {number}", read_only=True) as mnt:
+                    hive = windows.find_path(mnt, windows.SYSTEM_HIVE)
+                    state = windows.generalization_state(hive) if hive else None
+            except SlateError as exc:
+                text = f"partition {number}: could not check whether Windows is generalized"
+                warnings.append(f"{text}: {exc.message}")
+                log(f"capture: WARNING: {warnings[-1]}")
+                continue
+        if hive is None:
+            continue
+        if state == windows.GENERALIZED:
+            log(f"capture: partition {number}: Windows, generalized by sysprep")
+            continue
+        warnings.append(NOT_GENERALIZED.format(n=number))
+        log(f"capture: WARNING: {warnings[-1]}")
+    return warnings

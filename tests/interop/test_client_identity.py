@@ -5,11 +5,13 @@ machine-id the appliance keeps for it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from client_kit import MAC, MIB, Appliance, log_lines
+from client_kit import MAC, MIB, ROOT, Appliance, log_lines
 from identity_kit import (
     HIVE_KEYS,
     hive_value,
@@ -24,6 +26,7 @@ from identity_kit import (
 
 from appliance import identity
 from appliance.inventory import Inventory
+from appliance.store import Store
 
 MACHINES = {MAC: "pc1", "52:54:00:12:34:57": "pc2", "52:54:00:12:34:58": "lab-pc3"}
 
@@ -138,3 +141,47 @@ def test_identity_off_for_an_image_leaves_the_system_as_captured(tmp_path: Path)
     got = read_linux(target, mnt, part, "ext4")
     assert got["etc/hostname"] == "master\n"
     assert got["etc/machine-id"] == "0123456789abcdef0123456789abcdef\n"
+
+
+def test_capture_refuses_a_bitlocker_volume(tmp_path: Path) -> None:
+    source = tmp_path / "bl.img"
+    make_ntfs_disk(source, tmp_path / "mnt", None, bitlocker=True)
+    with Appliance(tmp_path / "home") as app:
+        job, token = app.capture_job("captured")
+        proc = run_with_hivex(app.url, job, token, source, tmp_path)
+        assert proc.returncode == 1, proc.stderr
+        ended = app.job(job.id)
+        assert ended.state == "failed"
+        assert "partition 1 of" in ended.reason and "BitLocker-encrypted" in ended.reason
+        assert "manage-bde -off" in ended.reason  # the hint
+        assert "uploaded" not in proc.stderr  # refused before a chunk was read
+        assert Store(app.layout).version_ids("captured") == []
+
+
+def test_capture_warns_on_a_windows_not_generalized(tmp_path: Path) -> None:
+    found: dict[bool, tuple[str, ...]] = {}
+    with Appliance(tmp_path / "home") as app:
+        for generalized in (False, True):
+            hive = tmp_path / f"SYSTEM-{generalized}"
+            system_hive(hive, "MASTER", generalized=generalized)
+            source = tmp_path / f"win-{generalized}.img"
+            make_ntfs_disk(source, tmp_path / "mnt", hive)
+            job, token = app.capture_job(f"win-{str(generalized).lower()}")
+            proc = run_with_hivex(app.url, job, token, source, tmp_path)
+            assert proc.returncode == 0, proc.stderr
+            ended = app.job(job.id)
+            assert ended.state == "done", ended.reason
+            version = Store(app.layout).version_ids(ended.image or "")[0]
+            found[generalized] = Store(app.layout).load(ended.image or "", version).warnings
+            ref = f"{ended.image}@{version}"
+            show = subprocess.run(
+                [sys.executable, "-m", "appliance.cli", "image", "show", ref],
+                capture_output=True, text=True, check=True, cwd=ROOT,
+                env={**os.environ, "SLATE_HOME": str(app.home)},
+            ).stdout  # fmt: skip
+            assert ("WARNING  partition 1: this Windows was not generalized" in show) is (
+                not generalized
+            ), show
+    assert len(found[False]) == 1 and "sysprep /generalize /oobe" in found[False][0]
+    assert "cannot authenticate to each other" in found[False][0]
+    assert found[True] == ()

@@ -39,6 +39,7 @@ POST   /images/{image}/{version}/unpromote        400 403 302 302
 POST   /images/{image}/{version}/keep             400 403 302 302
 POST   /images/{image}/{version}/unkeep           400 403 302 302
 POST   /images/{image}/policy                     400 403 403 302
+POST   /images/{image}/identity                   400 403 403 302
 POST   /images/{image}/prune                      400 403 403 302
 GET    /schedules                                 302 200 200 200
 POST   /schedules/add                             400 403 400 400

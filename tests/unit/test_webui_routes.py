@@ -33,6 +33,7 @@ PAGES: list[tuple[str, str, str]] = [
     ("POST", "/images/{image}/{version}/keep", "image.promote"),
     ("POST", "/images/{image}/{version}/unkeep", "image.promote"),
     ("POST", "/images/{image}/policy", "image.edit"),
+    ("POST", "/images/{image}/identity", "image.edit"),
     ("POST", "/images/{image}/prune", "image.edit"),
     ("GET", "/schedules", "view"),
     ("POST", "/schedules/add", "job.start"),
