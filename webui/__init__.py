@@ -60,6 +60,9 @@ def init_app(app: Flask) -> None:
     app.extensions["slate.console.verifier"] = Verifier()
     blueprints = [auth.bp, dashboard.bp, images.bp, machines.bp, reimage.bp, jobs.bp, admin.bp,
                   schedules.bp, rooms.bp, notify.bp, metrics.bp, hostpage.bp]  # fmt: skip
+    from webui import hardware  # issue 14: hardware facts, disk health, power
+
+    blueprints.append(hardware.bp)
     for bp in [*blueprints, api.bp]:
         app.register_blueprint(bp)
     names = frozenset(bp.name for bp in [*blueprints, api.bp])

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import current_app
 
-from appliance import audit
+from appliance import audit, machinefacts
 from appliance.errors import Conflict, UsageError
 from appliance.inventory import normalize_mac
 from appliance.jobs import parse_when, versions_in_use
@@ -70,10 +70,12 @@ def hosts(q: str = "", room: str | None = None) -> list[dict[str, Any]]:
     a = slate()
     needle = q.strip().lower()
     active = {j.host: j.id for j in a.jobs.list_jobs()}
+    by_facts = machinefacts.matching_macs(a.db(), needle)  # serial, SMBIOS UUID, model…
     out = []
     for h in a.inventory.hosts(room):
         d = h.to_dict()
-        if needle and not any(needle in (d[k] or "").lower() for k in ("name", "mac", "room")):
+        fields = any(needle in (d[k] or "").lower() for k in ("name", "mac", "room"))
+        if needle and not fields and h.mac not in by_facts:
             continue
         d["active_job"] = active.get(h.mac)
         out.append(d)
@@ -107,7 +109,12 @@ def targets(macs: list[str], room: str | None) -> list[dict[str, Any]]:
 
 
 def start_restore(
-    macs: list[str], room: str | None, image_spec: str, when: str, actor: str
+    macs: list[str],
+    room: str | None,
+    image_spec: str,
+    when: str,
+    actor: str,
+    options: dict[str, Any] | None = None,
 ) -> list[Any]:
     """Restore jobs for every target; refused as a whole if any target is busy."""
     rows = targets(macs, room)
@@ -120,8 +127,13 @@ def start_restore(
     not_before = parse_when(when) if when.strip() else None
     jobs = slate().jobs
     if room:
-        return list(jobs.restore_room(room, image_spec, actor=actor, not_before=not_before))
-    return [jobs.restore(r["mac"], image_spec, actor=actor, not_before=not_before) for r in rows]
+        return list(
+            jobs.restore_room(room, image_spec, actor=actor, not_before=not_before, options=options)
+        )
+    return [
+        jobs.restore(r["mac"], image_spec, actor=actor, not_before=not_before, options=options)
+        for r in rows
+    ]
 
 
 def in_use() -> frozenset[tuple[str, str]]:

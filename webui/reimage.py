@@ -7,12 +7,26 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
+from appliance.errors import UsageError
 from appliance.jobs import parse_when
 from webui import backend, errors, library
 from webui.security import actor, require
 
 bp = Blueprint("reimage", __name__, url_prefix="/reimage", template_folder="templates")
 errors.install(bp)
+
+
+def job_options(form: Any, *, capture: bool = False) -> dict[str, Any]:
+    """When done (reboot / shut down) and the disk health override, from the form."""
+    options: dict[str, Any] = {}
+    after = form.get("after", "")
+    if after and not capture:
+        if after not in ("reboot", "poweroff"):
+            raise UsageError(f"'when done' {after!r} is not known", hint="reboot or poweroff")
+        options["after"] = after
+    if form.get("ignore_disk_health"):
+        options["ignore_disk_health"] = True
+    return options
 
 
 @bp.route("")
@@ -66,7 +80,8 @@ def confirm() -> Any:
 @require("job.start")
 def start() -> Any:
     image, macs, room, when = _chosen()
-    jobs = backend.start_restore(macs, room, image, when, actor())
+    options = job_options(request.form)
+    jobs = backend.start_restore(macs, room, image, when, actor(), options=options)
     flash(f"Started {len(jobs)} restore job(s) of {image}.", "info")
     return redirect(url_for("dashboard.index"))
 
@@ -81,6 +96,7 @@ def capture() -> Any:
         request.form.get("image", "").strip(),
         actor=actor(),
         note=request.form.get("note", ""),
+        options=job_options(request.form, capture=True),
     )
     flash(f"Capture job {job.id} created: boot {job.host_name} from the network.", "info")
     return redirect(url_for("jobs.show", job_id=job.id))

@@ -57,6 +57,10 @@ POST   /machines/{mac}/edit                       400 403 302 302
 POST   /machines/rooms/add                        400 403 400 400
 POST   /machines/rooms/{room}/wake                400 403 302 302
 POST   /machines/{mac2}/delete                    400 403 403 302
+GET    /machines/{mac}/hardware                   302 200 200 200
+POST   /machines/{mac}/power                      400 403 400 400
+POST   /machines/{mac}/register                   400 403 409 409
+POST   /machines/{mac2}/register                  400 403 302 302
 GET    /rooms/{room}                              302 200 200 200
 GET    /rooms/{room}/status                       302 200 200 200
 GET    /reimage                                   302 403 200 200

@@ -1,0 +1,58 @@
+"""A machine's hardware facts, its disks' health as its last job read them, and power
+requests for a machine waiting in Slate's boot environment (issue 14)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from appliance import machinefacts
+from appliance.errors import UsageError
+from webui import backend, errors
+from webui.security import actor, require
+
+bp = Blueprint("hardware", __name__, url_prefix="/machines", template_folder="templates")
+errors.install(bp)
+
+
+@bp.get("/<mac>/hardware")
+@require("view")
+def show(mac: str) -> Any:
+    a = backend.slate()
+    host = a.inventory.get_host(mac)
+    conn = a.db()
+    return render_template(
+        "machine_hardware.html",
+        host=host,
+        found=machinefacts.facts_of(conn, host.mac),
+        health=machinefacts.health_of_host(conn, host.mac),
+        power=machinefacts.power_state(conn, host.mac),
+        active=a.jobs.active_for(host.mac),
+    )
+
+
+@bp.post("/<mac>/power")
+@require("job.start")
+def power(mac: str) -> Any:
+    command = request.form.get("command", "")
+    if command not in machinefacts.POWER_COMMANDS:
+        raise UsageError(f"{command!r} is not a power command", hint="reboot or poweroff")
+    host = backend.slate().inventory.get_host(mac)
+    job = machinefacts.request_power(backend.slate().db(), host.mac, command, actor=actor())
+    flash(
+        f"{host.name}: {command} requested (job {job}); it takes it within a few seconds.", "info"
+    )
+    return redirect(url_for("hardware.show", mac=host.mac))
+
+
+@bp.post("/<mac>/register")
+@require("job.start")
+def register(mac: str) -> Any:
+    job = backend.slate().jobs.create("register", mac, actor=actor(), options={"after": "reboot"})
+    flash(
+        f"Register job {job.id} created: boot {job.host_name} from the network; it reports its"
+        " hardware and disk health, writes nothing, and waits here for Reboot or Power off.",
+        "info",
+    )
+    return redirect(url_for("hardware.show", mac=job.host))
