@@ -36,6 +36,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "host.delete",
             "image.edit",
             "image.promote",
+            "hook.edit",  # post-restore hooks and kept partitions (issue 13)
             "user.admin",
             "audit",
         }

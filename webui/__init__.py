@@ -60,6 +60,9 @@ def init_app(app: Flask) -> None:
     app.extensions["slate.console.verifier"] = Verifier()
     blueprints = [auth.bp, dashboard.bp, images.bp, machines.bp, reimage.bp, jobs.bp, admin.bp,
                   schedules.bp, rooms.bp, notify.bp, metrics.bp, hostpage.bp]  # fmt: skip
+    from webui import hooks as hook_page  # issue 13: post-restore hooks, kept partitions
+
+    blueprints.append(hook_page.bp)
     from webui import hardware  # issue 14: hardware facts, disk health, power
 
     blueprints.append(hardware.bp)

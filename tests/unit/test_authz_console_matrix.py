@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from test_webui_kit import MAC1, MAC2, ROLE_USERS, add_host, add_image, make_app, slate
 
-from appliance import db, users
+from appliance import db, hooks, users
 from appliance.backups.schedules import Schedules
 from appliance.notify import outbox
 
@@ -78,6 +78,11 @@ POST   /admin/users/{user}/role                   400 403 403 400
 POST   /admin/users/{user}/password               400 403 403 400
 POST   /admin/users/{user}/delete                 400 403 403 302
 GET    /admin/audit                               302 403 403 200
+GET    /admin/hooks                               302 403 403 200
+POST   /admin/hooks/add                           400 403 403 400
+POST   /admin/hooks/{hook}/delete                 400 403 403 302
+POST   /admin/hooks/keep/add                      400 403 403 400
+POST   /admin/hooks/keep/{keep}/delete            400 403 403 302
 GET    /admin/notify                              302 403 403 200
 POST   /admin/notify/webhook                      400 403 403 400
 POST   /admin/notify/email                        400 403 403 400
@@ -159,6 +164,8 @@ class World:
         conn = db.connect(home / "slate.db")
         users.add(conn, "zed", "viewer", "zed's password", "test")
         target = outbox.add_webhook(conn, "http://127.0.0.1:9/", "s", "", "test")
+        hook = hooks.add_hook(conn, "image", image.image, "a.sh", b"#!/bin/sh\n", actor="test")
+        keep = hooks.add_keep(conn, "image", image.image, 2, actor="test")
         conn.close()
         self.values = {
             "image": image.image,
@@ -171,6 +178,8 @@ class World:
             "user": "zed",
             "schedule": str(schedule.id),
             "notify": str(target.id),
+            "hook": str(hook.id),
+            "keep": str(keep.id),
         }
 
     def page(self, role: str, method: str, url: str) -> int:
@@ -228,6 +237,7 @@ def test_every_console_route_has_a_row(shared):
     names = {"<int:job_id>": "{job}", "<version>": "{version}"}
     console = {"auth", "dashboard", "images", "machines", "reimage", "jobs", "admin", "api",
                "schedules", "rooms", "notify", "metrics", "hostpage"}  # fmt: skip
+    console |= {"hooks"}  # post-restore hooks and kept partitions (issue 13)
     missing = []
     for rule in shared.app.url_map.iter_rules():
         if rule.endpoint.split(".")[0] not in console or rule.endpoint.endswith(".static"):

@@ -162,3 +162,50 @@ def test_the_cli_adds_lists_shows_and_removes(world, home: Path, tmp_path: Path,
     assert cli([*base, "keep", "rm", str(rule["id"])]) == 0
     assert cli([*base, "keep", "add", "--room", "r7", "--partition", "3"]) != 0
     assert "no room named 'r7'" in capsys.readouterr().err
+
+
+def test_the_console_page_adds_and_removes_hooks_and_kept_partitions(home: Path) -> None:
+    import io
+
+    from test_webui_kit import add_host, add_image, audit_actions, login, make_app
+
+    app = make_app(home)
+    add_image(app)
+    add_host(app, "52:54:00:00:00:01", "pc1")
+    ada = login(app, "ada")
+    page = ada.get("/admin/hooks")
+    assert page.status_code == 200 and "No hook yet." in page.text
+    assert 'value="image:win11"' in page.text and 'value="room:lab-a"' in page.text
+    upload = (io.BytesIO(SH), "10-wallpaper.sh")
+    r = ada.post("/admin/hooks/add", {"target": "room:lab-a", "timeout": "42", "script": upload},
+                 content_type="multipart/form-data")  # fmt: skip
+    assert r.status_code == 302
+    with app.app_context():
+        (hook,) = hooks.hooks(app.extensions["slate"].db())
+    assert (hook.scope, hook.target, hook.name, hook.timeout) == (
+        "room",
+        "lab-a",
+        "10-wallpaper.sh",
+        42,
+    )
+    assert "10-wallpaper.sh" in ada.get("/admin/hooks").text
+    bad = (io.BytesIO(b"no interpreter\n"), "x.sh")
+    r = ada.post("/admin/hooks/add", {"target": "image:win11", "script": bad},
+                 content_type="multipart/form-data")  # fmt: skip
+    assert r.status_code == 400 and "does not start with" in r.text
+    assert (
+        ada.post("/admin/hooks/keep/add", {"target": "image:win11", "partition": "3"}).status_code
+        == 302
+    )
+    assert (
+        ada.post("/admin/hooks/keep/add", {"target": "image:win11", "partition": "x"}).status_code
+        == 400
+    )
+    with app.app_context():
+        (rule,) = hooks.keep_rules(app.extensions["slate"].db())
+    assert ada.post(f"/admin/hooks/keep/{rule.id}/delete").status_code == 302
+    assert ada.post(f"/admin/hooks/{hook.id}/delete").status_code == 302
+    assert "No hook yet." in ada.get("/admin/hooks").text
+    actions = [a for _, a in audit_actions(app) if a.startswith(("hook.", "keep."))]
+    assert actions == ["hook.add", "keep.add", "keep.rm", "hook.rm"]
+    assert ("web:ada", "hook.add") in audit_actions(app)
