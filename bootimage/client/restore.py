@@ -60,6 +60,8 @@ def restore(
         written = keep.mask(manifest, plan)  # what the write touches: not a kept partition
         api.post_json("/state", {"state": "running"})
         why_not = job.get("roomcast", "no roomcast on this appliance")
+        if plan.ranges and not why_not:  # the room's chunk numbering is the whole version's
+            why_not = "a kept partition is left as it is"
         if str(options.get("transport") or "auto") == "unicast" or why_not:
             reporter.log(f"restoring by HTTP: {why_not or 'the job asks for it'}")
             for target, disk in zip(targets, written.disks, strict=True):
