@@ -206,6 +206,7 @@ class Appliance:
         populate_tftp_root(self.layout.tftp_root)
         builders: list[tuple[str, Callable[[], Service]]] = [
             ("http", self._http),
+            *([("client-tls", self._client_tls)] if s.client_tls_port else []),
             *([("console", self._console)] if s.console_listen else []),
             ("tftp", self._tftp),
             ("housekeeping", lambda: Housekeeping(self.layout, self.db, settings=s)),
@@ -270,7 +271,10 @@ class Appliance:
         if match:
             return self._grub_cfg(match.group(1).lower(), client_ip).encode()
         if name in BOOTENV_FILES:
-            path = self.layout.bootimage / BOOTENV_FILES[name]
+            from appliance.http.listeners import served_bootenv
+
+            config = self._app.config if self._app is not None else {}
+            path = served_bootenv(self.layout, BOOTENV_FILES[name], config)
             return path if path.is_file() else None
         return None
 
@@ -279,12 +283,14 @@ class Appliance:
         from appliance.boot.decide import Machine
         from appliance.boot.plan import plan_boot
         from appliance.boot.render import grub_device, render_grub
+        from appliance.http.listeners import client_api_url
         from appliance.jobs import Jobs
 
         s = self.settings
         machine = Machine(mac, "uefi", ip=client_ip)
         spec = plan_boot(Jobs(self.db(), self.layout), machine, s.unknown_policy)
-        text = render_grub(spec, s.url)
+        api = client_api_url(s.url, self._app.config) if self._app is not None else None
+        text = render_grub(spec, s.url, api)
         return text.replace(grub_device(s.url) + "/", f"(tftp,{s.address})/")
 
     def _dns(self) -> Service:
@@ -303,6 +309,11 @@ class Appliance:
         # With a console listener, the imaging network gets only the machines' routes.
         scope = "pxe" if self.settings.console_listen else None
         return HttpServer(self._app, self.settings.address, self.settings.http_port, scope=scope)
+
+    def _client_tls(self) -> Service:
+        from appliance.http.listeners import client_tls_server
+
+        return client_tls_server(self._app, self.layout.home, self.settings)
 
     def _console(self) -> Service:
         from appliance.http.listeners import console_server

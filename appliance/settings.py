@@ -61,6 +61,9 @@ class Settings:
     console_listen: str = ""
     console_cert: str = ""  # "" = a self-signed one made in the data directory
     console_key: str = ""
+    # The client channel over TLS on the imaging network (the client's API calls and
+    # manifests; chunks stay on http_port); 0 = off, the client API over plain HTTP.
+    client_tls_port: int = 8444
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -233,6 +236,13 @@ TABLE: tuple[Setting, ...] = (
         "console_cert", "the console's certificate (PEM; default: self-signed)", metavar="FILE"
     ),
     Setting("console_key", "the key of --console-cert (PEM)", metavar="FILE"),
+    Setting(
+        "client_tls_port",
+        "port of the client channel over TLS on the imaging network (the restore client's"
+        " API calls and manifests, pinned in the initrd served; 0 = off)",
+        _port,
+        metavar="N",
+    ),
 )
 
 

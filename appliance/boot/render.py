@@ -15,8 +15,11 @@ INITRD = "initrd.img"
 CONSOLES = "console=ttyS0,115200 console=tty0"
 
 
-def kernel_cmdline(spec: BootSpec, base_url: str, *, efi_initrd: bool = True) -> str:
-    """The restore environment's kernel command line (contract §2).
+def kernel_cmdline(
+    spec: BootSpec, base_url: str, *, efi_initrd: bool = True, api_url: str | None = None
+) -> str:
+    """The restore environment's kernel command line (contract §2): ``slate.url`` for
+    chunks, ``slate.api`` for the client channel over TLS when the appliance runs it.
 
     ``initrd=initrd.img``: Debian's iPXE in EFI mode passes the initramfs only by that
     name; the kernel ignores the word otherwise, so iPXE scripts always carry it.
@@ -26,6 +29,7 @@ def kernel_cmdline(spec: BootSpec, base_url: str, *, efi_initrd: bool = True) ->
     words = [f"initrd={INITRD}"] if efi_initrd else []
     words += [
         f"slate.url={base_url.rstrip('/')}",
+        *([f"slate.api={api_url.rstrip('/')}"] if api_url else []),
         f"slate.job={spec.job.id}",
         f"slate.token={spec.job.token}",
         f"slate.mac={spec.mac}",
@@ -47,16 +51,17 @@ def _ipxe_local(title: str) -> list[str]:
     ]
 
 
-def render_ipxe(spec: BootSpec | None, base_url: str) -> str:
+def render_ipxe(spec: BootSpec | None, base_url: str, api_url: str | None = None) -> str:
     """The iPXE script for ``spec`` (None = silent: leave the machine to its firmware)."""
     base = base_url.rstrip("/")
     if spec is None:
         lines = ["# Slate: not answering for this machine", "exit 1"]
     elif spec.kind == "env" and spec.job is not None:
+        cmdline = kernel_cmdline(spec, base, api_url=api_url)
         lines = [
             f"# Slate: {spec.job.action} job {spec.job.id} for {spec.name or spec.mac}",
             f"echo Slate: {spec.job.action} job {spec.job.id} for {spec.name or spec.mac}",
-            f"kernel {base}/bootenv/{KERNEL} {kernel_cmdline(spec, base)} || goto slate_failed",
+            f"kernel {base}/bootenv/{KERNEL} {cmdline} || goto slate_failed",
             f"initrd {base}/bootenv/{INITRD} || goto slate_failed",
             "boot || goto slate_failed",
             ":slate_failed",
@@ -91,12 +96,12 @@ def grub_device(base_url: str) -> str:
     return f"(http,{host}:{parts.port})" if parts.port else f"(http,{host})"
 
 
-def render_grub(spec: BootSpec | None, base_url: str) -> str:
+def render_grub(spec: BootSpec | None, base_url: str, api_url: str | None = None) -> str:
     """grub.cfg for the Secure Boot chain: Debian's signed kernel + our initramfs."""
     dev = grub_device(base_url)
     head = ["set timeout=0", "set default=0"]
     if spec is not None and spec.kind == "env" and spec.job is not None:
-        cmdline = kernel_cmdline(spec, base_url, efi_initrd=False)
+        cmdline = kernel_cmdline(spec, base_url, efi_initrd=False, api_url=api_url)
         title = f"Slate: {spec.job.action} job {spec.job.id} for {spec.name or spec.mac}"
         body = [
             f'menuentry "{title}" {{',

@@ -3,9 +3,12 @@ API, store) — no DHCP, TFTP or DNS.  For tests and benchmarks that need a live
 in another process or namespace:
 
     python -m appliance.http HOME HOST PORT [--file URL=PATH ...] [--multicast-rate 90M]
+                             [--tls-port N]
 
 ``--file /baseline.zst=/tmp/x.zst`` also serves one plain file through the same server and
-sendfile path (a benchmark's baseline).  Prints ``ready`` once listening.
+sendfile path (a benchmark's baseline).  ``--tls-port N`` also runs the client channel
+over TLS on HOST:N (appliance.http.listeners.client_tls_server).  Prints ``ready`` once
+listening.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from flask import Response, request
 from appliance.config import Layout
 from appliance.http import create_app
 from appliance.http.files import send_path
+from appliance.http.listeners import client_tls_server
 from appliance.http.server import HttpServer
 from appliance.roomcast import DEFAULT_GROUP, parse_group, parse_rate
 from appliance.settings import Settings
@@ -33,6 +37,7 @@ def main() -> None:
     parser.add_argument("--multicast-rate", default="", metavar="RATE", help="roomcast bit/s")
     parser.add_argument("--multicast-group", default=DEFAULT_GROUP, metavar="CIDR")
     parser.add_argument("--igmp-query-interval", type=float, default=60.0, metavar="S")
+    parser.add_argument("--tls-port", type=int, default=0, metavar="N", help="client channel")
     args = parser.parse_args()
     settings = Settings(
         address=args.host,
@@ -40,6 +45,7 @@ def main() -> None:
         multicast_rate=parse_rate(args.multicast_rate),
         multicast_group=parse_group(args.multicast_group),
         igmp_query_interval=args.igmp_query_interval,
+        client_tls_port=args.tls_port,
     )
     app = create_app(Layout(args.home), settings, plugins=False)
     for n, spec in enumerate(args.file):
@@ -49,7 +55,10 @@ def main() -> None:
             return send_path(path, request, "application/octet-stream")
 
         app.add_url_rule(url, f"extra_file_{n}", view)
-    HttpServer(app, args.host, args.port).start()
+    # With the client channel, plain HTTP refuses the client API (listeners.PxeOnly).
+    HttpServer(app, args.host, args.port, scope="pxe" if args.tls_port else None).start()
+    if args.tls_port:
+        client_tls_server(app, args.home, settings).start()
     print("ready", flush=True)
     threading.Event().wait()
 

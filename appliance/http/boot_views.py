@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
 from appliance import timeline
 from appliance.boot.decide import Machine
@@ -12,6 +12,7 @@ from appliance.boot.render import render_grub, render_ipxe
 from appliance.errors import UsageError
 from appliance.http.auth import appliance
 from appliance.http.files import send_path
+from appliance.http.listeners import client_api_url, served_bootenv
 from appliance.inventory import normalize_mac
 
 bp = Blueprint("boot", __name__)
@@ -40,18 +41,20 @@ def boot_script(name: str) -> Response:
     machine = Machine(mac=mac, firmware=firmware, ip=request.remote_addr)
     spec = plan_boot(app.jobs, machine, app.unknown_policy)
     base = request.host_url.rstrip("/")
+    api = client_api_url(base, current_app.config)
     if kind == "grub":
-        return Response(render_grub(spec, base), mimetype="text/plain")
-    return Response(render_ipxe(spec, base), mimetype="text/plain")
+        return Response(render_grub(spec, base, api), mimetype="text/plain")
+    return Response(render_ipxe(spec, base, api), mimetype="text/plain")
 
 
 @bp.route("/bootenv/<name>", methods=["GET", "HEAD"])
 def bootenv(name: str) -> Response:
     if name not in BOOTENV_FILES:
         return Response("not found\n", 404, mimetype="text/plain")
+    path = served_bootenv(appliance().layout, name, current_app.config)
     if request.method == "GET":
         timeline.bootenv_fetched(appliance().db(), name, request.remote_addr)
-    return send_path(appliance().layout.bootimage / name, request, "application/octet-stream")
+    return send_path(path, request, "application/octet-stream")
 
 
 @bp.route("/ipxe/<name>", methods=["GET", "HEAD"])

@@ -19,7 +19,7 @@ import hashlib
 import os
 import ssl
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,11 @@ PXE = "pxe"
 CONSOLE = "console"
 CERT_FILE = "console-cert.pem"
 KEY_FILE = "console-key.pem"  # 0600
+# The client channel over TLS (the restore/capture client's API calls and manifests, on
+# the imaging network): its own self-signed certificate, pinned in the initrd served.
+CLIENT_FILES = ("client-cert.pem", "client-key.pem")
+CLIENT_TLS = "SLATE_CLIENT_TLS"  # app.config key: {"port": int, "cert": Path} when it runs
+TLS_ONLY = ("/api/client/", "/store/manifests/")  # never on plain HTTP while it runs
 HSTS = "max-age=31536000"
 # Set by HttpServer in the environ of every request that came over one of its TLS
 # listeners; a WSGI key, so no header a client sends can set it.
@@ -69,7 +74,26 @@ class PxeOnly:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if not is_machine_route(self.app, environ):
             return NotFound("not on this interface")(environ, start_response)
+        tls = self.app.config.get(CLIENT_TLS)
+        path = str(environ.get("PATH_INFO", ""))
+        if tls and environ.get(TLS_ENVIRON) is not True and path.startswith(TLS_ONLY):
+            return _tls_only(environ, start_response, tls["port"])
         return self.app(environ, start_response)
+
+
+def _tls_only(environ: dict[str, Any], start_response: StartResponse, port: int) -> Any:
+    """403: while the client channel over TLS runs, the client API and the manifests are
+    served there only (so a token's calls and the manifests are never in clear)."""
+    import json
+
+    from werkzeug.wrappers import Response
+
+    body = {
+        "error": f"the client API and manifests are served over TLS only (port {port})",
+        "hint": "boot the boot environment this appliance serves: its kernel command line"
+        " names slate.api and its initrd carries the pinned certificate",
+    }
+    return Response(json.dumps(body), 403, mimetype="application/json")(environ, start_response)
 
 
 class ConsoleOnly:
@@ -117,25 +141,31 @@ def scoped(app: Flask, scope: str | None) -> Any:
     return app
 
 
-# -- the console's certificate -----------------------------------------------------------
+# -- certificates ---------------------------------------------------------------------------
 def ensure_certificate(
-    home: Path, hosts: Iterable[str] = ("127.0.0.1", "localhost")
+    home: Path,
+    hosts: Iterable[str] = ("127.0.0.1", "localhost"),
+    *,
+    files: tuple[str, str] = (CERT_FILE, KEY_FILE),
+    subject: str = "Slate console",
 ) -> tuple[Path, Path]:
-    """The console's certificate and key in the data directory, made at first start:
-    a self-signed P-256 certificate for ``hosts`` (IP addresses and names), ten years."""
-    cert, key = home / CERT_FILE, home / KEY_FILE
+    """A certificate and key in the data directory, made at first start (the console's
+    by default, the client channel's with ``files=CLIENT_FILES``): a self-signed P-256
+    certificate for ``hosts`` (IP addresses and names), ten years."""
+    cert_file, key_file = files
+    cert, key = home / cert_file, home / key_file
     if cert.is_file() and key.is_file():
         return cert, key
     names = [f"IP:{h}" if _is_ip(h) else f"DNS:{h}" for h in dict.fromkeys(hosts)]
-    tmp_key = home / f".{KEY_FILE}.{os.getpid()}"
-    tmp_cert = home / f".{CERT_FILE}.{os.getpid()}"
+    tmp_key = home / f".{key_file}.{os.getpid()}"
+    tmp_cert = home / f".{cert_file}.{os.getpid()}"
     fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.close(fd)
     try:
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
              "-nodes", "-keyout", str(tmp_key), "-out", str(tmp_cert), "-days", "3650",
-             "-subj", "/CN=Slate console", "-addext", "subjectAltName=" + ",".join(names)],
+             "-subj", f"/CN={subject}", "-addext", "subjectAltName=" + ",".join(names)],
             check=True, capture_output=True, text=True,
         )  # fmt: skip
     except (OSError, subprocess.CalledProcessError) as exc:
@@ -143,7 +173,7 @@ def ensure_certificate(
         tmp_cert.unlink(missing_ok=True)
         detail = getattr(exc, "stderr", "") or str(exc)
         raise SlateError(
-            f"cannot make the console's certificate: {detail.strip()[:300]}",
+            f"cannot make the certificate {cert}: {detail.strip()[:300]}",
             hint="install openssl, or give the site's own with --console-cert and --console-key",
         ) from exc
     os.replace(tmp_key, key)
@@ -195,3 +225,59 @@ def console_server(app: Flask, home: Path, settings: Any) -> Any:
         fingerprint(cert),
     )
     return server
+
+
+def client_api_url(base_url: str, config: Mapping[str, Any]) -> str | None:
+    """The client channel over TLS as the kernel command line names it
+    (``https://ADDR:PORT``, ADDR the one ``base_url`` reached), or None when this
+    appliance does not run it (``config``: the app's)."""
+    from urllib.parse import urlsplit
+
+    tls = config.get(CLIENT_TLS)
+    host = urlsplit(base_url).hostname
+    if not tls or not host:
+        return None
+    return f"https://{f'[{host}]' if ':' in host else host}:{tls['port']}"
+
+
+def served_bootenv(layout: Any, name: str, config: Mapping[str, Any]) -> Path:
+    """The boot environment's file ``name`` as machines get it (HTTP and TFTP): the
+    initrd with the client channel's certificate appended (:mod:`appliance.http.pinned`)
+    while that channel runs, else the built file (``config``: the app's)."""
+    from appliance.http.pinned import pinned_initrd
+
+    built = Path(layout.bootimage) / name
+    tls = config.get(CLIENT_TLS)
+    if name != "initrd.img" or not tls:
+        return built
+    return pinned_initrd(built, tls["cert"], Path(layout.home) / "bootenv-pinned") or built
+
+
+def client_tls_server(app: Flask, home: Path, settings: Any) -> Any:
+    """The client channel over TLS for ``slate serve``: the machines' routes (PXE scope)
+    over HTTPS on the imaging address, port ``settings.client_tls_port``, with the data
+    directory's client certificate; once it listens, boot scripts name it
+    (``slate.api=``) and the initrd served carries its certificate."""
+    import logging
+
+    from appliance.http.server import HttpServer
+
+    cert, key = ensure_certificate(
+        home, [settings.address], files=CLIENT_FILES, subject="Slate appliance"
+    )
+
+    class ClientTls(HttpServer):
+        def start(self) -> None:
+            super().start()
+            app.config[CLIENT_TLS] = {"port": self.port, "cert": cert}
+            logging.getLogger("slate.serve").info(
+                "client channel on %s (certificate %s, SHA-256 %s)", self.url, cert,
+                fingerprint(cert),
+            )  # fmt: skip
+
+        def stop(self) -> None:
+            app.config.pop(CLIENT_TLS, None)
+            super().stop()
+
+    return ClientTls(app, settings.address, settings.client_tls_port, scope=PXE,
+                     tls=(cert, key), threads=32)  # fmt: skip

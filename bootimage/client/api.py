@@ -3,6 +3,13 @@ thread), retries with backoff while the appliance or the link is away.  Chunks c
 through :mod:`bootimage.client.fetcher` (pipelined on two connections, ``Range`` to
 resume a chunk cut off mid-body).
 
+The API calls (the job, its manifest, state, progress, commit) go to ``url``; when it
+is ``https://`` the connection is verified against one pinned certificate only (the one
+the boot environment carries, :func:`pinned_context`: no system CA store, no host name),
+and a certificate that is not the pinned one ends the run at once (:class:`PinMismatch`,
+never retried).  Chunks come from ``store_url`` over plain HTTP: each is checked against
+the manifest, which came over the pinned channel (docs/security.md).
+
 A request gives up only when no request has succeeded for ``give_up_after`` seconds:
 then :class:`Unreachable` is raised.  Answers the client cannot fix by retrying (401,
 403, 404, 409, 400) raise at once, with the appliance's own message.
@@ -10,12 +17,15 @@ then :class:`Unreachable` is raised.  Answers the client cannot fix by retrying 
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
+import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.errors import Conflict, NotFound, PeerError, SlateError
@@ -33,21 +43,103 @@ class Unreachable(SlateError):
     """The appliance stayed unreachable longer than the job allows."""
 
 
+class PinMismatch(SlateError):
+    """The appliance's TLS certificate is not the one pinned in the boot environment."""
+
+
+def _fingerprint(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest().upper()
+
+
+def pin_der(pin: str | Path) -> bytes:
+    """The pinned certificate (PEM file) as DER; a clear error if it is not one."""
+    try:
+        return ssl.PEM_cert_to_DER_cert(Path(pin).read_text())
+    except (OSError, ValueError) as exc:
+        raise PinMismatch(
+            f"the pinned certificate {pin} cannot be read: {exc}",
+            hint="the boot environment must come from this appliance (its initrd carries the pin)",
+        ) from exc
+
+
+def pinned_context(pin: str | Path) -> ssl.SSLContext:
+    """TLS trusting the pinned certificate only: no system CA store; no host name check
+    (the pin is the identity, whichever of the appliance's addresses was dialled)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=pin_der(pin))
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # a site's CA-signed cert pins too
+    return ctx
+
+
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """An HTTPS connection that also checks that the peer's certificate *is* the pin
+    (not merely one the pin would vouch for)."""
+
+    def __init__(self, host: str, port: int, *, pin: bytes, context: ssl.SSLContext,
+                 timeout: float) -> None:  # fmt: skip
+        super().__init__(host, port, timeout=timeout, context=context)
+        self.pin = pin
+
+    def connect(self) -> None:
+        try:
+            super().connect()
+        except ssl.SSLCertVerificationError as exc:
+            self.close()
+            raise self._refused(exc.verify_message or str(exc)) from exc
+        assert isinstance(self.sock, ssl.SSLSocket)
+        der = self.sock.getpeercert(binary_form=True) or b""
+        if der != self.pin:
+            self.close()
+            raise self._refused(f"it presented SHA-256 {_fingerprint(der)}")
+
+    def _refused(self, why: str) -> PinMismatch:
+        return PinMismatch(
+            f"the appliance at {self.host}:{self.port} is not the pinned one "
+            f"(SHA-256 {_fingerprint(self.pin)}): {why}; nothing was written",
+            hint="something else answers on the imaging network, or this boot environment "
+            "was served by another appliance: check `slate serve`'s client certificate "
+            "fingerprint, then boot the machine again",
+        )
+
+
 class Api:
     def __init__(
         self,
         url: str,
         token: str,
         *,
+        store_url: str | None = None,
+        pin: str | Path | None = None,
         give_up_after: float = 600.0,
         log: Callable[[str], None] = lambda _m: None,
     ) -> None:
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise PeerError(f"slate.url {url!r} is not an http:// URL")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PeerError(f"slate.api {url!r} is not an http:// or https:// URL")
         self.host = parts.hostname
-        self.port = parts.port or 80
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.prefix = parts.path.rstrip("/")
+        self._pin: bytes | None = None
+        self._context: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            if pin is None:
+                raise PinMismatch(
+                    f"slate.api {url!r} is HTTPS but this boot environment carries no pinned"
+                    " certificate",
+                    hint="boot the boot environment the appliance serves (its initrd carries"
+                    " the pin)",
+                )
+            self._pin = pin_der(pin)
+            self._context = pinned_context(pin)
+        store = urllib.parse.urlsplit(store_url or url)
+        if store.scheme != "http" or not store.hostname:
+            raise PeerError(f"slate.url {store_url or url!r} (chunks) is not an http:// URL")
+        self.store_host = store.hostname
+        self.store_port = store.port or 80
+        self.store_prefix = store.path.rstrip("/")
         self.token = token
         self.give_up_after = give_up_after
         self.log = log
@@ -57,11 +149,21 @@ class Api:
         self._lock = threading.Lock()
         self._fetcher: Fetcher | None = None
 
+    @property
+    def secure(self) -> bool:
+        """True when the API calls go over TLS verified against the pinned certificate."""
+        return self._pin is not None
+
     # -- one connection per thread ----------------------------------------------------
     def _conn(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT)
+            if self._pin is not None and self._context is not None:
+                conn = PinnedHTTPSConnection(
+                    self.host, self.port, pin=self._pin, context=self._context, timeout=TIMEOUT
+                )
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT)
             self._local.conn = conn
         return conn
 
@@ -95,6 +197,9 @@ class Api:
         while True:
             try:
                 status, rhdrs, data = self._once(method, self.prefix + path, body, hdrs)
+            except PinMismatch:
+                self._drop()
+                raise  # not the appliance: never retried, never answered
             except (OSError, http.client.HTTPException) as exc:
                 self._drop()
                 problem = f"{type(exc).__name__}: {exc}"
@@ -161,7 +266,7 @@ class Api:
             if self._fetcher is None:
                 self._fetcher = Fetcher(self)
             fetcher = self._fetcher
-        return fetcher.fetch(self.prefix + store.rstrip("/") + "/" + chunk_relpath(digest))
+        return fetcher.fetch(self.store_prefix + store.rstrip("/") + "/" + chunk_relpath(digest))
 
     def put_chunk(self, digest: str, frame: bytes) -> None:
         self.request(

@@ -9,12 +9,18 @@ from dataclasses import dataclass
 
 from appliance.errors import UsageError
 
+# Where the boot environment carries the appliance's client certificate: an extra cpio
+# archive the appliance appends to the initrd it serves (appliance/http/pinned.py).
+PIN = "/etc/slate/appliance.pem"
+
 
 @dataclass(frozen=True)
 class Settings:
-    url: str  # the appliance, e.g. http://10.0.0.1:8080
+    url: str  # the appliance, e.g. http://10.0.0.1:8080: chunks (and the API without api=)
     job: str
     token: str
+    api: str | None = None  # the client channel over TLS, e.g. https://10.0.0.1:8444
+    pin: str = PIN  # the certificate api= must present (PEM)
     mac: str | None = None  # the boot NIC (iPXE's ${net0/mac}); None = do not touch the net
     disk: str | None = None  # a path bypasses discovery (tests: a sparse file, a loop device)
     give_up_after: float | None = None  # seconds; None = the job's setting
@@ -48,6 +54,8 @@ def settings_from(values: dict[str, str]) -> Settings:
             url=values["url"].rstrip("/"),
             job=values["job"],
             token=values["token"],
+            api=values.get("api", "").rstrip("/") or None,
+            pin=values.get("pin") or PIN,
             mac=values.get("mac") or None,
             disk=values.get("disk") or None,
             give_up_after=float(values["give_up_after"]) if "give_up_after" in values else None,
@@ -66,6 +74,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--url")
     parser.add_argument("--job")
     parser.add_argument("--token")
+    parser.add_argument("--api", help="the client API over TLS (https://ADDR:PORT)")
+    parser.add_argument("--pin", help=f"the certificate --api must present (default {PIN})")
     parser.add_argument("--mac", help="bring up the NIC with this MAC using DHCP")
     parser.add_argument("--disk", help="target disk or file (bypasses discovery)")
     parser.add_argument("--give-up-after", type=float, help="seconds the appliance may be away")
@@ -82,6 +92,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         "url": args.url,
         "job": args.job,
         "token": args.token,
+        "api": args.api,
+        "pin": args.pin,
         "mac": args.mac,
         "disk": args.disk,
         "give_up_after": args.give_up_after,

@@ -134,7 +134,7 @@ class _Lane:
         t.sent_from = t.filled
         lines = [
             f"GET {t.path} HTTP/1.1",
-            f"Host: {self.api.host}:{self.api.port}",
+            f"Host: {self.api.store_host}:{self.api.store_port}",
             f"Authorization: Bearer {self.api.token}",
         ]
         if t.filled:
@@ -159,7 +159,7 @@ class _Lane:
             self._sock = None
 
     def _connect(self) -> BufferedReader:
-        sock = socket.create_connection((self.api.host, self.api.port), timeout=TIMEOUT)
+        sock = socket.create_connection((self.api.store_host, self.api.store_port), timeout=TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             if self._closed:

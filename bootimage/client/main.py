@@ -55,8 +55,17 @@ def run(settings: Settings, reporter: Reporter) -> tuple[bool, str]:
     try:
         if settings.mac:
             net.bring_up(settings.mac, reporter.log, give_up_after=patience)
-        api = Api(settings.url, settings.token, give_up_after=patience, log=reporter.log)
+        api = Api(
+            settings.api or settings.url,
+            settings.token,
+            store_url=settings.url,
+            pin=settings.pin if settings.api else None,
+            give_up_after=patience,
+            log=reporter.log,
+        )
         job = api.job()
+        if api.secure:
+            reporter.log(f"client API over TLS to {api.host}:{api.port}, pinned certificate")
     except SlateError as exc:
         reporter.log(f"cannot start: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
         return False, after

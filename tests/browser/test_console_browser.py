@@ -26,6 +26,7 @@ from appliance.config import Layout
 from appliance.imagefmt.chunkio import compress_chunk, hash_chunk
 from appliance.imagefmt.manifest import ZERO, Chunk, Disk, Manifest, Partition
 from appliance.store import Store
+from bootimage.client.api import pinned_context
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -78,9 +79,12 @@ class Served:
 
     def __init__(self, home: Path) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
+        tls_port = free_port()
+        self.api = f"https://127.0.0.1:{tls_port}"  # the client channel over TLS
+        self.pin = home / "client-cert.pem"  # what the boot environment carries
         args = ["serve", "--interface", "lo", "--address", "127.0.0.1", "--dhcp", "off",
                 "--http-port", self.url.rsplit(":", 1)[1], "--tftp-port", str(free_port()),
-                "--no-dns"]  # fmt: skip
+                "--client-tls-port", str(tls_port), "--no-dns"]  # fmt: skip
         self.log = open(home / "serve.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "appliance.cli", "--home", str(home), *args],
@@ -146,10 +150,12 @@ def shot(page: Page, name: str) -> None:
 
 
 class Client:
-    """The restore client's side of the protocol, as the boot environment speaks it."""
+    """The restore client's side of the protocol, as the boot environment speaks it:
+    over the client channel, TLS pinned to the appliance's certificate."""
 
-    def __init__(self, base: str, token: str) -> None:
-        self.base, self.token = base, token
+    def __init__(self, server: Served, token: str) -> None:
+        self.base, self.token = server.api, token
+        self.context = pinned_context(server.pin)
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         req = urllib.request.Request(
@@ -158,7 +164,7 @@ class Client:
             data=None if body is None else json.dumps(body).encode(),
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=10, context=self.context) as resp:
             return json.loads(resp.read())
 
     def progress(self, done: int, total: int, phase: str = "writing") -> None:
@@ -229,7 +235,7 @@ def test_progress_steps_reach_the_dashboard_live(server: Served, page: Page) -> 
 
     # The machine network-boots; its restore client reports progress.
     job_id, token = boot(base, MAC)
-    client = Client(base, token)
+    client = Client(server, token)
     assert client.call("GET", "/job")["image"] == "win11-lab"
     client.call("POST", "/log", {"lines": ["disk vda: 2.0 MiB, serial SER123", "writing"]})
     total = 8 * CHUNK
@@ -281,7 +287,8 @@ def test_real_restore_client_seen_from_the_console(
     disk = tmp_path / "disk.img"
     with open(disk, "wb") as fh:
         fh.truncate(8 * CHUNK)
-    args = ["--url", base, "--job", str(job_id), "--token", token, "--disk", str(disk)]
+    args = ["--url", base, "--job", str(job_id), "--token", token, "--disk", str(disk),
+            "--api", server.api, "--pin", str(server.pin)]  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "bootimage.client", *args, "--after", "none", "--no-console"],
         cwd=ROOT,
@@ -316,7 +323,8 @@ def test_real_restore_client_seen_from_the_console(
     page.click("button:has-text('Capture')")
     expect(page.locator("h1")).to_contain_text("capture pc-101")
     capture_id, capture_token = boot(base, MAC)
-    args = ["--url", base, "--job", str(capture_id), "--token", capture_token]
+    args = ["--url", base, "--job", str(capture_id), "--token", capture_token,
+            "--api", server.api, "--pin", str(server.pin)]  # fmt: skip
     proc = subprocess.run(
         [sys.executable, "-m", "bootimage.client", *args, "--disk", str(disk), "--after", "none",
          "--no-console"],

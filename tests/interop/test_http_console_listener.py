@@ -40,7 +40,8 @@ def test_serve_with_a_console_listener(home: Path) -> None:
     http_port, console_port = free_port(), free_port()
     args = ["serve", "--interface", "lo", "--address", "127.0.0.1", "--dhcp", "off",
             "--http-port", str(http_port), "--tftp-port", str(free_port()),
-            "--console-listen", f"127.0.0.1:{console_port}"]  # fmt: skip
+            "--console-listen", f"127.0.0.1:{console_port}",
+            "--client-tls-port", str(free_port())]  # fmt: skip
     log = home / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen(

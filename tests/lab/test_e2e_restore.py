@@ -1,6 +1,7 @@
 """End to end, one machine per firmware: PXE → restore → reboot → the restored Debian
 boots (its marker line on the serial console says which firmware), and the disk holds
-exactly the image's bytes."""
+exactly the image's bytes.  The client's API calls and manifest went over the client
+channel over TLS, pinned by the certificate appended to the initrd the appliance served."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def test_pxe_restore_then_the_restored_system_boots(e2e: E2ELab, firmware: str) 
 
     console = m.console()
     assert e2e.image.marker_line(firmware) in console
+    assert "client API over TLS to 10.77.0.1:8444, pinned certificate" in console
     if firmware == "uefi":
         # BootNext: the reboot after the restore goes straight to the disk, not through
         # PXEv4, PXEv6 and HTTP boot first.
