@@ -134,3 +134,42 @@ def test_history_with_duration_bytes_result_and_csv(home: Path) -> None:
     assert list(parsed[0]) == list(history.FIELDS)
     assert parsed[0]["duration_s"] == "90" and parsed[1]["duration_s"] == ""
     assert parsed[1]["reason"].startswith("'=HYPERLINK")  # no formula for a spreadsheet
+
+
+def test_dhcp_answers_and_tftp_reads_reach_the_timeline(home: Path) -> None:
+    from ipaddress import IPv4Address
+
+    from appliance.dhcp import options as o
+    from appliance.dhcp.craft import request
+    from appliance.dhcp.leases import Pool
+    from appliance.dhcp.packet import build, parse
+    from appliance.dhcp.policy import BootTarget
+    from appliance.dhcp.server import DhcpServer
+    from appliance.server import Appliance
+    from appliance.settings import Settings
+
+    _, facade, _ = _app(home)
+    appliance = Appliance(Layout(home), Settings())
+    pool = Pool.parse("10.0.0.100-10.0.0.110", "10.0.0.0/24", router=IPv4Address("10.0.0.1"))
+    server = DhcpServer(
+        "eth0", "10.0.0.1", "full",
+        lambda c: BootTarget.for_http("10.0.0.1", 8080, c.mac) if c.mac == MAC else None,
+        pools=[pool], conn=facade.db(), observe=appliance._dhcp_seen,
+    )  # fmt: skip
+    ((reply, _),) = server.handle(build(request(MAC, o.DISCOVER, arch=0)), 67, ("0.0.0.0", 68))
+    offer = parse(reply)
+    server.handle(build(request("02:00:00:00:00:99", o.DISCOVER)), 67, ("0.0.0.0", 68))  # no PXE
+    ack = build(request(MAC, o.REQUEST, requested=offer.yiaddr, server_id="10.0.0.1", arch=0))
+    server.handle(ack, 67, ("0.0.0.0", 68))
+    appliance._tftp_generated("undionly.kpxe", str(offer.yiaddr))  # a read request
+    got = timeline.events(facade.db(), MAC)
+    assert [(e["kind"], e["facts"].get("message")) for e in got] == [
+        ("dhcp-offer", "OFFER"),
+        ("dhcp-offer", "ACK"),
+        ("tftp", None),
+    ]
+    assert got[0]["facts"]["firmware"] == "bios" and got[0]["facts"]["file"] == "undionly.kpxe"
+    assert got[0]["facts"]["address"] == str(offer.yiaddr)
+    assert got[0]["detail"] == f"DHCP OFFER: bios, address {offer.yiaddr}, boot undionly.kpxe"
+    assert got[2]["facts"] == {"file": "undionly.kpxe", "address": str(offer.yiaddr)}
+    assert timeline.events(facade.db(), "02:00:00:00:00:99") == []
