@@ -17,6 +17,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from appliance import identity, jobscope, timeline
 from appliance.errors import SlateError
 from appliance.http.auth import appliance, client_job, fail
+from appliance.http.listeners import is_tls_request
 from appliance.http.scope import may_name
 from appliance.imagefmt.manifest import Manifest
 from appliance.imagefmt.names import is_digest, manifest_relpath
@@ -81,7 +82,7 @@ def get_job() -> Response:
         )
         # Host name and kept machine-id for the restored system (appliance/identity.py).
         payload["identity"] = identity.for_restore(
-            appliance().db(), job.host, job.host_name, job.image
+            appliance().db(), job.host, job.host_name, job.image, tls=is_tls_request()
         ).to_dict()
     return jsonify(payload)
 
@@ -96,6 +97,29 @@ def get_after() -> Response:
     from appliance import hooks  # the client API's one caller of it
 
     return jsonify(hooks.for_job(appliance().db(), job.image, job.host))
+
+
+@bp.get("/identity/ssh-host-keys")
+def get_ssh_host_keys() -> Response:
+    """The restoring machine's kept SSH host keys: secrets, so only to its own restore
+    job and only over the TLS client channel (docs/identity.md)."""
+    job = client_job()
+    if job.action != "restore" or not job.image:
+        fail(403, f"job {job.id} is a {job.action} job: only a restore gets host keys")
+    if not is_tls_request():
+        fail(
+            403,
+            "SSH host keys are secrets: they are handed out only over the TLS client channel",
+            "boot the client with an https:// slate.url and the appliance's pinned"
+            " certificate; over plain HTTP the client writes fresh keys",
+        )
+    conn = appliance().db()
+    if not identity.image_enabled(conn, job.image):
+        fail(403, f"identity is off for image {job.image}", "slate image policy --identity")
+    keys = identity.ssh_host_keys(conn, job.host, job.host_name)
+    appliance().jobs.log(job.id, [f"SSH host keys ({', '.join(k['kind'] for k in keys)}) "
+                                  "handed to the client over TLS"])  # fmt: skip
+    return jsonify({"keys": keys})
 
 
 @bp.post("/state")

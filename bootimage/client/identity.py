@@ -22,13 +22,14 @@ from typing import Any
 
 from appliance.errors import DiskRefused, SlateError
 from bootimage.client import linuxroot, windows
+from bootimage.client.api import API, Api
 from bootimage.client.loopdev import attached, load_module, run
 
 LINUX_FS = ("ext2", "ext3", "ext4", "xfs", "btrfs")
 Log = Callable[[str], None]
 
 
-def apply(paths: Sequence[str], ident: dict[str, Any] | None, log: Log) -> list[str]:
+def apply(api: Api, paths: Sequence[str], ident: dict[str, Any] | None, log: Log) -> list[str]:
     """Set the identity in every restored disk at ``paths``; returns the problems."""
     ident = ident or {}
     if not ident.get("hostname"):
@@ -38,12 +39,14 @@ def apply(paths: Sequence[str], ident: dict[str, Any] | None, log: Log) -> list[
         log("identity: off for this image (sysprep or cloud-init sets it); nothing written")
         return []
     hostname, machine_id = str(ident["hostname"]), str(ident.get("machine_id") or "")
+    keys = kept_host_keys(api, ident, log)
     problems: list[str] = []
     found = 0
     for path in paths:
         for number, start, size in _partitions(path):
             try:
-                found += _one(path, number, start, size, hostname, machine_id, problems, log)
+                found += _one(path, number, start, size, hostname, machine_id, keys, problems,
+                              log)  # fmt: skip
             except (SlateError, OSError) as exc:  # the disk is verified: say it, go on
                 why = exc.message if isinstance(exc, SlateError) else str(exc)
                 text = f"{path} partition {number}: identity not set: {why}"
@@ -52,6 +55,22 @@ def apply(paths: Sequence[str], ident: dict[str, Any] | None, log: Log) -> list[
     if not found:
         log("identity: no Windows or Linux system found on the restored disk(s)")
     return problems
+
+
+def kept_host_keys(api: Api, ident: dict[str, Any], log: Log) -> list[dict[str, str]] | None:
+    """The machine's kept SSH host keys — asked for only over the pinned TLS channel
+    (they are secrets) — or None: the restored system gets fresh ones."""
+    if ident.get("ssh_host_keys") != "stable" or not getattr(api, "secure", False):
+        log("identity: SSH host keys: fresh ones for this restore (the client channel is not"
+            " pinned TLS, so the machine's kept keys are not sent)")  # fmt: skip
+        return None
+    try:
+        keys = list(api.get_json(API + "/identity/ssh-host-keys").get("keys") or [])
+    except SlateError as exc:
+        log(f"identity: WARNING: the machine's kept SSH host keys: {exc.message}; fresh ones")
+        return None
+    log(f"identity: SSH host keys: this machine's kept {len(keys)} key(s), over TLS")
+    return keys
 
 
 def _partitions(path: str) -> list[tuple[int, int, int]]:
@@ -85,6 +104,7 @@ def _one(
     size: int,
     hostname: str,
     machine_id: str,
+    keys: list[dict[str, str]] | None,
     problems: list[str],
     log: Log,
 ) -> int:
@@ -101,7 +121,7 @@ def _one(
         if fs == "ntfs":
             return _windows(dev, where, hostname, problems, log)
         if fs in LINUX_FS:
-            return _linux(dev, fs, where, hostname, machine_id, problems, log)
+            return _linux(dev, fs, where, hostname, machine_id, keys, problems, log)
     return 0
 
 
@@ -133,6 +153,7 @@ def _linux(
     where: str,
     hostname: str,
     machine_id: str,
+    keys: list[dict[str, str]] | None,
     problems: list[str],
     log: Log,
 ) -> int:
@@ -141,7 +162,7 @@ def _linux(
         for root in roots:
             sub = f" (subvolume {root.name})" if root != mnt else ""
             log(f"identity: Linux ({fs}) on {where}{sub}: host name {hostname}")
-            failed = linuxroot.apply(root, hostname, machine_id, log)
+            failed = linuxroot.apply(root, hostname, machine_id, log, keys=keys)
             problems += [f"{where}: {item} could not be set" for item in failed]
     return len(roots)
 

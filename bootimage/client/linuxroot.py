@@ -88,8 +88,16 @@ def write_file(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
         raise OSError(f"/{rel} does not read back as written")
 
 
-def apply(root: Path, hostname: str, machine_id: str, log: Callable[[str], None]) -> list[str]:
-    """Set the identity of the Linux system under ``root``; returns what could not be set."""
+def apply(
+    root: Path,
+    hostname: str,
+    machine_id: str,
+    log: Callable[[str], None],
+    *,
+    keys: list[dict[str, str]] | None = None,
+) -> list[str]:
+    """Set the identity of the Linux system under ``root``; returns what could not be set.
+    ``keys``: the machine's kept SSH host keys; None: a fresh Ed25519 key."""
     failed: list[str] = []
 
     def attempt(what: str, action: Callable[[], str]) -> None:
@@ -106,7 +114,7 @@ def apply(root: Path, hostname: str, machine_id: str, log: Callable[[str], None]
         dbus = root / "var/lib/dbus/machine-id"
         if dbus.is_file() and not dbus.is_symlink():
             attempt("/var/lib/dbus/machine-id", lambda: _dbus_id(root, machine_id))
-    attempt("SSH host keys", lambda: _ssh_keys(root, hostname))
+    attempt("SSH host keys", lambda: _ssh_keys(root, hostname, keys))
     return failed
 
 
@@ -132,22 +140,32 @@ def _dbus_id(root: Path, machine_id: str) -> str:
     return f"/var/lib/dbus/machine-id = {machine_id}"
 
 
-def _ssh_keys(root: Path, hostname: str) -> str:
-    """A fresh Ed25519 host key in place of the image's host keys (every restored machine
-    would otherwise share the reference machine's).  Fresh at every restore: see
-    appliance/identity.py for why they are not yet kept per machine."""
+def _ssh_keys(root: Path, hostname: str, keys: list[dict[str, str]] | None) -> str:
+    """The machine's host keys in place of the image's (every restored machine would
+    otherwise share the reference machine's): its kept ones when the appliance sent them
+    over TLS, else a fresh Ed25519 key made for this restore."""
     ssh = _checked(root, "etc/ssh/sshd_config").parent
     old = sorted(ssh.glob("ssh_host_*")) if ssh.is_dir() else []
     if not (ssh / "sshd_config").exists() and not old:
         return "SSH: no OpenSSH server in this system; no host keys written"
+    if keys is None:
+        key, pub = sshkey.new_pair(f"root@{hostname}")
+        keys, how = [{"kind": "ed25519", "private": key, "public": pub}], "a fresh"
+    else:
+        how = "this machine's kept"
     for path in old:
         path.unlink()
-    key, pub = sshkey.new_pair(f"root@{hostname}")
-    write_file(root, "etc/ssh/ssh_host_ed25519_key", key, mode=0o600)
-    write_file(root, "etc/ssh/ssh_host_ed25519_key.pub", pub, mode=0o644)
-    gone = ", ".join(p.name for p in old if not p.name.startswith("ssh_host_ed25519")) or "none"
-    fingerprint = pub.split()[1][-16:]
+    written = []
+    for k in keys:
+        kind = k["kind"]
+        if kind not in ("ed25519", "ecdsa", "rsa"):
+            raise OSError(f"the appliance sent an SSH key of unknown type {kind!r}")
+        write_file(root, f"etc/ssh/ssh_host_{kind}_key", k["private"], mode=0o600)
+        write_file(root, f"etc/ssh/ssh_host_{kind}_key.pub", k["public"], mode=0o644)
+        written.append(f"{kind} (…{k['public'].split()[1][-16:]})")
+    kinds = {f"ssh_host_{k['kind']}_key" for k in keys}
+    gone = ", ".join(p.name for p in old if p.name.removesuffix(".pub") not in kinds) or "none"
     return (
-        f"/etc/ssh/ssh_host_ed25519_key: a fresh Ed25519 host key (…{fingerprint}), made for"
-        f" this restore; the image's other host keys removed: {gone}"
+        f"/etc/ssh: {how} SSH host key(s) {', '.join(written)}; the image's other host keys"
+        f" removed: {gone}"
     )

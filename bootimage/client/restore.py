@@ -78,7 +78,7 @@ def restore(
         for target, disk in zip(targets, manifest.disks, strict=True):
             reporter.set_phase("finishing")
             finish.after_write(target, disk, grow=bool(options.get("grow")), log=reporter.log)
-        identity.apply([t.path for t in targets], job.get("identity"), reporter.log)
+        identity.apply(api, [t.path for t in targets], job.get("identity"), reporter.log)
         hooks.run_all(after, job, manifest, targets, reporter.log)
         if boot_next:
             finish.boot_restored_next(targets[0], manifest.disks[0], reporter.log)
