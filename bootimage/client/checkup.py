@@ -83,3 +83,30 @@ def wait_for_power(
             return str(command)
         sleep(float(data.get("poll") or POLL_EVERY) if isinstance(data, dict) else POLL_EVERY)
     return None
+
+
+SMART_BEGIN = "----- slate smart begin -----"
+SMART_END = "----- slate smart end -----"
+
+
+def dump_smart() -> None:
+    """smartctl's raw JSON for every candidate disk, keyed by serial, between markers on
+    the console (how tests/golden/smart/qemu-*.json is captured)."""
+    import json
+    import sys
+
+    out = {}
+    for disk in disks_mod.discover():
+        raw = health_mod.smartctl_json(disk.path)
+        try:
+            data: Any = json.loads(raw)
+        except ValueError:
+            data = {"unparsed": raw[:2000]}
+        out[disk.serial or disk.name] = {
+            "path": disk.path,
+            "transport": disk.transport,
+            "smartctl": data,
+        }
+    text = json.dumps(out, indent=1, sort_keys=True)
+    sys.stdout.write(f"\n{SMART_BEGIN}\n{text}\n{SMART_END}\n")
+    sys.stdout.flush()

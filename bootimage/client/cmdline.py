@@ -82,7 +82,11 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--workers", type=int)
     parser.add_argument("--no-console", action="store_true", help="no progress bar")
     parser.add_argument("--after", choices=("reboot", "poweroff", "none"))
-    parser.add_argument("--dump", choices=("disks",), help="print udev's disk facts as JSON")
+    parser.add_argument(
+        "--dump",
+        choices=("disks", "smart"),
+        help="print udev's disk facts or smartctl's JSON of every disk, then stop",
+    )
     args = parser.parse_args(argv)
     values: dict[str, str] = {}
     if args.cmdline or not (args.url or args.dump):

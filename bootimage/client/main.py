@@ -41,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         dump_disks()
         power(settings.after or "poweroff", reporter)
         return 0
+    if settings.dump == "smart":  # how tests/golden/smart/qemu-*.json is captured
+        checkup.dump_smart()
+        power(settings.after or "poweroff", reporter)
+        return 0
     ok, after = run(settings, reporter)
     power(after, reporter)
     return 0 if ok else 1
