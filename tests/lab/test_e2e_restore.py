@@ -5,6 +5,8 @@ channel over TLS, pinned by the certificate appended to the initrd the appliance
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from appliance.lab import steps
@@ -38,6 +40,32 @@ def test_pxe_restore_then_the_restored_system_boots(e2e: E2ELab, firmware: str) 
     job = steps.job(e2e.home, job_id)
     assert job.state == "done"
     assert job.verified_bytes > 0
+    assert_boot_timeline(e2e, m.name, firmware, job_id)
     diff = first_difference(m.disks[0][0], e2e.image.path)
     assert diff is None, f"restored disk differs from the image at offset {diff}"
     record_figure(f"restore-{firmware}", **watch.figures(job_id), boot_after_done=booted[m.name])
+
+
+def assert_boot_timeline(e2e: E2ELab, name: str, firmware: str, job_id: int) -> None:
+    """The machine's timeline (issue 14) holds this boot's events in order: DHCP offer
+    (firmware, address), [TFTP on UEFI], boot script deciding the job, the boot
+    environment, the client's call, the first chunk, phases, done."""
+    events = json.loads(steps.slate(e2e.home, "host", "timeline", name, "--json").stdout)
+    want = ["dhcp-offer", *(["tftp"] if firmware == "uefi" else []), "boot-script", "bootenv",
+            "client-call", "first-chunk", "phase", "done"]  # fmt: skip
+    mine = [e for e in events if e["job"] in (None, job_id)]
+    found, i = [], 0
+    for e in mine:
+        if (
+            i < len(want)
+            and e["kind"] == want[i]
+            and (e["kind"] != "boot-script" or e["facts"]["decision"] == "job")
+        ):
+            found.append(e)
+            i += 1
+    shown = "\n".join(f"{e['at']} {e['kind']}: {e['detail']}" for e in events)
+    assert [e["kind"] for e in found] == want, f"timeline of {name}:\n{shown}"
+    offer = found[0]["facts"]
+    assert offer["firmware"] and offer["address"].startswith("10.77.0."), shown
+    assert found[want.index("boot-script")]["job"] == job_id
+    assert found[-1]["detail"] == f"job {job_id} done"
