@@ -27,6 +27,7 @@ def test_machine_page_shows_timeline_and_history(app, viewer) -> None:
     assert f"win11@{image.version}" in page
     assert "disk &lt;b&gt;vanished&lt;/b&gt;" in page  # escaped
     assert f'href="/machines/{MAC1}/history.csv"' in page
+    assert f'href="/machines/{MAC1}/hardware"' in page
     assert f'href="/machines/{MAC1}"' in viewer.get("/machines").text  # linked from the list
     resp = viewer.get(f"/machines/{MAC1}/history.csv")
     assert resp.status_code == 200 and resp.mimetype == "text/csv"
