@@ -1,0 +1,305 @@
+"""The boot and disk matrix (issue 15): cells the other lab tests do not boot.
+
+Each machine both restores and boots the restored disk, so one machine boot proves a
+firmware, a boot path and a disk type at once (docs/lab.md, "The boot matrix"):
+
+* UEFI HTTP boot (OVMF, its PXE options off: vendor class ``HTTPClient``, option 93 =
+  16) in full DHCP mode, onto an NVMe disk chosen by serial;
+* BIOS PXE → ``undionly.kpxe`` over TFTP → iPXE → the boot script, onto a SATA disk on
+  AHCI chosen by serial (``--ipxe-rom-chainload``: QEMU's BIOS ROM is iPXE itself);
+* an NVMe disk with 4096-byte logical blocks, refused for the 512-byte-sector image
+  before a byte is written;
+* UEFI HTTP boot in proxy mode beside dnsmasq, up to the job's kernel and initramfs.
+
+The first three share one appliance of their own (``--ipxe-rom-chainload`` must not
+change what the other e2e tests boot).  The DHCP answers are read from a tcpdump
+capture on the lab's server interface, not from Slate's own log.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import struct
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from appliance.dhcp import options as o
+from appliance.dhcp.packet import Message, parse
+from appliance.lab import steps
+from appliance.lab.harness import SERVER_IP, LabRun
+from appliance.lab.masterimage import MasterImage
+from appliance.lab.qemu import Machine
+from tests.lab.conftest import E2ELab, _log, record_figure
+
+if TYPE_CHECKING:
+    from tests.lab.conftest import PxeLab
+
+RESTORE_TIMEOUT = 600
+BOOT_TIMEOUT = 240
+HTTP_URL = f"http://{SERVER_IP}:80/ipxe/snponly.efi"
+
+
+@dataclass
+class MatrixLab(E2ELab):
+    pcap: Path = Path("/nonexistent")  # tcpdump of the lab server's DHCP traffic
+
+
+@pytest.fixture(scope="module")
+def matrix_session(
+    tmp_path_factory: pytest.TempPathFactory, master_image: MasterImage, bootenv: Path
+) -> Iterator[MatrixLab]:
+    root = tmp_path_factory.mktemp("matrix")
+    home = root / "home"
+    home.mkdir()
+    steps.ensure_bootenv(home, _log, source=bootenv)
+    started = time.monotonic()
+    version = steps.ensure_sample_image(home, master_image, _log)
+    record_figure("matrix-import", seconds=time.monotonic() - started)
+    accel = os.environ.get("SLATE_LAB_ACCEL", "tcg")
+    serve = ["--ipxe-rom-chainload", "--verbose"]
+    with LabRun(home, root / "work", accel=accel, serve_args=serve) as run:
+        assert run.srv is not None
+        pcap = root / "dhcp.pcap"
+        dump = run.srv.popen(
+            ["tcpdump", "-i", "eth0", "-U", "-s", "0", "-w", str(pcap), "port 67 or port 68"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            yield MatrixLab(home, run, master_image, version, pcap=pcap)
+        finally:
+            dump.terminate()
+            dump.wait(10)
+
+
+@pytest.fixture
+def matrix(matrix_session: MatrixLab) -> Iterator[MatrixLab]:
+    matrix_session.mine = []
+    yield matrix_session
+    for m in matrix_session.mine:
+        m.stop()
+
+
+def replies_to(pcap: Path, mac: str) -> list[Message]:
+    """DHCP replies (server → client) to ``mac`` in the capture, in order."""
+    data, out, i = pcap.read_bytes(), [], 24
+    while i + 16 <= len(data):
+        incl = struct.unpack_from("<I", data, i + 8)[0]
+        frame = data[i + 16 : i + 16 + incl]
+        i += 16 + incl
+        if len(frame) < 42 or frame[12:14] != b"\x08\x00":
+            continue
+        ihl = (frame[14] & 0x0F) * 4
+        sport = struct.unpack_from("!H", frame, 14 + ihl)[0]
+        if sport != 67:
+            continue
+        msg = parse(frame[14 + ihl + 8 :])
+        if msg.mac == mac:
+            out.append(msg)
+    return out
+
+
+def boot_file(msg: Message) -> str:
+    raw = msg.file.rstrip(b"\0") or (msg.get(o.BOOTFILE_NAME) or b"")
+    return raw.decode()
+
+
+def own_uuid() -> list[str]:
+    """QEMU's SMBIOS UUID is "Not Settable" unless given: a machine of its own has one."""
+    return ["-uuid", str(uuid.uuid4())]
+
+
+def restore_and_boot(lab: E2ELab, name: str, firmware: str, serial: str, **kw: object) -> str:
+    """Restore the sample image onto the disk ``serial`` names, boot it; the console."""
+    m = lab.machine(name, firmware, serial=serial, extra_args=own_uuid(), **kw)  # type: ignore[arg-type]
+    steps.register(lab.home, [m])
+    ref = f"{steps.SAMPLE_IMAGE}@{lab.version}"
+    [job_id] = steps.restore(lab.home, [m.name], ref, disk={"serial": serial})
+    watch = steps.Watch()
+    lab.start(m)
+    steps.wait_jobs(lab.home, [job_id], [m], RESTORE_TIMEOUT, watch=watch)
+    marker = lab.image.marker_line(firmware)
+    booted = steps.wait_booted([m], lambda _: marker, BOOT_TIMEOUT)
+    job = steps.job(lab.home, job_id)
+    assert job.state == "done" and job.verified_bytes >= lab.image.size
+    log = " / ".join(_job_log(lab, job_id))
+    assert "target for disk 0: " in log and serial in log.split("target for disk 0: ", 1)[1]
+    assert_restored(m.disks[0][0], lab.image.path, log)
+    record_figure(f"matrix-{name}", **watch.figures(job_id), boot_after_done=booted[m.name],
+                  power_on_to_booted=time.monotonic() - watch.started)  # fmt: skip
+    return m.console()
+
+
+MIB = 1 << 20
+
+
+def assert_restored(disk: Path, image: Path, log: str) -> None:
+    """The disk holds the image byte for byte — except, when the client then gave the
+    restored system this machine's identity (host name, machine-id: issue 13), inside
+    the file-system partitions (3: ext4 root, 4: NTFS data) it opened for that.  Those
+    bytes were verified against their hashes as they were written (verified_bytes)."""
+    diffs = differing_mib(disk, image)
+    if not diffs:
+        return
+    assert re.search(r"identity: .* partition \d+: host name", log), (
+        f"restored disk differs from the image at MiB {diffs[:8]} (no identity was set)"
+    )
+    ranges = [gpt_partition(image, n) for n in (3, 4)]
+    outside = [d for d in diffs if not any(a <= d * MIB < b for a, b in ranges)]
+    assert not outside, f"restored disk differs outside its file systems: MiB {outside}"
+
+
+def differing_mib(a: Path, b: Path) -> list[int]:
+    """Indexes of the MiB blocks in which two files differ."""
+    out: list[int] = []
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        for n in itertools.count():
+            x, y = fa.read(MIB), fb.read(MIB)
+            if not x and not y:
+                return out
+            if x != y:
+                out.append(n)
+    return out
+
+
+def gpt_partition(image: Path, number: int) -> tuple[int, int]:
+    """Byte range [first, end) of GPT partition ``number`` (512-byte sectors)."""
+    with open(image, "rb") as fh:
+        fh.seek(512)
+        header = fh.read(92)
+        entries, _count, size = struct.unpack_from("<QII", header, 72)
+        fh.seek(entries * 512 + (number - 1) * size)
+        first, last = struct.unpack_from("<QQ", fh.read(size), 32)
+    return first * 512, (last + 1) * 512
+
+
+def boots_on(lab: E2ELab, firmware: str, disk: Path, serial: str, model: str) -> float:
+    """Boot a restored disk with other firmware (no network: straight from the disk);
+    seconds from power-on to the restored system's marker."""
+    m = Machine(f"{disk.stem}-{firmware}", firmware, disks=[(disk, serial)],  # type: ignore[arg-type]
+                disk_models=[model], accel=lab.run.accel, workdir=lab.run.workdir)  # fmt: skip
+    lab.mine.append(m)
+    started = time.monotonic()
+    m.start()
+    m.wait_for(lab.image.marker_line(firmware), BOOT_TIMEOUT)
+    took = time.monotonic() - started
+    m.wait_exit(60)
+    return took
+
+
+def _job_log(lab: E2ELab, job_id: int) -> list[str]:
+    from appliance.config import Layout
+    from appliance.jobs import Jobs
+
+    conn = steps.connect(lab.home)
+    try:
+        return [r["line"] for r in Jobs(conn, Layout(lab.home)).log_lines(job_id, 200)]
+    finally:
+        conn.close()
+
+
+def test_uefi_http_boot_restores_onto_nvme_and_boots_it(matrix: MatrixLab) -> None:
+    console = restore_and_boot(
+        matrix, "mx-uefi-http", "uefi", "MX-NVME-1", netboot="http", disk_model="nvme"
+    )
+    mac = matrix.run.machines["mx-uefi-http"].mac
+    # OVMF booted over HTTP, never by PXE, and fetched iPXE from the URL Slate handed it.
+    assert "Start HTTP Boot over IPv4" in console
+    assert "Start PXE over IPv4" not in console
+    assert HTTP_URL in console  # OVMF prints the URI it downloads
+    # The DHCP answer: vendor class HTTPClient and the URL as the boot file.
+    http = [r for r in replies_to(matrix.pcap, mac) if r.get(o.VENDOR_CLASS) == b"HTTPClient"]
+    assert http, "no DHCP reply with vendor class HTTPClient"
+    assert {boot_file(r) for r in http} == {HTTP_URL}
+    assert {o.MESSAGE_TYPES[r.message_type or 0] for r in http} >= {"OFFER", "ACK"}
+    # The NVMe disk this machine restored boots on BIOS (SeaBIOS) too.
+    matrix.run.machines["mx-uefi-http"].stop()
+    disk = matrix.run.machines["mx-uefi-http"].disks[0][0]
+    record_figure(
+        "matrix-nvme-on-bios", seconds=boots_on(matrix, "bios", disk, "MX-NVME-1", "nvme")
+    )
+
+
+def test_bios_pxe_chainloads_undionly_and_restores_onto_sata(matrix: MatrixLab) -> None:
+    console = restore_and_boot(matrix, "mx-bios-undi", "bios", "MX-SATA-1", disk_model="sata")
+    mac = matrix.run.machines["mx-bios-undi"].mac
+    files = [boot_file(r) for r in replies_to(matrix.pcap, mac) if r.get(o.VENDOR_CLASS)]
+    script = f"http://{SERVER_IP}:80/boot/{mac}.ipxe"
+    # Each boot (restore, then the restored disk): undionly.kpxe first, then the script.
+    assert files[:2] == ["undionly.kpxe", "undionly.kpxe"], files
+    first_script = files.index(script)
+    assert set(files[:first_script]) == {"undionly.kpxe"} and files[first_script + 1] == script
+    assert files.count("undionly.kpxe") >= 4, files  # the second boot chainloads again
+    serve = matrix.run.log_tail("serve", 400_000)
+    assert "sent undionly.kpxe" in serve  # the TFTP transfer finished
+    assert "PXE->EB" in console  # undionly.kpxe found the ROM's PXE stack and runs on it
+    # The SATA disk this machine restored boots on UEFI (OVMF) too.
+    matrix.run.machines["mx-bios-undi"].stop()
+    disk = matrix.run.machines["mx-bios-undi"].disks[0][0]
+    record_figure(
+        "matrix-sata-on-uefi", seconds=boots_on(matrix, "uefi", disk, "MX-SATA-1", "sata")
+    )
+
+
+def test_nvme_disk_with_4k_sectors_is_refused_before_any_write(matrix: MatrixLab) -> None:
+    m = matrix.machine(
+        "mx-nvme4k", "bios", serial="MX-NVME-4K", disk_model="nvme-4k", extra_args=own_uuid()
+    )
+    steps.register(matrix.home, [m])
+    ref = f"{steps.SAMPLE_IMAGE}@{matrix.version}"
+    [job_id] = steps.restore(matrix.home, [m.name], ref, disk={"serial": "MX-NVME-4K"})
+    started = matrix.start(m)
+    deadline = time.monotonic() + RESTORE_TIMEOUT
+    while (job := steps.job(matrix.home, job_id)).state not in ("failed", "done", "cancelled"):
+        assert time.monotonic() < deadline, f"job {job_id} still {job.state}: {m.console()[-1500:]}"
+        time.sleep(1)
+    record_figure("matrix-nvme4k-refused", seconds=time.monotonic() - started)
+    assert job.state == "failed"
+    assert "MX-NVME-4K" in job.reason
+    assert "4096-byte sectors, the image has 512-byte sectors" in job.reason
+    m.stop()
+    # Not a byte written: the sparse disk file still has no data blocks at all.
+    assert os.stat(m.disks[0][0]).st_blocks == 0
+
+
+# --- UEFI HTTP boot in proxy mode (the site's DHCP is dnsmasq) -----------------------
+
+MAC_PROXY = "52:54:00:5f:00:01"
+
+
+def test_uefi_http_boot_in_proxy_mode_beside_dnsmasq(pxe_lab: PxeLab) -> None:
+    lab = pxe_lab
+    site = lab.lab.add_host("site", "10.78.0.2/24")
+    dnsmasq = site.popen(
+        ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--interface=eth0",
+         "--bind-interfaces", "--dhcp-range=10.78.0.50,10.78.0.99,1h", "--no-ping",
+         f"--dhcp-leasefile={lab.tmp}/dnsmasq.leases"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    lab.procs.append(dnsmasq)
+    lab.slate("host", "add", MAC_PROXY, "--name", "http1")
+    lab.slate("job", "capture", "--host", "http1", "--image", "lab-test")
+    job_id = json.loads(lab.slate("job", "list", "--json"))[0]["id"]
+    lab.serve("--dhcp", "proxy")
+    machine = lab.machine("http1", "uefi", MAC_PROXY, memory=512, netboot="http")
+    machine.start()
+    try:
+        console = machine.wait_for(lab.MARKER, timeout=240)
+    except Exception as exc:
+        raise AssertionError(f"{exc}\n{lab.evidence()}") from exc
+    assert "Start HTTP Boot over IPv4" in console and "Start PXE" not in console
+    assert "/ipxe/snponly.efi" in console
+    line = next(x for x in console.splitlines() if lab.MARKER in x)
+    assert f"slate.job={job_id}" in line
+    log = lab.serve_proc.output() if lab.serve_proc else ""
+    assert f"to {MAC_PROXY} (uefi-http)" in log  # Slate's proxy offer to the HTTP client
+    assert MAC_PROXY in (lab.tmp / "dnsmasq.leases").read_text()  # the address: dnsmasq's
