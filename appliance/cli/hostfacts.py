@@ -40,6 +40,7 @@ def add_commands(sub: Any) -> None:
         help="unpin a machine's SMBIOS UUID (its mainboard was replaced): the next facts pin it",
     )
     p.add_argument("host", metavar="NAME|MAC")
+    add_json_flag(p)
     p.set_defaults(func=cmd_forget_uuid)
 
 
@@ -107,5 +108,8 @@ def cmd_power(args: argparse.Namespace) -> int:
 def cmd_forget_uuid(args: argparse.Namespace) -> int:
     conn = _conn(args)
     old = machinefacts.forget_uuid(conn, args.host, actor=cli_actor())
+    if args.json:
+        print_json({"host": args.host, "forgot_uuid": old})
+        return 0
     print(f"forgot SMBIOS UUID {old or '(none pinned)'}: the next facts reported pin it again")
     return 0

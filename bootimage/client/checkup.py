@@ -38,12 +38,15 @@ def report_facts(api: Api, log: Callable[[str], None], *, real: bool = True) -> 
     return facts
 
 
-def check_disks(api: Api, paths: Sequence[str], log: Callable[[str], None]) -> list[Any]:
-    """Read the health of ``paths`` and ask the appliance; raise if a disk is refused."""
-    records = []
-    for path in paths:
-        record = health_mod.read_health(path)
-        records.append(record.to_dict())
+def check_disks(
+    api: Api,
+    paths: Sequence[str],
+    log: Callable[[str], None],
+    read: Callable[[str], health_mod.Health] = health_mod.read_health,
+) -> list[Any]:
+    """Read the health of ``paths`` (``read``: smartctl) and ask the appliance; raise
+    RefusedByAppliance, before anything is written, if a disk is refused."""
+    records = [read(path).to_dict() for path in paths]
     answer = api.post_json("/health", {"disks": records}) or {}
     for verdict in answer.get("verdicts") or []:
         log(f"disk health {verdict.get('path')}: {verdict.get('status')}")

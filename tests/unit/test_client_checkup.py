@@ -4,6 +4,7 @@ health check and power wait against a real appliance over HTTP."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from appliance.http import create_app
 from appliance.http.server import HttpServer
 from bootimage.client import checkup, facts
 from bootimage.client.api import Api
+from bootimage.client.health import health_record
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "smart"
 
 CPUINFO = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -109,6 +113,19 @@ def test_check_disks_of_files_is_unknown_and_goes_on(appliance_api, tmp_path):
     assert [v["status"] for v in verdicts] == ["unknown"]
     assert f.jobs.get(job_id).state == "running"
     assert lines == [f"disk health {disk}: unknown"]
+
+
+def test_a_disk_the_appliance_refuses_stops_the_client_before_any_write(appliance_api, tmp_path):
+    f, job_id, api = appliance_api
+    failing = json.loads((GOLDEN / "ata-failing.json").read_text())  # smartmontools' shape
+    lines: list[str] = []
+    with pytest.raises(checkup.RefusedByAppliance, match="3912 reallocated sectors") as caught:
+        checkup.check_disks(
+            api, ["/dev/sda"], lines.append, read=lambda p: health_record(p, failing)
+        )
+    assert "--ignore-disk-health" in str(caught.value.hint)
+    assert f.jobs.get(job_id).state == "failed"
+    assert lines == ["disk health /dev/sda: refused"]
 
 
 def test_the_power_wait_takes_the_request_or_gives_up(appliance_api):

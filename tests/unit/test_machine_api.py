@@ -252,7 +252,9 @@ def test_cli_register_facts_search_and_power(slate, home):
     assert "pc1 is not waiting in Slate's boot environment" in proc.stderr
     assert "hint:" in proc.stderr and "own agent" in proc.stderr
     assert slate("host", "power", "pc1", "explode").returncode == 2
-    assert "forgot SMBIOS UUID " + UUID_A in slate("host", "forget-uuid", "pc1", check=True).stdout
+    forgot = json.loads(slate("host", "forget-uuid", "pc1", "--json", check=True).stdout)
+    assert forgot == {"host": "pc1", "forgot_uuid": UUID_A}
+    assert "forgot SMBIOS UUID (none pinned)" in slate("host", "forget-uuid", "pc1").stdout
 
 
 def test_cli_ignore_disk_health_on_restore_and_capture(slate, home):
