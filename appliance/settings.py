@@ -56,9 +56,9 @@ class Settings:
     # write (appliance.diskhealth; a job's --ignore-disk-health writes anyway).
     disk_max_reallocated: int = 50
     disk_max_pending: int = 10
-    # The console's own HTTPS listener ("" = the console is served by the HTTP listener
-    # on the imaging network, as before; docs/security.md), and the site's certificate.
-    console_listen: str = ""
+    # The console's own HTTPS listener, off the imaging network (docs/security.md), and
+    # the site's certificate.
+    console_listen: str = "127.0.0.1:8443"
     console_cert: str = ""  # "" = a self-signed one made in the data directory
     console_key: str = ""
     # The client channel over TLS on the imaging network (the client's API calls and
@@ -227,8 +227,9 @@ TABLE: tuple[Setting, ...] = (
     ),
     Setting(
         "console_listen",
-        "serve the web console on its own HTTPS listener ADDR:PORT, e.g. 127.0.0.1:8443"
-        " (then console paths are 404 on the imaging network); unset = on the HTTP port",
+        "where the web console and its JSON API listen, over HTTPS: ADDR:PORT (default"
+        " 127.0.0.1:8443; a management interface's address where the site has one); every"
+        " console path is 404 on the imaging network",
         _listen,
         metavar="ADDR:PORT",
     ),

@@ -4,7 +4,7 @@ Builds what it needs (the sample Debian master image and the boot environment, b
 cached), imports the image, brings up a private lab (an appliance and two PXE machines,
 one BIOS and one UEFI, in network namespaces), restores the image onto both while
 showing progress, and shows that both boot the restored system.  The web console is
-reachable from this host at http://127.0.0.1:PORT/ while all boot traffic stays inside
+reachable from this host at https://127.0.0.1:PORT/ while all boot traffic stays inside
 the lab.
 """
 
@@ -67,12 +67,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run = harness.LabRun(home, home / "demo", accel=args.accel, console_port=port)
     run.start(detach=args.keep)
     try:
-        say(f"    web console: http://127.0.0.1:{port}/  {_console_login(home)}")
+        say(f"    web console: https://127.0.0.1:{port}/  {_console_login(home)}")
+        say(f"    its certificate (self-signed) SHA-256: {run.state()['console_sha256']}")
         figures = _restore_both(run, home, image, version, args.memory)
         _summary(figures, time.monotonic() - t0)
         if args.keep:
             harness.save_state(home, run.state())
-            say(f"lab left running; web console http://127.0.0.1:{port}/ ; stop: slate lab down")
+            say(f"lab left running; web console https://127.0.0.1:{port}/ ; stop: slate lab down")
             run = None  # type: ignore[assignment]
     finally:
         if run is not None:

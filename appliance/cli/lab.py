@@ -87,6 +87,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print_json(state)
         return 0
     print(f"lab {state['prefix']} is up; web console: {state['console']}")
+    _print_certificate(state)
     _print_login(state)
     _print_machines(state)
     print("stop it with: slate lab down")
@@ -109,11 +110,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json(state)
         return 0
     print(f"lab {state['prefix']}; web console: {state['console']}")
+    _print_certificate(state)
     _print_login(state)
     rows = [(p["role"], p["pid"], "running" if p["alive"] else "stopped") for p in state["procs"]]
     print_table(rows, ["process", "pid", "state"])
     _print_machines(state)
     return 0
+
+
+def _print_certificate(state: dict[str, Any]) -> None:
+    if state.get("console_sha256"):
+        print(f"console certificate (self-signed) SHA-256: {state['console_sha256']}")
 
 
 def _print_login(state: dict[str, Any]) -> None:

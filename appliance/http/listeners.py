@@ -4,7 +4,7 @@
   the routes the appliance itself registers — boot scripts, the boot environment, the
   client API, the store, rooms.  A route a plugin adds (the web console and its JSON
   API) is 404 there, whatever the method.
-* The **console listener** (``--console-listen``, 127.0.0.1 by default) serves the
+* The **console listener** (``--console-listen``, 127.0.0.1:8443 by default) serves the
   console over HTTPS, with ``Strict-Transport-Security``.  Its certificate is the site's
   own, or one made at first start (self-signed, its SHA-256 fingerprint logged so a
   technician can check what the browser shows).
@@ -216,7 +216,10 @@ def console_server(app: Flask, home: Path, settings: Any) -> Any:
                 )
     else:
         cert, key = ensure_certificate(home, [host, "127.0.0.1", "localhost"])
-    server = HttpServer(app, host, int(port), scope=CONSOLE, tls=(cert, key), threads=16)
+    # Its own pool, larger than the live-update streams' cap (webui.api.events.MAX_STREAMS,
+    # 16): with every stream place taken, pages still load; boots use other threads.
+    server = HttpServer(app, host, int(port), scope=CONSOLE, tls=(cert, key), threads=32,
+                        flag="--console-listen")  # fmt: skip
     logging.getLogger("slate.serve").info(
         "console on https://%s:%s/ (certificate %s, SHA-256 %s)",
         f"[{host}]" if ":" in host else host,
@@ -280,4 +283,4 @@ def client_tls_server(app: Flask, home: Path, settings: Any) -> Any:
             super().stop()
 
     return ClientTls(app, settings.address, settings.client_tls_port, scope=PXE,
-                     tls=(cert, key), threads=32)  # fmt: skip
+                     tls=(cert, key), threads=32, flag="--client-tls-port")  # fmt: skip

@@ -65,8 +65,10 @@ class HttpServer:
         threads: int = THREADS,
         scope: str | None = None,
         tls: tuple[Path, Path] | None = None,
+        flag: str = "--http-port",
     ) -> None:
         self.app = app
+        self.flag = flag  # the setting that picks this listener's address (for errors)
         self.host = host
         self.port = port
         self.tls = tls
@@ -93,8 +95,9 @@ class HttpServer:
             self._server.prepare()
         except OSError as exc:
             raise SlateError(
-                f"cannot listen for HTTP on {self.host}:{self.port}: {exc.strerror or exc}",
-                hint="pick another --http-port, or stop what is using this one",
+                f"cannot listen for {'HTTPS' if self.tls else 'HTTP'} on {self.host}:{self.port}:"
+                f" {exc.strerror or exc}",
+                hint=f"pick another {self.flag}, or stop what is using this one",
             ) from exc
         self.port = int(self._server.bind_addr[1])
         self._thread = threading.Thread(target=self._serve, name="slate-http", daemon=True)

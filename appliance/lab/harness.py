@@ -6,10 +6,12 @@
                              └──────── veth ── netns <prefix>-srv: eth0 10.77.0.1/24
                                                  `slate serve --dhcp full` (DHCP, TFTP,
                                                  DNS, HTTP on port 80), RA sender
-    host 127.0.0.1:PORT  ── forwarder (appliance.lab.forward) ──> 10.77.0.1:80
+    host 127.0.0.1:PORT  ── forwarder (appliance.lab.forward) ──> the srv namespace's
+                                                                   127.0.0.1:8443 (console)
 
 Boot traffic never leaves the lab's namespaces; the only thing on the host is the
-forwarder's loopback socket, so a person can open the web console.  Every process is
+forwarder's loopback socket, so a person can open the web console (HTTPS, end to end:
+the forwarder relays TCP; the certificate is the lab's ``console-cert.pem``).  Every process is
 recorded with its PID and start time (``state()``), which is what ``slate lab down``
 uses to stop exactly those processes — never anything found by name.
 """
@@ -36,6 +38,8 @@ SUBNET = "10.77.0"
 SERVER_IP = f"{SUBNET}.1"
 POOL = f"{SUBNET}.100-{SUBNET}.199"
 LAB_HTTP_PORT = 80
+# The console listens on the srv namespace's loopback only (slate serve's default).
+LAB_CONSOLE = "127.0.0.1:8443"
 # Roomcast's rate in the lab: the lab's links claim 10 Gbit/s, but machines emulated
 # by TCG on two cores take in far less; what they cannot take they would fetch again.
 LAB_MULTICAST_RATE = "20M"
@@ -186,22 +190,25 @@ class LabRun:
         argv = [
             self.python, "-m", "appliance.lab.forward",
             "--listen", f"127.0.0.1:{self.console_port}", "--netns", self.srv.name,
-            "--to", f"{SERVER_IP}:{LAB_HTTP_PORT}", "--ready", str(ready),
+            "--to", LAB_CONSOLE, "--ready", str(ready),
         ]  # fmt: skip
         proc = self._spawn("forward", argv, detach)
         self._wait(lambda: ready.exists(), 10, "the console forwarder", proc)
 
     def wait_http(self, timeout: float = 60) -> None:
-        """Wait until the appliance answers HTTP inside the lab."""
+        """Wait until the appliance answers HTTP inside the lab, and its console (HTTPS,
+        the srv namespace's loopback; its certificate exists from then on)."""
         assert self.srv is not None
-        url = f"http://{SERVER_IP}:{LAB_HTTP_PORT}/"
+        urls = [f"http://{SERVER_IP}:{LAB_HTTP_PORT}/", f"https://{LAB_CONSOLE}/login"]
         serve = next(p for p in self.procs if p.role == "serve")
 
         def up() -> bool:
             assert self.srv is not None
-            cmd = ["curl", "-s", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}", url]
-            out = self.srv.run(cmd, check=False).stdout.strip()
-            return out not in ("", "000")
+            for url in urls:  # -k: readiness only (people check the printed fingerprint)
+                cmd = ["curl", "-sk", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}", url]
+                if self.srv.run(cmd, check=False).stdout.strip() in ("", "000"):
+                    return False
+            return True
 
         self._wait(up, timeout, "slate serve", serve)
 
@@ -302,9 +309,19 @@ class LabRun:
             "machines": [asdict(i) for i in self.infos.values()],
             "workdir": str(self.workdir),
             "accel": self.accel,
-            "console": f"http://127.0.0.1:{self.console_port}/" if self.console_port else None,
+            "console": f"https://127.0.0.1:{self.console_port}/" if self.console_port else None,
+            "console_sha256": console_fingerprint(self.home) if self.console_port else None,
             "server": SERVER_IP,
         }
+
+
+def console_fingerprint(home: Path) -> str | None:
+    """SHA-256 of the console's certificate (made by ``slate serve`` at first start), as a
+    browser shows it; None before it exists."""
+    from appliance.http.listeners import CERT_FILE, fingerprint
+
+    cert = home / CERT_FILE
+    return fingerprint(cert) if cert.is_file() else None
 
 
 def machine_from(info: MachineInfo, netns: str, accel: str, workdir: Path) -> Machine:

@@ -2,7 +2,8 @@
 
 Log in, register a machine, start a reimage, watch its progress reach 100 % while a
 restore client reports through the real client API, see the job in the history.
-The appliance runs as in production: a ``slate serve`` process on loopback.
+The appliance runs as in production: a ``slate serve`` process on loopback, the console
+on its own HTTPS listener, the client's calls over the client channel over TLS.
 Screenshots land in artifacts/screenshots/ for people to look at.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -79,12 +81,14 @@ class Served:
 
     def __init__(self, home: Path) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
-        tls_port = free_port()
+        tls_port, console_port = free_port(), free_port()
+        self.console = f"https://127.0.0.1:{console_port}"  # the console's own listener
         self.api = f"https://127.0.0.1:{tls_port}"  # the client channel over TLS
         self.pin = home / "client-cert.pem"  # what the boot environment carries
         args = ["serve", "--interface", "lo", "--address", "127.0.0.1", "--dhcp", "off",
                 "--http-port", self.url.rsplit(":", 1)[1], "--tftp-port", str(free_port()),
-                "--client-tls-port", str(tls_port), "--no-dns"]  # fmt: skip
+                "--client-tls-port", str(tls_port), "--no-dns",
+                "--console-listen", f"127.0.0.1:{console_port}"]  # fmt: skip
         self.log = open(home / "serve.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "appliance.cli", "--home", str(home), *args],
@@ -99,7 +103,9 @@ class Served:
             if self.proc.poll() is not None:
                 raise AssertionError("slate serve exited:\n" + (home / "serve.log").read_text())
             try:
-                with urllib.request.urlopen(self.url + "/api/v1/openapi.json", timeout=2):
+                ctx = ssl.create_default_context(cafile=str(home / "console-cert.pem"))
+                with urllib.request.urlopen(self.console + "/api/v1/openapi.json", timeout=2,
+                                            context=ctx):  # fmt: skip
                     return
             except OSError:
                 time.sleep(0.1)
@@ -136,6 +142,9 @@ def page(tmp_path: Path) -> Iterator[Page]:
             args=CHROMIUM_ARGS,
             headless=True,
             viewport={"width": 1280, "height": 860},
+            # The console's certificate is self-signed (made at first start); the tests
+            # that trust it by its file are tests/interop/test_http_console_listener.py.
+            ignore_https_errors=True,
         )
         page = context.new_page()
         page.set_default_timeout(20_000)
@@ -228,8 +237,8 @@ def start_reimage(page: Page) -> None:
 
 def test_progress_steps_reach_the_dashboard_live(server: Served, page: Page) -> None:
     """Progress steps driven through the client API, so each step can be awaited."""
-    base = server.url
-    log_in(page, base)
+    base = server.url  # the imaging network's listener (boot scripts, chunks)
+    log_in(page, server.console)
     register_machine(page)
     start_reimage(page)
 
@@ -279,8 +288,8 @@ def test_real_restore_client_seen_from_the_console(
 ) -> None:
     """The real restore client process (bootimage.client) restores onto a disk file
     while the console watches; the job ends done at 100 % with the client's log."""
-    base = server.url
-    log_in(page, base)
+    base = server.url  # the imaging network's listener (boot scripts, chunks)
+    log_in(page, server.console)
     register_machine(page)
     start_reimage(page)
     job_id, token = boot(base, MAC)
@@ -346,7 +355,7 @@ def test_admin_verifies_and_deletes_a_version_and_reads_the_audit(
     proc = slate("user", "add", "ada", "--role", "admin", "--password-stdin",
                  input=PASSWORD + "\n")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    page.goto(server.url + "/login")
+    page.goto(server.console + "/login")
     page.fill("#name", "ada")
     page.fill("#password", PASSWORD)
     page.click("button:has-text('Log in')")

@@ -1,13 +1,15 @@
 """`slate lab up|status|down`: a lab left running for exploring the console, with the
 console on the host's loopback and every boot service inside the lab's namespaces;
 `down` stops exactly what `up` started and removes the hosts `up` registered, no other;
-`up` works again after `down` and prints a console login that works."""
+`up` works again after `down` and prints a console login that works.  The console is
+HTTPS end to end (the lab's own certificate, its fingerprint printed)."""
 
 from __future__ import annotations
 
 import http.cookiejar
 import json
 import re
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -15,6 +17,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from appliance.http.listeners import fingerprint
 from appliance.lab import harness
 from tests.conftest import require_root
 
@@ -25,6 +28,11 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _console_tls(home: Path) -> ssl.SSLContext:
+    """Trust exactly the lab's console certificate (its SAN is 127.0.0.1)."""
+    return ssl.create_default_context(cafile=str(home / "console-cert.pem"))
 
 
 def _host_udp_ports() -> str:
@@ -39,10 +47,14 @@ def test_lab_up_status_down(slate, home: Path) -> None:
     try:
         assert up.returncode == 0, up.stderr
         state = json.loads(up.stdout)
-        assert state["console"] == f"http://127.0.0.1:{port}/"
-        # The console answers on the host's loopback (through the forwarder) ...
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as resp:
+        assert state["console"] == f"https://127.0.0.1:{port}/"
+        assert state["console_sha256"] == fingerprint(home / "console-cert.pem")
+        # The console answers on the host's loopback (through the forwarder), over TLS ...
+        ctx = _console_tls(home)
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/login", timeout=10,
+                                    context=ctx) as resp:  # fmt: skip
             assert resp.status == 200
+            assert resp.headers["Strict-Transport-Security"]
         # ... while DHCP and TFTP listen only inside the lab.
         host_ports = _host_udp_ports()
         assert ":67 " not in host_ports and ":69 " not in host_ports, host_ports
@@ -72,12 +84,13 @@ def test_lab_up_status_down(slate, home: Path) -> None:
     assert slate("lab", "status").returncode == 1
 
 
-def _log_in(port: int, name: str, password: str) -> str:
+def _log_in(port: int, name: str, password: str, ctx: ssl.SSLContext) -> str:
     """Log in the way the console's login form does (session cookie + its CSRF token);
     the account page it leads to."""
-    base = f"http://127.0.0.1:{port}"
+    base = f"https://127.0.0.1:{port}"
     opener = urllib.request.build_opener(
-        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+        urllib.request.HTTPSHandler(context=ctx),
     )
     with opener.open(f"{base}/login", timeout=10) as resp:
         form = resp.read().decode()
@@ -113,10 +126,10 @@ def test_lab_up_again_after_down_and_its_login(slate, home: Path) -> None:
         assert "lab-bios2 is a registered host the lab did not make" in up.stderr
         login = state["login"]
         assert login["user"] == "lab" and login["password"], login
-        account = _log_in(port, "lab", login["password"])
+        account = _log_in(port, "lab", login["password"], _console_tls(home))
         assert re.search(r"<h1>lab <span[^>]*>admin</span>", account), account[-2000:]
         try:
-            _log_in(port, "lab", login["password"] + "x")
+            _log_in(port, "lab", login["password"] + "x", _console_tls(home))
             raise AssertionError("a wrong password logged in")
         except urllib.error.HTTPError as exc:
             assert exc.code == 401
@@ -135,12 +148,14 @@ def test_lab_up_again_after_down_and_its_login(slate, home: Path) -> None:
     again = slate("lab", "up", "--bios", "1", "--uefi", "0", "--no-image", "--port", str(port))
     try:
         assert again.returncode == 0, again.stderr
-        assert f"web console: http://127.0.0.1:{port}/" in again.stdout
+        assert f"web console: https://127.0.0.1:{port}/" in again.stdout
+        fp = fingerprint(home / "console-cert.pem")
+        assert f"console certificate (self-signed) SHA-256: {fp}" in again.stdout
         assert f"console login: log in as lab, password {login['password']}" in again.stdout
         state = json.loads(slate("lab", "status", "--json", check=True).stdout)
         assert [m["name"] for m in state["machines"]] == ["lab-bios1"]
         assert all(p["alive"] for p in state["procs"]), state["procs"]
-        _log_in(port, "lab", login["password"])
+        _log_in(port, "lab", login["password"], _console_tls(home))
     finally:
         down = slate("lab", "down")
     assert down.returncode == 0, down.stderr
