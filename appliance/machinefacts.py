@@ -271,3 +271,29 @@ def power_state(conn: sqlite3.Connection, mac: str) -> dict[str, Any]:
     if row is not None:
         last = {"job": row[0], "command": row[1], "actor": row[2], "at": row[3], "taken_at": row[4]}
     return {"waiting_job": job, "last_request": last}
+
+
+def request_power_room(
+    conn: sqlite3.Connection, room: str, command: str, *, actor: str
+) -> dict[str, Any]:
+    """``command`` for every machine of ``room`` waiting in the boot environment:
+    ``{"requested": [{"host", "job"}], "not_waiting": [host names]}``.  Conflict when
+    none of them waits."""
+    if command not in POWER_COMMANDS:
+        raise UsageError(f"{command!r} is not a power command", hint="reboot or poweroff")
+    hosts = Inventory(conn).hosts(room)  # NotFound for an unknown room
+    requested, idle = [], []
+    for host in hosts:
+        if waiting_job(conn, host.mac) is None:
+            idle.append(host.name)
+        else:
+            requested.append(
+                {"host": host.name, "job": request_power(conn, host.mac, command, actor=actor)}
+            )
+    if not requested:
+        raise Conflict(
+            f"no machine of room {room} is waiting in Slate's boot environment",
+            hint="Slate reaches only machines sitting in its boot environment (after a register"
+            " job, a refused disk or a failed job); see docs/operations.md",
+        )
+    return {"requested": requested, "not_waiting": idle}

@@ -56,3 +56,13 @@ def register(mac: str) -> Any:
         "info",
     )
     return redirect(url_for("hardware.show", mac=job.host))
+
+
+@bp.post("/rooms/<name>/power")
+@require("job.start")
+def power_room(name: str) -> Any:
+    command = request.form.get("command", "")
+    result = machinefacts.request_power_room(backend.slate().db(), name, command, actor=actor())
+    left = f"; not waiting: {', '.join(result['not_waiting'])}" if result["not_waiting"] else ""
+    flash(f"{command} requested for {len(result['requested'])} machine(s) of {name}{left}.", "info")
+    return redirect(request.referrer or url_for("machines.index"))

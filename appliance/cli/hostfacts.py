@@ -44,6 +44,33 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_forget_uuid)
 
 
+def add_room_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "power",
+        help="reboot or power off every machine of the room waiting in Slate's boot environment",
+    )
+    p.add_argument("name", metavar="ROOM")
+    p.add_argument("command", choices=machinefacts.POWER_COMMANDS)
+    add_json_flag(p)
+    p.set_defaults(func=cmd_room_power)
+
+
+def cmd_room_power(args: argparse.Namespace) -> int:
+    result = machinefacts.request_power_room(
+        _conn(args), args.name, args.command, actor=cli_actor()
+    )
+    if args.json:
+        print_json(result)
+        return 0
+    for r in result["requested"]:
+        print(f"{r['host']}: {args.command} requested (job {r['job']})")
+    if result["not_waiting"]:
+        print(
+            "not waiting in the boot environment (left alone): " + ", ".join(result["not_waiting"])
+        )
+    return 0
+
+
 def cmd_facts(args: argparse.Namespace) -> int:
     conn = _conn(args)
     host = Inventory(conn).get_host(args.host)

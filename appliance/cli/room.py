@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from appliance.audit import cli_actor
+from appliance.cli import hostfacts
 from appliance.cli.host import inventory
 from appliance.cli.output import add_group, add_json_flag, print_json, print_table
 
@@ -36,6 +37,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("name")
     p.add_argument("image", metavar="IMAGE[@V]|none", help="'none' removes the rule")
     p.set_defaults(func=cmd_set_auto)
+    hostfacts.add_room_commands(sub)  # power
 
 
 def cmd_list(args: argparse.Namespace) -> int:

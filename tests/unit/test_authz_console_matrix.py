@@ -61,6 +61,7 @@ GET    /machines/{mac}/hardware                   302 200 200 200
 POST   /machines/{mac}/power                      400 403 400 400
 POST   /machines/{mac}/register                   400 403 409 409
 POST   /machines/{mac2}/register                  400 403 302 302
+POST   /machines/rooms/{room}/power               400 403 400 400
 GET    /rooms/{room}                              302 200 200 200
 GET    /rooms/{room}/status                       302 200 200 200
 GET    /reimage                                   302 403 200 200

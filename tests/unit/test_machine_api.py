@@ -280,3 +280,28 @@ def test_cli_ignore_disk_health_on_restore_and_capture(slate, home):
     conn = db.connect(Layout(home).db)
     plain = conn.execute("SELECT options FROM jobs WHERE host='aa:bb:cc:00:00:02'").fetchone()[0]
     assert json.loads(plain)["ignore_disk_health"] is True
+
+
+def test_room_power_reaches_only_the_machines_waiting(world):
+    inv = world.f.inventory
+    for host in ("pc1", "pc2"):
+        inv.update_host(host, actor="t", room="lab")
+    job, headers = world.start("pc1")
+    world.start("pc2")  # restoring: not waiting
+    with pytest.raises(machinefacts.Conflict, match="no machine of room lab is waiting"):
+        machinefacts.request_power_room(world.f.db(), "lab", "reboot", actor="t")
+    world.client.post(f"{API}/failed", json={"reason": "test"}, headers=headers)
+    assert world.client.get(f"{API}/power", headers=headers).get_json()["command"] is None
+    got = machinefacts.request_power_room(world.f.db(), "lab", "reboot", actor="t")
+    assert got == {"requested": [{"host": "pc1", "job": job}], "not_waiting": ["pc2"]}
+    assert world.client.get(f"{API}/power", headers=headers).get_json()["command"] == "reboot"
+    with pytest.raises(machinefacts.UsageError):
+        machinefacts.request_power_room(world.f.db(), "lab", "halt", actor="t")
+
+
+def test_cli_room_power_says_who_was_not_waiting(slate):
+    slate("host", "add", "aa:bb:cc:00:00:01", "--name", "pc1", "--room", "lab", check=True)
+    proc = slate("room", "power", "lab", "poweroff")
+    assert proc.returncode != 0 and "no machine of room lab is waiting" in proc.stderr
+    assert "hint:" in proc.stderr
+    assert slate("room", "power", "nowhere", "poweroff").returncode != 0

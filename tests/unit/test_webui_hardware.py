@@ -108,3 +108,17 @@ def test_reimage_and_capture_take_when_done_and_ignore_disk_health(app, tech):
     with app.app_context():
         cap = slate(app).jobs.active_for(MAC2)
     assert cap is not None and cap.options["ignore_disk_health"] is True
+
+
+def test_room_power_off_button(app, tech):
+    add_host(app, MAC1, "pc1")
+    add_host(app, MAC2, "pc2")
+    job = _reported(app)
+    assert 'action="/machines/rooms/lab-a/power"' in tech.get("/machines").text
+    assert tech.post("/machines/rooms/lab-a/power", {"command": "poweroff"}).status_code == 409
+    with app.app_context():
+        machinefacts.note_poll(slate(app).db(), job)
+    resp = tech.post("/machines/rooms/lab-a/power", {"command": "poweroff"})
+    assert resp.status_code == 302
+    with app.app_context():
+        assert machinefacts.note_poll(slate(app).db(), job) == "poweroff"
