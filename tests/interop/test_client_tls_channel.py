@@ -4,7 +4,7 @@ URLs and an initrd carrying its certificate; the real client restores with its A
 and the manifest over TLS pinned to that certificate and its chunks over plain HTTP.
 While the channel runs, plain HTTP refuses the client API and the manifests.  A client
 pinned to another certificate refuses to talk: clear error, nothing written, the job
-never runs."""
+never runs.  A capture goes through the channel too (its uploads and commit)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import json
 import subprocess
 from pathlib import Path
 
-from client_kit import MAC, MIB, ROOT, Appliance, client_argv, make_disk
+from client_kit import MAC, MIB, ROOT, Appliance, client_argv, free_port, make_disk, run_client
 
 from appliance.http.listeners import CLIENT_FILES, ensure_certificate
 from appliance.lab.netns import Lab
+from appliance.store import Store
 from tests.conftest import require_root
 
 TLS_PORT = 8444
@@ -107,3 +108,20 @@ def test_a_client_pinned_to_another_certificate_refuses_to_talk(tmp_path: Path) 
             after = app.job(job.id)
             assert after.state == "pending" and not after.verified_bytes
     assert target.read_bytes() == bytes(8 * MIB)  # not a byte written
+
+
+def test_capture_through_the_pinned_tls_channel(tmp_path: Path) -> None:
+    source = tmp_path / "pc.img"
+    make_disk(source, 16 * MIB)
+    tls_port = free_port()
+    with Appliance(tmp_path / "home", extra=["--tls-port", str(tls_port)]) as app:
+        job, token = app.capture_job("captured")
+        pin = app.home / CLIENT_FILES[0]
+        proc = run_client(app.url, job, token, source, "--api",
+                          f"https://127.0.0.1:{tls_port}", "--pin", str(pin))  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert f"client API over TLS to 127.0.0.1:{tls_port}, pinned certificate" in proc.stderr
+        ended = app.job(job.id)
+        assert ended.state == "done", ended.reason
+        manifest = Store(app.layout).resolve("captured")
+        assert manifest.disks[0].size == 16 * MIB
