@@ -23,8 +23,11 @@ from playwright.sync_api import Page, expect
 from tests.browser.test_console_browser import CHUNK, ROOT, Served, boot, shot
 from tests.browser.test_console_browser import page as page
 from tests.browser.test_console_browser import server as server
+from tests.conftest import require_root
 
 ROOM = "lab-2"
+# "multicast: 31.5 MiB multicast, 1.0 MiB HTTP" — some MiB (not 0 B) came by multicast
+MULTICAST_BYTES = re.compile(r"multicast: [1-9][\d.]* MiB multicast")
 FORTY_FIVE = re.compile(r"45(\.0)? %")  # "45.0 %" as first rendered, "45 %" once live
 SEATS = {
     "pc-201": "52:54:00:20:00:01",
@@ -152,3 +155,53 @@ def test_room_view_follows_a_room_of_three_restoring(
     expect(totals).to_contain_text("2 done · 0 running · 1 failed · 0 not yet booted")
     shot(page, "23-room-ended")
     assert job1 not in {j for _, j, _, _ in procs}
+
+
+# -- the same room through roomcast, seats in namespaces ------------------------------------
+def test_room_view_shows_the_roomcast_session_of_three_real_seats(
+    page: Page, tmp_path: Path
+) -> None:
+    """The interop room kit (tests/interop/room_kit.py): the appliance in its namespace
+    multicasts to three real restore clients, each in its own namespace on a snooping
+    bridge.  The console (the same data directory, on this machine's loopback) shows
+    the room: seats waiting, then the roomcast session and each seat's multicast bytes,
+    then all three done."""
+    require_root()
+    sys.path.insert(0, str(ROOT / "tests" / "interop"))  # room_kit imports client_kit so
+    from client_kit import MIB, make_disk
+    from room_kit import make_room
+
+    from appliance import users
+    from appliance.config import Layout
+    from appliance.http import create_app
+    from appliance.http.server import HttpServer
+
+    image = tmp_path / "master.img"
+    make_disk(image, 48 * MIB, data_fraction=0.9)
+    room = make_room(tmp_path, image, 3, rate="36M", seat_mbit=40)
+    console = None
+    try:
+        users.add(room.app.conn, "tina", "technician", "a long lab password", "test")
+        app = create_app(Layout(room.app.home))
+        console = HttpServer(app, "127.0.0.1", 0)
+        console.start()
+        _log_in(page, console.url)
+        page.goto(f"{console.url}/rooms/lab1")
+        totals = page.locator("#room-totals")
+        expect(totals).to_contain_text("3 not yet booted")
+        for seat in room.seats:
+            room.start(seat)
+        expect(page.locator("#room-sessions")).to_contain_text("Served by roomcast (multicast)")
+        shot(page, "24-roomcast-running")
+        for seat in room.seats:
+            assert room.wait(seat) == 0, f"{seat.name}:\n{seat.out[-3000:]}"
+        expect(totals).to_contain_text("3 done · 0 running · 0 failed · 0 not yet booted")
+        for seat in room.seats:
+            row = page.locator(f"#room-seats tr[data-host='{seat.name}']")
+            expect(row).to_contain_text("done")
+            expect(row).to_contain_text(MULTICAST_BYTES)  # its bytes by multicast, not 0
+        shot(page, "25-roomcast-done")
+    finally:
+        if console is not None:
+            console.stop()
+        room.close()
