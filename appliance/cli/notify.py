@@ -25,6 +25,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("url")
     p.add_argument("--secret", required=True, help="HMAC-SHA256 key of X-Slate-Signature")
     p.add_argument("--events", default="", help=events_help)
+    add_json_flag(p)
     p.set_defaults(func=cmd_add_webhook)
 
     p = sub.add_parser("add-email", help="send a mail on events")
@@ -36,6 +37,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--starttls", action="store_true", help="STARTTLS before logging in")
     p.add_argument("--events", default="", help=events_help)
+    add_json_flag(p)
     p.set_defaults(func=cmd_add_email)
 
     p = sub.add_parser("list", help="list notification targets")
@@ -44,10 +46,12 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("rm", help="remove a notification target")
     p.add_argument("id", type=int)
+    add_json_flag(p)
     p.set_defaults(func=cmd_rm)
 
     p = sub.add_parser("test", help="queue a test event for one target")
     p.add_argument("id", type=int)
+    add_json_flag(p)
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser("log", help="the delivery log, newest first")
@@ -62,7 +66,10 @@ def _conn(args: argparse.Namespace) -> sqlite3.Connection:
 
 def cmd_add_webhook(args: argparse.Namespace) -> int:
     t = outbox.add_webhook(_conn(args), args.url, args.secret, args.events, audit.cli_actor())
-    print(f"webhook {t.id} → {t.address} on {','.join(t.events)}")
+    if args.json:
+        print_json(t.public())
+    else:
+        print(f"webhook {t.id} → {t.address} on {','.join(t.events)}")
     return 0
 
 
@@ -82,7 +89,10 @@ def cmd_add_email(args: argparse.Namespace) -> int:
         password=password,
         starttls=args.starttls,
     )
-    print(f"e-mail {t.id} → {t.address} via {t.smtp} on {','.join(t.events)}")
+    if args.json:
+        print_json(t.public())
+    else:
+        print(f"e-mail {t.id} → {t.address} via {t.smtp} on {','.join(t.events)}")
     return 0
 
 
@@ -98,7 +108,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_rm(args: argparse.Namespace) -> int:
     outbox.remove(_conn(args), args.id, audit.cli_actor())
-    print(f"notification target {args.id} removed")
+    if args.json:
+        print_json({"removed": args.id})
+    else:
+        print(f"notification target {args.id} removed")
     return 0
 
 
@@ -107,8 +120,12 @@ def cmd_test(args: argparse.Namespace) -> int:
     target = outbox.get(conn, args.id)
     event = Event("done", "test", outbox.utc_now(), {"test": True, "by": audit.cli_actor()})
     with transaction(conn):
-        outbox.enqueue(conn, event, only=target.id)
-    print(f"test event queued for {target.address}; `slate serve` delivers it (`slate notify log`)")
+        queued = outbox.enqueue(conn, event, only=target.id)
+    if args.json:
+        print_json({"target": target.id, "queued": queued})
+    else:
+        print(f"test event queued for {target.address}; `slate serve` delivers it"
+              " (`slate notify log`)")  # fmt: skip
     return 0
 
 

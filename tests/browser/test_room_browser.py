@@ -1,11 +1,18 @@
 """The room view in a real browser while a room of three restores (issue 14).
 
-The console is open on ``/rooms/lab-2`` before anything boots and is never reloaded:
-every change arrives by the page's own polling.  One seat is driven step by step through
-the client API (so "running, writing, 45 %" can be awaited); two seats are the real
-restore client processes (bootimage.client) restoring onto disk files, both at once.
-The appliance is a real ``slate serve`` on loopback, as in test_console_browser.py;
-the room restores by HTTP (``--transport unicast``: loopback carries no multicast).
+The console is open on the room's page before anything boots and is never reloaded:
+every change arrives by the page's own polling.  Two tests, because the room view has two
+sources: the jobs (state, phase, progress, rate) and roomcast's session status.
+
+* By HTTP, against a real ``slate serve`` on loopback as in test_console_browser.py
+  (whichever listener the console is on): one seat driven step by step through the client
+  API (so "running, writing, 45 %" can be awaited), two real restore client processes at
+  once, then the first seat fails.  ``--transport unicast``: loopback carries no multicast.
+* Through roomcast, with the interop room kit (tests/interop/room_kit.py): the appliance
+  in its namespace multicasts to three real seats in theirs; the console reads the same
+  data directory on this machine's loopback.
+(The lab's QEMU classroom, tests/lab/test_e2e_classroom.py, is left to its own
+assertions: three TCG machines cost ~2 min more and another engineer edits that test.)
 """
 
 from __future__ import annotations

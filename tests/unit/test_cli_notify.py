@@ -31,6 +31,13 @@ def test_add_list_test_rm(slate, home) -> None:
     assert item.target.id == 1 and json.loads(item.body)["test"] is True
     assert outbox.targets(conn)[1].secret == "mail-pw"  # kept for SMTP login
     assert json.loads(slate("notify", "log", "--json", check=True).stdout) == []
+    assert json.loads(slate("notify", "test", "1", "--json", check=True).stdout) == {
+        "target": 1,
+        "queued": 1,
+    }
+    added = slate("notify", "add-webhook", "http://10.0.0.9:8000/", "--secret", "x", "--json")
+    assert json.loads(added.stdout)["id"] == 3 and "x" not in json.loads(added.stdout).values()
+    assert json.loads(slate("notify", "rm", "3", "--json", check=True).stdout) == {"removed": 3}
     slate("notify", "rm", "1", check=True)
     assert [r["id"] for r in json.loads(slate("notify", "list", "--json").stdout)] == [2]
 
