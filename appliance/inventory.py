@@ -229,6 +229,8 @@ class Inventory:
             )
         with transaction(self.conn):
             self.conn.execute("DELETE FROM hosts WHERE mac=?", (host.mac,))
+            # Its timeline too (appliance/timeline.py): a machine added again starts afresh.
+            self.conn.execute("DELETE FROM host_events WHERE mac=?", (host.mac,))
             audit.record(self.conn, actor, "host.rm", host.name, host.mac)
         return host
 

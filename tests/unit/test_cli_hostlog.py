@@ -36,6 +36,8 @@ def test_timeline_text_and_json(slate, home) -> None:
     got = json.loads(slate("host", "timeline", "pc1", "--json", check=True).stdout)
     assert [e["kind"] for e in got] == ["dhcp-offer", "failed"]
     assert got[0]["facts"] == {"firmware": "bios", "address": "10.0.0.5"}
+    slate("host", "rm", "pc1", check=True)  # its timeline goes with it
+    assert timeline.events(jobs.conn, MAC) == []
 
 
 def test_history_table_csv_json(slate, home) -> None:
