@@ -98,12 +98,18 @@ def blank(path: Path, size: int = 96 * MIB) -> Path:
 
 # Partition 1: the system (1..41 MiB); partition 2: data, 41..69 MiB — neither end on a
 # 4 MiB chunk boundary, so the chunks at its edges are shared with its neighbours.
-LAYOUT = ["-n1:2048:+40M", "-t1:8300", "-n2:0:+28M", "-t2:8300", "-n3:0:+8M", "-t3:8300"]
+LAYOUT = ["-n1:2048:+40M", "-t1:8300", "-n2:0:+28M", "-t2:8300", "-n3:0:+8M", "-t3:0700",
+          "-n4:0:+8M", "-t4:8300"]  # fmt: skip
 
 
 def test_hooks_see_the_documented_environment_and_mounts_in_order(tmp_path: Path) -> None:
     source, mnt = tmp_path / "master.img", tmp_path / "mnt"
     ext4_disk(source, mnt, LAYOUT, {1: {"etc-hostname": b"master\n"}, 2: {"d.txt": b"d"}})
+    ntfs = attach(source, *span(source, 3))  # partition 3: NTFS, as on a Windows image
+    try:
+        subprocess.run(["mkntfs", "-Q", "-F", ntfs], check=True, capture_output=True)
+    finally:
+        detach(ntfs)
     with Appliance(tmp_path / "home") as app:
         app.import_disk(source)
         version = Store(app.layout).resolve("lab").version
@@ -117,7 +123,8 @@ def test_hooks_see_the_documented_environment_and_mounts_in_order(tmp_path: Path
             b'#!/bin/sh\nset -e\nenv | grep ^SLATE_ | sort > "$SLATE_MNT_P1/env"\n'
             b'pwd > "$SLATE_MNT_P1/cwd"\ncat "$SLATE_MNT_P1/etc-hostname"\n'
             b'echo "$SLATE_HOST" > "$SLATE_MNT_P1/etc-hostname"\n'
-            b'touch "$SLATE_MNT_P2/from-hook"\necho "$SLATE_HOOK $SLATE_HOOK_SCOPE" >> '
+            b'touch "$SLATE_MNT_P2/from-hook"\necho ntfs > "$SLATE_MNT_P3/from-hook.txt"\n'
+            b'echo "$SLATE_HOOK $SLATE_HOOK_SCOPE" >> '
             b'"$SLATE_MNT_P1/order"\n'
         )
         hooks.add_hook(app.conn, "host", MAC, "30-host.sh", record, actor="t")
@@ -131,7 +138,13 @@ def test_hooks_see_the_documented_environment_and_mounts_in_order(tmp_path: Path
         got = read_files(target, mnt, start, size, ["order", "env", "cwd", "etc-hostname"])
         start2, size2 = span(target, 2)
         assert read_files(target, mnt, start2, size2, ["from-hook"]) == {"from-hook": b""}
+        ntfs = attach(target, *span(target, 3))
+        try:
+            on_ntfs = subprocess.run(["ntfscat", ntfs, "from-hook.txt"], capture_output=True)
+        finally:
+            detach(ntfs)
         log = "\n".join(log_lines(app, job_id))
+    assert on_ntfs.stdout == b"ntfs\n", on_ntfs.stderr
     assert got["order"] == b"10-env.sh image\n11-image.sh image\n20-room.sh room\n30-host.sh host\n"
     assert got["etc-hostname"] == b"pc1\n"
     root = tmp_path / "mounts"
@@ -147,14 +160,15 @@ def test_hooks_see_the_documented_environment_and_mounts_in_order(tmp_path: Path
         "SLATE_MAC": MAC,
         "SLATE_MNT_P1": f"{root}/p1",
         "SLATE_MNT_P2": f"{root}/p2",
-        "SLATE_MOUNTS": f"{root}/p1 {root}/p2",
+        "SLATE_MNT_P3": f"{root}/p3",
+        "SLATE_MOUNTS": f"{root}/p1 {root}/p2 {root}/p3",
         "SLATE_MOUNT_ROOT": str(root),
         "SLATE_ROOM": "r101",
         "SLATE_VERSION": str(version),
     }
-    # The hook's output is in the job log, and the unmountable partition 3 is named.
+    # The hook's output is in the job log, and the unmountable partition 4 is named.
     assert "hook 10-env.sh: master" in log
-    assert "partition 3 of disk 0 (no known filesystem) is not mounted" in log
+    assert "partition 4 of disk 0 (no known filesystem) is not mounted" in log
     assert not (root / "p1").exists()  # unmounted and removed afterwards
 
 
