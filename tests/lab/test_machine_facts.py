@@ -203,3 +203,61 @@ def test_register_job_reports_facts_in_qemu_and_waits_for_power_off(bootenv: Pat
     page = _console_page(layout, MAC)
     assert f'id="fact-serial">{SERIAL}<' in page and f'id="fact-uuid">{UUID}<' in page
     assert "SATA-SMART1" in page and "VIRTIO-NOSMART3" in page and 'class="health-unknown"' in page
+
+
+def test_a_known_mac_in_another_machine_is_refused_before_a_write(bootenv: Path, tmp_path):
+    """The laptop cart: lab-facts' MAC (its USB adapter) boots in a machine whose SMBIOS
+    UUID is not lab-facts' pinned one.  Its restore job fails before a byte is written."""
+    from appliance.store import Store
+    from appliance.store.importer import import_image
+
+    home = tmp_path / "home"
+    home.mkdir()
+    layout = Layout(home)
+    source = tmp_path / "master.img"
+    with source.open("wb") as f:
+        f.truncate(8 * MIB)
+        f.seek(MIB)
+        f.write(os.urandom(MIB))
+    import_image(Store(layout), [source], "lab")
+    conn = db.connect(layout.db)
+    Inventory(conn).add_host(MAC, "lab-facts", actor="test")
+    jobs = Jobs(conn, layout)
+    # lab-facts registered earlier, from its own mainboard:
+    earlier = jobs.create("register", "lab-facts", actor="test")
+    machinefacts.record_facts(
+        conn, earlier, {"system_uuid": "11111111-2222-4333-8444-555555555555"}
+    )
+    jobs.cancel(earlier.id, actor="test")
+    job = jobs.restore("lab-facts", "lab", actor="test", options={"hold": 300})
+    server = HttpServer(create_app(layout, plugins=False), "127.0.0.1", 0)
+    server.start()
+    log = tmp_path / "console.log"
+    disks = _disks(tmp_path)
+    append = (
+        f"slate.url=http://10.0.2.2:{server.port} slate.job={job.id} "
+        f"slate.token={jobs.token(job.id)} slate.mac={MAC}"
+    )
+    started = time.monotonic()
+    proc = _qemu(bootenv, append, [*disks, "-smbios", f"type=1,serial={SERIAL},uuid={UUID}"], log)
+    try:
+        deadline = time.monotonic() + 240
+        while machinefacts.waiting_job(conn, MAC) is None:  # failed, and waiting
+            assert proc.poll() is None, f"QEMU ended early:\n{_tail(log)}"
+            assert time.monotonic() < deadline, f"the machine never waited:\n{_tail(log)}"
+            time.sleep(1)
+        machinefacts.request_power(conn, "lab-facts", "poweroff", actor="test")
+        out = _wait(proc, log, 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.stop()
+    print(f"boot + refused restore + power-off under TCG: {time.monotonic() - started:.0f} s")
+    ended = jobs.get(job.id)
+    assert ended.state == "failed", f"{ended.state}\n{out[-3000:]}"
+    assert f"has SMBIOS UUID {UUID}" in ended.reason and "nothing was written" in ended.reason
+    for name in ("sata", "nvme", "virtio"):
+        assert (tmp_path / f"{name}.img").stat().st_blocks == 0, name  # untouched
+    found = machinefacts.facts_of(conn, MAC)
+    assert found is not None and found["uuid"] == "11111111-2222-4333-8444-555555555555"
