@@ -37,6 +37,10 @@ KEY_FILE = "console-key.pem"  # 0600
 CLIENT_FILES = ("client-cert.pem", "client-key.pem")
 CLIENT_TLS = "SLATE_CLIENT_TLS"  # app.config key: {"port": int, "cert": Path} when it runs
 TLS_ONLY = ("/api/client/", "/store/manifests/")  # never on plain HTTP while it runs
+# ... except the one call a client makes when the channel presented another certificate
+# than its pin: it fails its job here, so the job fails loudly (a token can always fail
+# its own job, and every chunk request carries it in clear anyway).
+PLAIN_FAILED = "/api/client/v1/failed"
 HSTS = "max-age=31536000"
 # Set by HttpServer in the environ of every request that came over one of its TLS
 # listeners; a WSGI key, so no header a client sends can set it.
@@ -76,7 +80,9 @@ class PxeOnly:
             return NotFound("not on this interface")(environ, start_response)
         tls = self.app.config.get(CLIENT_TLS)
         path = str(environ.get("PATH_INFO", ""))
-        if tls and environ.get(TLS_ENVIRON) is not True and path.startswith(TLS_ONLY):
+        plain = environ.get(TLS_ENVIRON) is not True
+        failing = path == PLAIN_FAILED and environ.get("REQUEST_METHOD") == "POST"
+        if tls and plain and path.startswith(TLS_ONLY) and not failing:
             return _tls_only(environ, start_response, tls["port"])
         return self.app(environ, start_response)
 

@@ -7,14 +7,14 @@ import os
 import subprocess
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
 from appliance.errors import Conflict, SlateError
 from bootimage.client import checkup, disks, net
-from bootimage.client.api import Api, Unreachable
+from bootimage.client.api import Api, PinMismatch, Unreachable
 from bootimage.client.cmdline import Settings, parse_args
 from bootimage.client.progress import Reporter, console_streams
 
@@ -72,6 +72,8 @@ def run(settings: Settings, reporter: Reporter) -> tuple[bool, str]:
             reporter.log(f"client API over TLS to {api.host}:{api.port}, pinned certificate")
     except SlateError as exc:
         reporter.log(f"cannot start: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+        if isinstance(exc, PinMismatch):
+            report_refusal(settings, exc, reporter.log)
         return False, after
     options: dict[str, Any] = dict(job.get("options") or {})
     if settings.give_up_after is None and options.get("give_up_after"):
@@ -90,6 +92,21 @@ def run(settings: Settings, reporter: Reporter) -> tuple[bool, str]:
     finally:
         reporter.stop()
         api.close()
+
+
+def report_refusal(settings: Settings, exc: SlateError, log: Callable[[str], None]) -> None:
+    """The client channel presented another certificate than the pinned one: fail the
+    job over plain HTTP (``slate.url``), once, so it fails loudly on the appliance too.
+    Only the token (which every chunk request carries in clear anyway) and the reason go
+    to a peer that was not verified; nothing is read from it."""
+    try:
+        Api(settings.url, settings.token, give_up_after=0, log=log).post_json(
+            "/failed", {"reason": exc.message}, retry=False
+        )
+    except SlateError as again:
+        log(f"could not report the failure: {again.message}")
+    else:
+        log(f"reported the failure to {settings.url}")
 
 
 def work(

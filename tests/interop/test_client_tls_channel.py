@@ -3,8 +3,9 @@ under cheroot, with its client channel on port 8444) serves boot scripts naming 
 URLs and an initrd carrying its certificate; the real client restores with its API calls
 and the manifest over TLS pinned to that certificate and its chunks over plain HTTP.
 While the channel runs, plain HTTP refuses the client API and the manifests.  A client
-pinned to another certificate refuses to talk: clear error, nothing written, the job
-never runs.  A capture goes through the channel too (its uploads and commit)."""
+pinned to another certificate refuses to talk: clear error, nothing written, and the
+job fails loudly (the one call it makes over plain HTTP is to fail its job).  A capture
+goes through the channel too (its uploads and commit)."""
 
 from __future__ import annotations
 
@@ -105,8 +106,10 @@ def test_a_client_pinned_to_another_certificate_refuses_to_talk(tmp_path: Path) 
                 run.stderr
             )
             assert "nothing was written" in run.stderr and "retrying" not in run.stderr
+            assert f"reported the failure to {app.url}" in run.stderr
             after = app.job(job.id)
-            assert after.state == "pending" and not after.verified_bytes
+            assert after.state == "failed" and not after.verified_bytes
+            assert "10.97.0.1:8444 is not the pinned one" in (after.reason or "")
     assert target.read_bytes() == bytes(8 * MIB)  # not a byte written
 
 

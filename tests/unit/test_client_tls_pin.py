@@ -127,3 +127,6 @@ def test_plain_http_refuses_the_client_api_while_the_channel_runs(home):
     assert pxe.get("/boot/52-54-00-12-34-56.ipxe").status_code == 200  # iPXE: plain
     over_tls = pxe.get("/api/client/v1/job", environ_base={TLS_ENVIRON: True})
     assert over_tls.status_code == 401  # the channel itself serves it
+    # A client that refused the channel's certificate may still fail its job in clear.
+    assert pxe.post("/api/client/v1/failed", json={"reason": "x"}).status_code == 401
+    assert pxe.get("/api/client/v1/failed").status_code == 403
