@@ -11,6 +11,7 @@ left as they were.  ``slate host forget-uuid NAME`` unpins (a replaced mainboard
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from appliance.errors import Conflict, UsageError
 from appliance.inventory import Inventory
 
 POWER_COMMANDS = ("reboot", "poweroff")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # A client waiting in the boot environment polls every POLL_EVERY s; it counts as
 # waiting while its last poll is younger than WAITING_FOR s.
 POLL_EVERY = 5
@@ -45,8 +47,12 @@ def utc_now() -> str:
 
 
 def uuid_of(facts: dict[str, Any]) -> str:
-    value = str(facts.get("system_uuid") or "").strip().lower()[:64]
-    return "" if value in PLACEHOLDER_UUIDS else value
+    """The SMBIOS UUID that identifies the machine, or "" (absent, a placeholder, or
+    not a UUID at all, e.g. dmidecode's "Not Settable"): then the MAC alone does."""
+    value = str(facts.get("system_uuid") or "").strip().lower()
+    if not _UUID.match(value) or value in PLACEHOLDER_UUIDS:
+        return ""
+    return value
 
 
 def _words(facts: dict[str, Any]) -> str:

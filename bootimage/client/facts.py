@@ -40,6 +40,8 @@ PLACEHOLDERS = frozenset(
         "na",
         "not specified",
         "not applicable",
+        "not settable",  # dmidecode's words for an all-0xff UUID (QEMU without -uuid)
+        "not present",  # … and for an all-zero one
         "to be filled by o.e.m.",
         "default string",
         "system serial number",

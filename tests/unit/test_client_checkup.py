@@ -49,6 +49,7 @@ def test_dmi_values_placeholders_and_the_dmidecode_fallback():
         "product_serial": "To Be Filled By O.E.M.",
         "product_uuid": "4C4C4544-0042-3510-8052-B4C04F4E4A31",
         "board_serial": "Default string",
+        "chassis_serial": "Not Settable",
     }
     asked = []
 
@@ -60,7 +61,7 @@ def test_dmi_values_placeholders_and_the_dmidecode_fallback():
     assert got["system_vendor"] == "Dell Inc." and got["system_product"] == "OptiPlex 7080"
     assert got["system_uuid"] == "4c4c4544-0042-3510-8052-b4c04f4e4a31"
     assert got["system_serial"] == "7XK2Q53"  # the placeholder → dmidecode's answer
-    assert got["board_serial"] == ""
+    assert got["board_serial"] == "" and got["chassis_serial"] == ""
     assert "system-serial-number" in asked and "system-product-name" not in asked
 
 

@@ -125,11 +125,19 @@ def test_forget_uuid_lets_a_new_mainboard_pin_its_own(world):
     assert resp.status_code == 200 and resp.get_json()["uuid"] == UUID_B
 
 
-def test_placeholder_uuids_identify_nothing(world):
+@pytest.mark.parametrize(
+    "placeholder",
+    ["00000000-0000-0000-0000-000000000000", "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF",
+     "Not Settable", "Not Present", "03000200-0400-0500-0006-000700080009"],
+)  # fmt: skip
+def test_placeholder_uuids_identify_nothing(world, placeholder):
+    """QEMU without -uuid, boards that never got one: every such machine is told apart
+    by its MAC alone, as before, never refused as 'another machine'."""
     for host in ("pc1", "pc2"):
         _job, headers = world.start(host)
-        zero = facts("00000000-0000-0000-0000-000000000000")
-        resp = world.client.post(f"{API}/facts", json={"facts": zero}, headers=headers)
+        resp = world.client.post(
+            f"{API}/facts", json={"facts": facts(placeholder)}, headers=headers
+        )
         assert resp.status_code == 200 and resp.get_json()["uuid"] == ""
 
 
