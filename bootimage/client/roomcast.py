@@ -42,6 +42,7 @@ from bootimage.client.progress import Reporter
 from bootimage.client.target import FileTarget
 
 REPORT_EVERY = 0.5  # s
+REPORT_GAP = 0.1  # s: the least time between two reports (a loss wakes the seat early)
 FIRST_BEACON = 3.0  # s after the join
 BEACONS_LOST = 5.0  # s without a beacon
 CATCH_WINDOW = 5.0  # s over which the catch ratio is judged
@@ -82,9 +83,10 @@ class Assembly:
     top: int = -1  # the highest piece received: pieces below it that are missing were lost
     last: float = 0.0
     asked: set[int] = field(default_factory=set)  # lost pieces already reported
+    passed: bool = False  # the sender has gone on to another chunk: every gap is a loss
 
     def missing(self, now: float) -> list[int]:
-        upto = self.pieces if now - self.last >= LOST_AFTER else self.top
+        upto = self.pieces if self.passed or now - self.last >= LOST_AFTER else self.top
         return [p for p in range(max(0, upto)) if not self.have[p]]
 
 
@@ -129,11 +131,13 @@ class Chunks:
         self.max_partial = max_partial
         self.lock = threading.Lock()
         self.all_done = threading.Event()
+        self.wake = threading.Event()  # report now: a loss is known, or all is done
         self.left = len(placements)
         self.progress_at = time.monotonic()  # when a chunk was last written
         self.dropped = 0  # pieces thrown away (no room, stale, a losing candidate)
         if not self.left:
             self.all_done.set()
+            self.wake.set()
 
     def claim(self, k: int) -> bool:
         """Take a needed (or partly received) chunk for writing by HTTP."""
@@ -154,6 +158,7 @@ class Chunks:
                 self.progress_at = time.monotonic()
                 if not self.left:
                     self.all_done.set()
+                    self.wake.set()
             else:
                 self.state[k] = NEED
 
@@ -205,6 +210,13 @@ class Chunks:
             )
             self.held += 1
         return asm
+
+    def passed(self, k: int) -> None:
+        """The sender has gone past chunk ``k``: what it lacks is lost (ask for it now)."""
+        for asm in self.partial.get(k, {}).values():
+            if not asm.passed:
+                asm.passed = True
+                self.wake.set()
 
     def complete(self, k: int) -> None:
         """Chunk ``k`` has a whole frame: its candidates go (none counts as dropped)."""
@@ -263,6 +275,7 @@ class Receiver:
         self.last_beacon: float | None = None
         self.ending = False
         self.rate = 0
+        self._current = -1  # the chunk the last data datagram was of
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="roomcast-rx", daemon=True)
 
@@ -323,6 +336,10 @@ class Receiver:
         self.last_beacon = now
         self.rate = b.rate
         self.ending = self.ending or b.state == roomwire.ENDING
+        if b.state != roomwire.ACTIVE and self.chunks.partial:  # nothing more is coming
+            with self.chunks.lock:
+                for k in list(self.chunks.partial):
+                    self.chunks.passed(k)
         self.beacons.append((now, b.sent, self.got_bytes))
         if len(self.beacons) > 200:
             del self.beacons[:100]
@@ -331,6 +348,9 @@ class Receiver:
         c = self.chunks
         full: bytearray | None = None
         with c.lock:
+            if d.chunk != self._current:  # a chunk's send is whole: the last one ended
+                c.passed(self._current)
+                self._current = d.chunk
             asm = c.assembly(d.chunk, d.frame_len, d.pieces)
             if asm is None:  # out of the table, done already, or never needed here
                 self.stats.dropped_datagrams["not-needed"] += 1
@@ -560,9 +580,17 @@ class Seat:
         why = ""
         try:
             failures = 0
-            while not chunks.all_done.wait(REPORT_EVERY):
+            reported = 0.0
+            while not chunks.all_done.is_set():
+                chunks.wake.wait(max(REPORT_EVERY - (time.monotonic() - reported), 0.0))
+                if chunks.all_done.is_set():
+                    break
+                gap = REPORT_GAP - (time.monotonic() - reported)
+                if gap > 0:
+                    time.sleep(gap)
+                chunks.wake.clear()
                 self._check()
-                now = time.monotonic()
+                now = reported = time.monotonic()
                 why = _fallback_reason(rx, joined, now, chunks.progress_at)
                 if why:
                     break
