@@ -61,8 +61,8 @@ def served(home: Path, slate: Any) -> Iterator[dict[str, Any]]:
         yield {**ports, "token": token, "ctx": ctx}
     finally:
         proc.terminate()
-        try:
-            proc.wait(timeout=30)
+        try:  # closed streams end at their next keep-alive (15 s): do not wait for that
+            proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
