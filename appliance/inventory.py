@@ -75,6 +75,26 @@ def parse_disk_hint(text: str) -> dict[str, str]:
     return hints
 
 
+# How a standing rule's restores get their chunks, as `slate job restore --transport`.
+RULE_TRANSPORTS = ("auto", "multicast", "unicast")
+
+
+def check_transport(transport: str) -> str:
+    if transport not in RULE_TRANSPORTS:
+        raise UsageError(
+            f"transport {transport!r} is not known",
+            hint="one of auto (multicast from two machines), multicast, unicast",
+        )
+    return transport
+
+
+def _rule_detail(spec: str | None, transport: str) -> str:
+    """The audit detail of a rule change: the image, and the transport when not auto."""
+    if not spec:
+        return ""
+    return spec if transport == "auto" else f"{spec} (transport {transport})"
+
+
 def parse_image_spec(spec: str) -> tuple[str, str | None]:
     """``NAME`` or ``NAME@VERSION`` → (name, version or None); UsageError if malformed."""
     name, _, version = spec.partition("@")
@@ -278,13 +298,21 @@ class Inventory:
             audit.record(self.conn, actor, "host.edit", host.name, detail)
         return self.get_host(host.mac)
 
-    def set_host_auto_restore(self, ref: str, spec: str | None, *, actor: str) -> Host:
+    def set_host_auto_restore(
+        self, ref: str, spec: str | None, *, actor: str, transport: str = "auto"
+    ) -> Host:
         host = self.get_host(ref)
         if spec:
             check_spec(spec)  # resolved at each boot (appliance.refs)
+        check_transport(transport)
         with transaction(self.conn):
-            self.conn.execute("UPDATE hosts SET auto_restore=? WHERE mac=?", (spec, host.mac))
-            audit.record(self.conn, actor, "host.auto_restore", host.name, spec or "")
+            self.conn.execute(
+                "UPDATE hosts SET auto_restore=?, auto_transport=? WHERE mac=?",
+                (spec, transport, host.mac),
+            )
+            audit.record(
+                self.conn, actor, "host.auto_restore", host.name, _rule_detail(spec, transport)
+            )
         return self.get_host(host.mac)
 
     def note_firmware(self, mac: str, firmware: str) -> None:
@@ -348,14 +376,34 @@ class Inventory:
         ).fetchall()
         return [Room(r["name"], r["note"], r["auto_restore"], r["hosts"]) for r in rows]
 
-    def set_room_auto_restore(self, name: str, spec: str | None, *, actor: str) -> Room:
+    def set_room_auto_restore(
+        self, name: str, spec: str | None, *, actor: str, transport: str = "auto"
+    ) -> Room:
         self.get_room(name)
         if spec:
             check_spec(spec)  # resolved at each boot (appliance.refs)
+        check_transport(transport)
         with transaction(self.conn):
-            self.conn.execute("UPDATE rooms SET auto_restore=? WHERE name=?", (spec, name))
-            audit.record(self.conn, actor, "room.auto_restore", name, spec or "")
+            self.conn.execute(
+                "UPDATE rooms SET auto_restore=?, auto_transport=? WHERE name=?",
+                (spec, transport, name),
+            )
+            audit.record(self.conn, actor, "room.auto_restore", name, _rule_detail(spec, transport))
         return self.get_room(name)
+
+    def auto_transport_for(self, host: Host) -> str:
+        """The transport of the standing rule that applies to ``host`` (auto when none)."""
+        if host.auto_restore:
+            row = self.conn.execute(
+                "SELECT auto_transport FROM hosts WHERE mac=?", (host.mac,)
+            ).fetchone()
+        elif host.room:
+            row = self.conn.execute(
+                "SELECT auto_transport FROM rooms WHERE name=?", (host.room,)
+            ).fetchone()
+        else:
+            row = None
+        return str(row[0]) if row and row[0] else "auto"
 
     def auto_restore_for(self, host: Host) -> str | None:
         """The standing restore rule that applies to ``host``: its own, else its room's."""

@@ -101,8 +101,11 @@ def _auto_restore(
 ) -> BootSpec | None:
     """Create the restore job a standing rule asks for; on failure boot the local disk."""
     assert spec.image is not None
+    transport = jobs.inventory.auto_transport_for(jobs.inventory.get_host(machine.mac))
     try:
-        job = jobs.restore(machine.mac, spec.image, actor=AUTO_ACTOR)
+        job = jobs.restore(
+            machine.mac, spec.image, actor=AUTO_ACTOR, options={"transport": transport}
+        )
     except Conflict:
         # A concurrent request for this boot (an iPXE retry) created it first.
         return decide(machine, facts_for(jobs, machine, unknown_policy))
@@ -111,7 +114,8 @@ def _auto_restore(
         log.warning("auto-restore of %s for %s not started: %s", spec.image, spec.name, exc)
         audit.record(jobs.conn, AUTO_ACTOR, "job.restore.refused", spec.name, exc.message)
         return BootSpec("local", machine.mac, spec.name)
-    jobs.log(job.id, [f"created by the standing rule 'restore {spec.image} at every boot'"])
+    how = "" if transport == "auto" else f" (transport {transport})"
+    jobs.log(job.id, [f"created by the standing rule 'restore {spec.image} at every boot'{how}"])
     return decide(machine, facts_for(jobs, machine, unknown_policy))
 
 

@@ -12,7 +12,7 @@ from appliance.cli import hostfacts, hostlog
 from appliance.cli.output import add_group, add_json_flag, print_json, print_table
 from appliance.config import Layout, resolve_home
 from appliance.errors import UsageError
-from appliance.inventory import Inventory
+from appliance.inventory import RULE_TRANSPORTS, Inventory
 
 
 def inventory(args: argparse.Namespace) -> Inventory:
@@ -65,6 +65,7 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("set-auto-restore", help="restore IMAGE at every boot of this host")
     p.add_argument("host", metavar="NAME|MAC")
     p.add_argument("image", metavar="IMAGE[@V]|none", help="'none' removes the rule")
+    add_transport_flag(p)
     p.set_defaults(func=cmd_set_auto)
     hostfacts.add_commands(sub)  # facts, power, forget-uuid
     hostlog.add_commands(sub)  # timeline, history
@@ -151,8 +152,27 @@ def cmd_seen(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_transport_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--transport",
+        choices=RULE_TRANSPORTS,
+        default="auto",
+        help="how the rule's restores get their chunks: auto (multicast when two or more"
+        " machines restore the same version; default), multicast, unicast (HTTP)",
+    )
+
+
+def rule_text(spec: str | None, transport: str) -> str:
+    if not spec:
+        return "no standing rule"
+    how = "" if transport == "auto" else f", by {transport}"
+    return f"restore {spec} at every boot{how}"
+
+
 def cmd_set_auto(args: argparse.Namespace) -> int:
     spec = None if args.image.lower() == "none" else args.image
-    host = inventory(args).set_host_auto_restore(args.host, spec, actor=cli_actor())
-    print(f"host {host.name}: " + (f"restore {spec} at every boot" if spec else "no standing rule"))
+    host = inventory(args).set_host_auto_restore(
+        args.host, spec, actor=cli_actor(), transport=args.transport
+    )
+    print(f"host {host.name}: " + rule_text(spec, args.transport))
     return 0

@@ -7,7 +7,7 @@ from typing import Any
 
 from appliance.audit import cli_actor
 from appliance.cli import hostfacts
-from appliance.cli.host import inventory
+from appliance.cli.host import add_transport_flag, inventory, rule_text
 from appliance.cli.output import add_group, add_json_flag, print_json, print_table
 
 
@@ -36,6 +36,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("name")
     p.add_argument("image", metavar="IMAGE[@V]|none", help="'none' removes the rule")
+    add_transport_flag(p)
     p.set_defaults(func=cmd_set_auto)
     hostfacts.add_room_commands(sub)  # power
 
@@ -62,8 +63,10 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_set_auto(args: argparse.Namespace) -> int:
     spec = None if args.image.lower() == "none" else args.image
-    room = inventory(args).set_room_auto_restore(args.name, spec, actor=cli_actor())
-    print(f"room {room.name}: " + (f"restore {spec} at every boot" if spec else "no standing rule"))
+    room = inventory(args).set_room_auto_restore(
+        args.name, spec, actor=cli_actor(), transport=args.transport
+    )
+    print(f"room {room.name}: " + rule_text(spec, args.transport))
     return 0
 
 
