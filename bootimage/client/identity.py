@@ -186,34 +186,38 @@ def ntfs_mounted(dev: str, log: Log, where: str, *, read_only: bool = False) -> 
     """ntfs-3g in the foreground (``no_detach``): after ``umount`` the process exits only
     once everything is on the disk, so the loop device is not detached under it.
 
-    A hibernated or Fast-Startup volume is one ntfs-3g refuses to write: read-write, it
-    is mounted with ``remove_hiberfile`` (the saved session belonged to the reference
-    machine; Windows then starts cold), and the log says so."""
+    A hibernated or Fast-Startup volume is one ntfs-3g will not write: it falls back to a
+    read-only mount.  Read-write wanted, such a volume is mounted again with
+    ``remove_hiberfile`` (the saved session belonged to the reference machine; Windows
+    then starts cold), and the log says so."""
     load_module("fuse")
     with tempfile.TemporaryDirectory(prefix="slate-ntfs-") as tmp:
-        proc, why = _ntfs3g(dev, tmp, ["ro"] if read_only else [])
-        if proc is None and not read_only and ("hibernat" in why or "Windows cache" in why):
+        proc = _ntfs3g(dev, tmp, ["ro"] if read_only else [])
+        if not read_only and _read_only(tmp):
+            why = _unmount(tmp, proc)
+            if "hibernat" not in why and "Windows cache" not in why and "fast rest" not in why:
+                raise SlateError(f"ntfs-3g mounts {dev} read-only only: {why}")
             log(
                 f"identity: {where} was hibernated or shut down with Fast Startup; ntfs-3g"
                 " removes its hibernation file so it can be written (Windows starts cold)"
             )
-            proc, why = _ntfs3g(dev, tmp, ["remove_hiberfile"])
-        if proc is None:
-            raise SlateError(f"ntfs-3g cannot mount {dev}: {why}")
+            proc = _ntfs3g(dev, tmp, ["remove_hiberfile"])
+            if _read_only(tmp):
+                raise SlateError(f"ntfs-3g mounts {dev} read-only only: {_unmount(tmp, proc)}")
         try:
             yield Path(tmp)
         finally:
-            subprocess.run(["umount", tmp], capture_output=True, check=False)
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _unmount(tmp, proc)
 
 
-def _ntfs3g(dev: str, mnt: str, opts: list[str]) -> tuple[subprocess.Popen[str] | None, str]:
-    """(the running ntfs-3g, "") once ``mnt`` is mounted, or (None, its error)."""
-    errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (no pipe: nobody reads it while mounted)
+def _read_only(mnt: str) -> bool:
+    return bool(os.statvfs(mnt).f_flag & os.ST_RDONLY)
+
+
+def _ntfs3g(dev: str, mnt: str, opts: list[str]) -> subprocess.Popen[str]:
+    """The running ntfs-3g, once ``mnt`` is mounted (its messages in ``proc.stderr``, a
+    file: nobody reads a pipe while it is mounted); SlateError with its reason if not."""
+    errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by _unmount)
     try:
         proc = subprocess.Popen(
             ["ntfs-3g", "-o", ",".join(["no_detach", *opts]), dev, mnt],
@@ -221,20 +225,33 @@ def _ntfs3g(dev: str, mnt: str, opts: list[str]) -> tuple[subprocess.Popen[str] 
             stderr=errors,
             text=True,
         )
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         errors.close()
-        return None, "ntfs-3g is missing from the boot environment"
-    with errors:
-        deadline = time.monotonic() + 60
-        while not os.path.ismount(mnt):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
-                errors.seek(0)
-                return None, " ".join(errors.read().split())[:400] or f"exit {proc.returncode}"
-            time.sleep(0.05)
-    return proc, ""
+        raise SlateError("ntfs-3g is missing from the boot environment") from exc
+    proc.stderr = errors  # read back by _unmount
+    deadline = time.monotonic() + 60
+    while not os.path.ismount(mnt):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SlateError(f"ntfs-3g cannot mount {dev}: {_unmount(mnt, proc)}")
+        time.sleep(0.05)
+    return proc
+
+
+def _unmount(mnt: str, proc: subprocess.Popen[str]) -> str:
+    """Unmount (when mounted) and wait for ntfs-3g to exit; returns what it said."""
+    if os.path.ismount(mnt):
+        subprocess.run(["umount", mnt], capture_output=True, check=False)
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    said = ""
+    if proc.stderr is not None:
+        proc.stderr.seek(0)
+        said = " ".join(proc.stderr.read().split())[:400]
+        proc.stderr.close()
+    return said or f"exit {proc.returncode}"
 
 
 # -- at capture ---------------------------------------------------------------------------

@@ -101,10 +101,16 @@ def set_computer_name(hive: Path, hostname: str) -> tuple[list[str], list[str]]:
             if target is None:
                 missing.append(where)
                 continue
-            h.node_set_value(target, {"key": value, "t": REG_SZ, "value": _sz(text)})
+            try:
+                h.node_set_value(target, {"key": value, "t": REG_SZ, "value": _sz(text)})
+            except RuntimeError as exc:
+                raise SlateError(f"cannot set {where}\\{value} in {hive}: {exc}") from exc
             done.append(f"{where}\\{value} = {text}")
     if done:
-        h.commit(None)
+        try:
+            h.commit(None)
+        except RuntimeError as exc:  # e.g. a read-only volume
+            raise SlateError(f"cannot write the registry hive {hive}: {exc}") from exc
     return done, missing
 
 

@@ -104,9 +104,12 @@ def hive_value(path: Path, key: str, value: str) -> str:
     ).stdout.strip()
 
 
-def make_ntfs_disk(path: Path, mnt: Path, hive: Path | None, *, bitlocker: bool = False) -> int:
+def make_ntfs_disk(
+    path: Path, mnt: Path, hive: Path | None, *, bitlocker: bool = False, hibernated: bool = False
+) -> int:
     """A 64 MiB GPT disk whose partition 1 (48 MiB at 1 MiB) is NTFS, holding ``hive`` as
-    Windows/System32/config/SYSTEM; ``bitlocker``: then given BitLocker's signature.
+    Windows/System32/config/SYSTEM; ``bitlocker``: then given BitLocker's signature;
+    ``hibernated``: a hiberfil.sys with a hibernation header (what ntfs-3g checks).
     Returns the partition's byte offset."""
     with path.open("wb") as f:
         f.truncate(64 * MIB)
@@ -120,6 +123,8 @@ def make_ntfs_disk(path: Path, mnt: Path, hive: Path | None, *, bitlocker: bool 
                 config = mnt / "Windows" / "System32" / "config"
                 config.mkdir(parents=True)
                 (config / "SYSTEM").write_bytes(hive.read_bytes())
+                if hibernated:
+                    (mnt / "hiberfil.sys").write_bytes(b"HIBR" + bytes(8188))
     finally:
         detach(dev)
     if bitlocker:
@@ -164,6 +169,15 @@ def read_hive(disk: Path, offset: int, size: int, out: Path) -> Path:
         detach(dev)
     out.write_bytes(data)
     return out
+
+
+def ntfs_has(disk: Path, offset: int, size: int, name: str) -> bool:
+    dev = attach(disk, offset, size)
+    try:
+        proc = subprocess.run(["ntfsls", dev], capture_output=True, text=True, check=True)
+    finally:
+        detach(dev)
+    return name in proc.stdout.split()
 
 
 def ntfsfix_clean(disk: Path, offset: int, size: int) -> str:

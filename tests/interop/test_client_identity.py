@@ -17,6 +17,7 @@ from identity_kit import (
     hive_value,
     make_linux_disk,
     make_ntfs_disk,
+    ntfs_has,
     ntfsfix_clean,
     read_hive,
     read_linux,
@@ -71,6 +72,25 @@ def test_windows_each_machine_gets_its_own_computer_name(tmp_path: Path) -> None
             assert "processed successfully" in ntfsfix_clean(target, offset, 48 * MIB)
     # the source image is untouched (a restore writes only the targets)
     assert hive_value(hive, "ControlSet001\\Services\\Tcpip\\Parameters", "Hostname") == "MASTER"
+
+
+def test_hibernated_windows_is_named_after_ntfs_3g_removes_the_hibernation(
+    tmp_path: Path,
+) -> None:
+    hive = tmp_path / "SYSTEM"
+    system_hive(hive, "MASTER", sets=1)
+    source = tmp_path / "hib.img"
+    offset = make_ntfs_disk(source, tmp_path / "mnt", hive, hibernated=True)
+    assert ntfs_has(source, offset, 48 * MIB, "hiberfil.sys")
+    with Appliance(tmp_path / "home") as app:
+        app.import_disk(source)
+        target = _fresh(tmp_path / "t.img", 64 * MIB)
+        log = _restore(app, "pc1", target, tmp_path)
+    assert any("was hibernated or shut down with Fast Startup" in x for x in log), log
+    got = read_hive(target, offset, 48 * MIB, tmp_path / "got.SYSTEM")
+    assert hive_value(got, "ControlSet001\\Services\\Tcpip\\Parameters", "Hostname") == "pc1"
+    assert not ntfs_has(target, offset, 48 * MIB, "hiberfil.sys")
+    assert "processed successfully" in ntfsfix_clean(target, offset, 48 * MIB)
 
 
 def test_bitlocker_volume_is_left_untouched_and_the_job_says_so(tmp_path: Path) -> None:
