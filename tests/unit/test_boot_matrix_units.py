@@ -4,16 +4,30 @@ command lines of the lab's NVMe, SATA and HTTP-boot machines."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pytest
 
 from appliance.boot.chainload import WINDOW, Chainload
+from appliance.config import Layout
 from appliance.dhcp import options as o
 from appliance.dhcp.leases import Pool
 from appliance.dhcp.packet import parse
-from appliance.dhcp.policy import BootTarget, boot_file, classify, full_reply, proxy_reply
+from appliance.dhcp.policy import (
+    BootTarget,
+    ClientInfo,
+    boot_file,
+    classify,
+    full_reply,
+    proxy_reply,
+)
+from appliance.inventory import Inventory
 from appliance.lab.qemu import Machine, MachineError
+from appliance.server import Appliance
+from appliance.settings import Settings
 from tests.unit.test_dhcp_codec import GOLDEN
 
 SERVER = IPv4Address("10.0.0.1")
@@ -138,3 +152,31 @@ def test_bad_lab_machine_settings_say_what_to_use(tmp_path: object) -> None:
     with pytest.raises(MachineError, match="floppy") as err:
         Machine("b", "bios", disks=[("/x", "S")], disk_models=["floppy"], workdir=str(tmp_path))
     assert "nvme-4k" in str(err.value.hint)
+
+
+def test_appliance_hands_undionly_to_an_ipxe_rom_until_it_fetched_it(tmp_path: Path) -> None:
+    """The composition: real iPXE BIOS DISCOVER/REQUEST captures, the lease of full
+    mode, and the TFTP server's view of the transfer (``_tftp_generated``)."""
+    discover = classify(parse(_capture("ipxe-bios-discover")))
+    request = classify(parse(_capture("ipxe-bios-request")))
+    ip = str(request.requested_ip)
+    settings = Settings(
+        interface="eth0", address="10.77.0.1", prefix=24, dhcp="full", ipxe_rom_chainload=True
+    )
+    app = Appliance(Layout(tmp_path), settings)
+    Inventory(app.db()).add_host(discover.mac, "pc-13", actor="test")
+    app.db().execute(
+        "INSERT INTO leases(ip, mac, state, expires) VALUES (?, ?, 'bound', ?)",
+        (ip, discover.mac, time.time() + 3600),
+    )
+    script = f"http://10.77.0.1:80/boot/{discover.mac}.ipxe"
+
+    def answer(client: ClientInfo) -> str:
+        return boot_file(client, app.boot_hook(client))[0]  # type: ignore[index]
+
+    assert answer(discover) == answer(request) == "undionly.kpxe"  # the ROM's round
+    assert app._tftp_generated("undionly.kpxe", ip) is None  # served from the root
+    assert answer(discover) == answer(request) == script  # undionly's round
+    assert answer(discover) == "undionly.kpxe"  # the next boot: the ROM again
+    app.settings = replace(settings, ipxe_rom_chainload=False)
+    assert answer(discover) == script  # off: the ROM gets its script at once
