@@ -1,8 +1,8 @@
 """SSH host keys made in the boot environment, which has no ssh-keygen: an Ed25519 key
 pair (RFC 8032) in OpenSSH's own file formats, stdlib only.
 
-The restored system gets one fresh Ed25519 host key per restore until the appliance can
-hand out the machine's kept keys over the pinned TLS client channel (see
+A restored system gets a fresh Ed25519 host key from here when the appliance cannot hand
+out the machine's kept keys (they travel only over the pinned TLS client channel; see
 appliance/identity.py); ``ssh-keygen -y -f KEY`` reproduces the public key (the test)."""
 
 from __future__ import annotations
