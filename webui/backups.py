@@ -7,7 +7,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
-from appliance import audit
+from appliance import audit, identity
 from appliance.backups import prune
 from appliance.backups.schedules import Schedules
 from appliance.errors import UsageError
@@ -69,7 +69,10 @@ def set_policy(name: str, data: dict[str, Any], actor: str) -> dict[str, Any]:
     updated = policies.put(conn, dataclasses.replace(current, **changes))
     audit.record(conn, actor, "image.policy", name,
                  ", ".join(f"{k}={v}" for k, v in changes.items()))  # fmt: skip
-    return updated.to_dict()
+    if "identity" in data:  # restores write each machine's identity (docs/identity.md)
+        on = data["identity"] in (True, "1", "on", "true", "yes")
+        identity.set_image_enabled(conn, name, on, actor=actor)
+    return {**updated.to_dict(), "identity": identity.image_enabled(conn, name)}
 
 
 def prune_now(name: str, actor: str) -> dict[str, Any]:

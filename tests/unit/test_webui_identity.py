@@ -35,3 +35,15 @@ def test_capture_warning_shown_on_the_version(app, admin):
     store.manifest_path(m.image, m.version).write_bytes(warned.to_json())
     page = admin.get("/images/win11").text
     assert "Warning: partition 2: this Windows was not generalized" in page
+
+
+def test_identity_by_the_json_api(app, admin):
+    add_image(app)
+    r = admin.api("PATCH", "/api/v1/images/win11/policy", {"identity": False})
+    assert r.status_code == 200 and r.get_json()["identity"] is False
+    with app.app_context():
+        assert identity.image_enabled(slate(app).db(), "win11") is False
+    r = admin.api("PATCH", "/api/v1/images/win11/policy", {"keep_last": 2})
+    assert r.get_json()["identity"] is False and r.get_json()["keep_last"] == 2  # unchanged
+    r = admin.api("PATCH", "/api/v1/images/win11/policy", {"identity": True})
+    assert r.get_json()["identity"] is True

@@ -154,7 +154,7 @@ SCHEMAS: dict[str, Any] = {
     }),
     "Policy": _obj({
         "image": STR, "auto_promote": BOOL, "keep_last": INT, "keep_daily": INT,
-        "keep_weekly": INT, "keep_monthly": INT, "pruned_at": STR,
+        "keep_weekly": INT, "keep_monthly": INT, "pruned_at": STR, "identity": BOOL,
     }),
     "Backups": _obj({
         "policy": _ref("Policy"),
