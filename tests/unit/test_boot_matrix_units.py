@@ -24,10 +24,12 @@ from appliance.dhcp.policy import (
     full_reply,
     proxy_reply,
 )
+from appliance.errors import DiskRefused
 from appliance.inventory import Inventory
 from appliance.lab.qemu import Machine, MachineError
 from appliance.server import Appliance
 from appliance.settings import Settings
+from bootimage.client.select import Need, choose
 from tests.unit.test_dhcp_codec import GOLDEN
 
 SERVER = IPv4Address("10.0.0.1")
@@ -180,3 +182,17 @@ def test_appliance_hands_undionly_to_an_ipxe_rom_until_it_fetched_it(tmp_path: P
     assert answer(discover) == "undionly.kpxe"  # the next boot: the ROM again
     app.settings = replace(settings, ipxe_rom_chainload=False)
     assert answer(discover) == script  # off: the ROM gets its script at once
+
+
+def test_the_captured_4k_nvme_disk_is_refused_for_a_512_byte_image_by_name() -> None:
+    from tests.unit.test_disks_golden import golden_disks
+
+    disks = list(golden_disks().values())
+    image = Need(48 << 20, 512, "image 'lab' disk 0")
+    with pytest.raises(DiskRefused) as err:
+        choose(disks, image, {"serial": "NVME-4KN"})
+    assert err.value.message.startswith("refusing /dev/nvme1n1 (64 MiB, QEMU NVMe Ctrl, NVME-4KN)")
+    assert "4096-byte sectors, the image has 512-byte sectors" in err.value.message
+    assert err.value.hint
+    # An image captured from a 4Kn disk goes there.
+    assert choose(disks, Need(48 << 20, 4096), {"serial": "NVME-4KN"}).path == "/dev/nvme1n1"
