@@ -38,7 +38,9 @@ KINDS = (
     "failed",  # facts: reason
     "cancelled",  # facts: reason
 )
-_first_chunk: set[int] = set()  # jobs whose first chunk is recorded (this process)
+# (database file, job) whose first chunk is recorded (this process): job ids repeat across
+# databases (every test, every data directory), so the job alone is not the key.
+_first_chunk: set[tuple[str, int]] = set()
 _lock = threading.Lock()
 _inserts = 0
 
@@ -91,10 +93,11 @@ def _insert(
 
 def first_chunk(conn: sqlite3.Connection, mac: str, job: int, digest: str) -> None:
     """Record ``first-chunk`` once per job (the chunk route calls this on every chunk)."""
+    key = (str(conn.execute("PRAGMA database_list").fetchone()[2]), job)
     with _lock:
-        if job in _first_chunk:
+        if key in _first_chunk:
             return
-        _first_chunk.add(job)
+        _first_chunk.add(key)
     record(conn, mac, "first-chunk", f"first chunk {digest[:12]}… to job {job}", job=job)
 
 
