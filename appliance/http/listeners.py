@@ -251,7 +251,7 @@ def client_api_url(base_url: str, config: Mapping[str, Any]) -> str | None:
 
 def served_bootenv(layout: Any, name: str, config: Mapping[str, Any]) -> Path:
     """The boot environment's file ``name`` as machines get it (HTTP and TFTP): the
-    initrd with the client channel's certificate appended (:mod:`appliance.http.pinned`)
+    initrd with the client channel's certificate put first (:mod:`appliance.http.pinned`)
     while that channel runs, else the built file (``config``: the app's)."""
     from appliance.http.pinned import pinned_initrd
 

@@ -2,10 +2,13 @@
 
 The boot environment is built once and shared (by every appliance of a build cache, by
 ``slate bootimage build`` before any certificate exists), so the pin cannot be baked in
-when it is built.  Instead the appliance serves the built initrd followed by one small
-uncompressed cpio archive holding ``etc/slate/appliance.pem``: the kernel unpacks
-concatenated archives in order, each compressed or not (the way microcode updates are
-prepended), so the client finds the pin at :data:`PIN_PATH` (docs/security.md).
+when it is built.  Instead the appliance serves one small uncompressed cpio archive
+holding ``etc/slate/appliance.pem`` followed by the built initrd: the kernel unpacks
+concatenated archives in order, each compressed or not (the way early microcode is
+prepended), so the client finds the pin at :data:`PIN_PATH` (docs/security.md).  First,
+not last: a machine short of memory stops unpacking where its memory ends ("Initramfs
+unpacking failed: write error"), and what comes last is lost first (a 448 MiB UEFI lab
+machine lost an appended pin that way).
 
 The pinned file is made once per (initrd, certificate) in the data directory and
 re-made when either changes; it is an ordinary file, so HTTP (sendfile, Range) and TFTP
@@ -25,7 +28,7 @@ from pathlib import Path
 from bootimage.builder.cpio import CpioWriter  # stdlib only: no builder dependencies
 
 PIN_PATH = "etc/slate/appliance.pem"  # bootimage/client/cmdline.py PIN, without the "/"
-ALIGN = 512  # the kernel looks for the next archive at a 4-byte boundary; 512 is plenty
+ALIGN = 512  # the pin archive is padded to this: the kernel skips the zeros after it
 _lock = threading.Lock()
 
 
@@ -43,7 +46,7 @@ def pin_archive(cert_pem: bytes) -> bytes:
 
 
 def pinned_initrd(src: Path, cert: Path, workdir: Path) -> Path | None:
-    """``workdir/initrd.img`` = ``src`` + padding + :func:`pin_archive` of ``cert``;
+    """``workdir/initrd.img`` = :func:`pin_archive` of ``cert`` (padded) + ``src``;
     made again when ``src`` or ``cert`` changed.  None if ``src`` does not exist."""
     try:
         st = src.stat()
@@ -58,10 +61,8 @@ def pinned_initrd(src: Path, cert: Path, workdir: Path) -> Path | None:
         workdir.mkdir(parents=True, exist_ok=True)
         tmp = workdir / f".{src.name}.{os.getpid()}.tmp"
         with src.open("rb") as fin, tmp.open("wb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-            size = fout.tell()
-            fout.write(b"\0" * (-size % ALIGN))
             fout.write(pin_archive(pem))
+            shutil.copyfileobj(fin, fout, 1 << 20)
             fout.flush()
             os.fsync(fout.fileno())
         os.replace(tmp, dest)

@@ -38,11 +38,14 @@ from appliance.errors import SlateError, UsageError
 
 MiB = 1024 * 1024
 # Bump when the recipe below changes in a way the spec fields do not capture.
-RECIPE = "4"
+RECIPE = "5"
 DEFAULT_CACHE = Path("/var/cache/slate-tests")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 MARKER_PREFIX = "SLATE-MARKER"
 ROOT_LABEL = "slate-root"
+MASTER_HOSTNAME = "slate-lab"  # what an image restored without identity boots as
+MASTER_MACHINE_ID = "5a7e1ab0" * 4
+_IDENTITY = re.compile(r"^SLATE-MARKER \S+ firmware=\S+ host=(\S*) machine-id=(\S*)", re.M)
 DATA_LABEL = "SLATEDATA"
 
 # Kernel module folders a small VM never needs: most of the image's bytes otherwise.
@@ -97,7 +100,9 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc 2>/dev/null
 mount -t sysfs sysfs /sys 2>/dev/null
 if [ -d /sys/firmware/efi ]; then fw=uefi; else fw=bios; fi
-echo "SLATE-MARKER $(cat /etc/slate-marker) firmware=$fw"
+# The identity a restore wrote (issue 13): each machine its own host name and machine-id.
+id="host=$(cat /etc/hostname) machine-id=$(cat /etc/machine-id)"
+echo "SLATE-MARKER $(cat /etc/slate-marker) firmware=$fw $id"
 sync
 echo o > /proc/sysrq-trigger
 sleep 10
@@ -204,6 +209,10 @@ class MasterImage:
     def marker_line(self, firmware: str) -> str:
         """The exact line the booted system prints on its serial console."""
         return f"{MARKER_PREFIX} {self.spec.marker} firmware={firmware}"
+
+    def identities(self, console: str) -> list[tuple[str, str]]:
+        """(host name, machine-id) of every boot of the system in ``console``, in order."""
+        return [(m.group(1), m.group(2)) for m in _IDENTITY.finditer(console)]
 
     def info(self) -> dict[str, Any]:
         return {
@@ -418,7 +427,9 @@ def _configure(spec: MasterImageSpec, root: Path) -> None:
     script.write_text(MARKER_SCRIPT)
     script.chmod(0o755)
     (root / "etc/slate-marker").write_text(spec.marker + "\n")
-    (root / "etc/hostname").write_text("slate-lab\n")
+    (root / "etc/hostname").write_text(f"{MASTER_HOSTNAME}\n")
+    (root / "etc/hosts").write_text(f"127.0.0.1\tlocalhost\n127.0.1.1\t{MASTER_HOSTNAME}\n")
+    (root / "etc/machine-id").write_text(f"{MASTER_MACHINE_ID}\n")  # the reference machine's
     (root / "etc/fstab").write_text(f"LABEL={ROOT_LABEL} / ext4 defaults 0 1\n")
     # Only what finds the root file system on a virtual or SATA/NVMe disk: a small,
     # fast initramfs (the default MODULES=most is ~10x bigger).

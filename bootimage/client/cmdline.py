@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from appliance.errors import UsageError
 
 # Where the boot environment carries the appliance's client certificate: an extra cpio
-# archive the appliance appends to the initrd it serves (appliance/http/pinned.py).
+# archive the appliance puts before the initrd it serves (appliance/http/pinned.py).
 PIN = "/etc/slate/appliance.pem"
 
 

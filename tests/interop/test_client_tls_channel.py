@@ -22,7 +22,7 @@ from appliance.store import Store
 from tests.conftest import require_root
 
 TLS_PORT = 8444
-BUILT = b"the built initrd\n" * 1000  # not a real initramfs: what is appended matters here
+BUILT = b"the built initrd\n" * 1000  # not a real initramfs: what is prepended matters here
 
 
 def _serve(lab: Lab, tmp_path: Path) -> tuple[Appliance, object, object]:
@@ -57,13 +57,12 @@ def test_restore_over_the_pinned_tls_channel(tmp_path: Path) -> None:
             # The boot script names both URLs.
             script = _curl(c1, f"{app.url}/boot/{MAC}.ipxe").stdout.decode()
             assert f"slate.url={app.url} slate.api=https://10.97.0.1:{TLS_PORT} " in script
-            # The initrd served is the built one, then a cpio archive with the certificate.
+            # The initrd served is a cpio archive with the certificate, then the built one.
             served = _curl(c1, f"{app.url}/bootenv/initrd.img").stdout
-            assert served.startswith(BUILT)
+            assert served.endswith(BUILT)
             unpacked = tmp_path / "unpacked"
             unpacked.mkdir()
-            appended = served[(len(BUILT) + 511) // 512 * 512 :]
-            subprocess.run(["cpio", "-idm", "--quiet"], input=appended, cwd=unpacked, check=True)
+            subprocess.run(["cpio", "-idm", "--quiet"], input=served, cwd=unpacked, check=True)
             pin = unpacked / "etc/slate/appliance.pem"  # what the boot environment gets
             assert pin.read_bytes() == cert.read_bytes()
             # Plain HTTP refuses the client API and manifests while the channel runs.

@@ -1,7 +1,7 @@
 """End to end, one machine per firmware: PXE → restore → reboot → the restored Debian
 boots (its marker line on the serial console says which firmware), and the disk holds
 exactly the image's bytes.  The client's API calls and manifest went over the client
-channel over TLS, pinned by the certificate appended to the initrd the appliance served."""
+channel over TLS, pinned by the certificate prepended to the initrd the appliance served."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from appliance import identity
 from appliance.lab import steps
 from tests.lab.conftest import E2ELab, first_difference, record_figure
 
@@ -20,11 +21,16 @@ BOOT_TIMEOUT = 240
 def test_pxe_restore_then_the_restored_system_boots(e2e: E2ELab, firmware: str) -> None:
     m = e2e.machine(f"e2e-{firmware}", firmware)  # type: ignore[arg-type]
     steps.register(e2e.home, [m])
-    [job_id] = steps.restore(e2e.home, [m.name], f"{steps.SAMPLE_IMAGE}@{e2e.version}")
-    watch = steps.Watch()
-    e2e.start(m)
-
-    steps.wait_jobs(e2e.home, [job_id], [m], RESTORE_TIMEOUT, watch=watch)
+    # Byte for byte: with identity off nothing is written after the verified chunks (the
+    # classroom test checks the identity a restore writes; docs/identity.md).
+    _identity(e2e, False)
+    try:
+        [job_id] = steps.restore(e2e.home, [m.name], f"{steps.SAMPLE_IMAGE}@{e2e.version}")
+        watch = steps.Watch()
+        e2e.start(m)
+        steps.wait_jobs(e2e.home, [job_id], [m], RESTORE_TIMEOUT, watch=watch)
+    finally:
+        _identity(e2e, True)
     booted = steps.wait_booted([m], lambda _: e2e.image.marker_line(firmware), BOOT_TIMEOUT)
 
     console = m.console()
@@ -69,3 +75,11 @@ def assert_boot_timeline(e2e: E2ELab, name: str, firmware: str, job_id: int) -> 
     assert offer["firmware"] and offer["address"].startswith("10.77.0."), shown
     assert found[want.index("boot-script")]["job"] == job_id
     assert found[-1]["detail"] == f"job {job_id} done"
+
+
+def _identity(e2e: E2ELab, on: bool) -> None:
+    conn = steps.connect(e2e.home)
+    try:
+        identity.set_image_enabled(conn, steps.SAMPLE_IMAGE, on, actor="lab-test")
+    finally:
+        conn.close()

@@ -52,25 +52,29 @@ def test_client_api_url_follows_the_address_the_machine_reached():
     assert client_api_url("http://10.0.0.1:8080", config) == "https://10.0.0.1:8444"
 
 
-def test_pinned_initrd_is_the_built_one_then_the_pin(tmp_path, home):
+def test_pinned_initrd_is_the_pin_then_the_built_one(tmp_path, home):
     built = tmp_path / "initrd.img"
     built.write_bytes(b"x" * 1000)
     cert, _ = ensure_certificate(home, ["10.0.0.1"], files=CLIENT_FILES)
     served = pinned_initrd(built, cert, home / "pinned")
     assert served is not None
     data = served.read_bytes()
-    assert data[:1000] == b"x" * 1000 and data[1000:1024] == bytes(24)  # to a 512 boundary
-    assert len(data) % ALIGN == 0
+    # First the pin (unpacked first, so a machine short of memory still has it), padded
+    # with zeros to a 512-byte boundary, then the built initrd unchanged.
+    pin_len = len(data) - 1000
+    assert pin_len % ALIGN == 0 and data[pin_len:] == b"x" * 1000
+    trailer = data.index(b"TRAILER!!!")
+    assert not data[trailer + 16 : pin_len].strip(b"\0")
     out = tmp_path / "out"
     out.mkdir()
-    listing = subprocess.run(["cpio", "-idmv"], input=data[1024:], cwd=out, check=True,
+    listing = subprocess.run(["cpio", "-idmv"], input=data, cwd=out, check=True,
                              capture_output=True).stderr.decode()  # fmt: skip
     assert listing.split()[:3] == ["etc", "etc/slate", "etc/slate/appliance.pem"]
     assert (out / "etc/slate/appliance.pem").read_bytes() == cert.read_bytes()
     again = pinned_initrd(built, cert, home / "pinned")
     assert again == served and again.stat().st_mtime_ns == served.stat().st_mtime_ns
     built.write_bytes(b"y" * 2000)  # a rebuilt boot environment is pinned again
-    assert pinned_initrd(built, cert, home / "pinned").read_bytes()[:2000] == b"y" * 2000  # type: ignore[union-attr]
+    assert pinned_initrd(built, cert, home / "pinned").read_bytes()[-2000:] == b"y" * 2000  # type: ignore[union-attr]
     assert pinned_initrd(tmp_path / "none.img", cert, home / "pinned") is None
 
 

@@ -82,9 +82,22 @@ def test_marker_line_is_what_the_script_prints() -> None:
     spec = MasterImageSpec(mirror="m", marker="abc-1")
     image = masterimage.MasterImage(Path("/nonexistent"), spec, "6.1.0", 1.0)
     assert image.marker_line("uefi") == "SLATE-MARKER abc-1 firmware=uefi"
-    assert 'echo "SLATE-MARKER $(cat /etc/slate-marker) firmware=$fw"' in (
+    assert 'echo "SLATE-MARKER $(cat /etc/slate-marker) firmware=$fw $id"' in (
         masterimage.MARKER_SCRIPT
     )
+    assert 'id="host=$(cat /etc/hostname) machine-id=$(cat /etc/machine-id)"' in (
+        masterimage.MARKER_SCRIPT
+    )
+
+
+def test_identities_read_from_the_console() -> None:
+    image = masterimage.MasterImage(Path("/x"), MasterImageSpec(mirror="m", marker="m-1"), "6", 1.0)
+    console = (
+        "boot...\r\nSLATE-MARKER m-1 firmware=bios host=pc1 machine-id=" + "a" * 32 + "\r\n"
+        "SLATE-MARKER m-1 firmware=bios host=pc1 machine-id=" + "a" * 32 + "\n"
+    )
+    assert image.identities(console) == [("pc1", "a" * 32), ("pc1", "a" * 32)]
+    assert image.identities("SLATE-MARKER m-1 firmware=uefi\n") == []
 
 
 def test_cached_image_is_found_without_building(tmp_path: Path) -> None:
