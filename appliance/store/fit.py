@@ -10,7 +10,8 @@ changed (the resized filesystem's metadata, the partition table), and the versio
 committed atomically, as a candidate unless the image's policy auto-promotes.
 
 Refused, before anything is stored, when the image has no partition table, the last
-partition is not a filesystem this can resize, or the data does not fit.
+partition is not a filesystem this can resize, the data does not fit, or an NTFS volume
+holds a hibernated or Fast-Startup session.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from appliance.store.sources import open_source
 
 MIB = 1024 * 1024
 RESIZABLE = ("ext2", "ext3", "ext4", "ntfs")
+HIBERFILE_HEADER = 4096
 GPT_BACKUP_SECTORS = 33  # backup header + 128 entries of 128 bytes, in 512-byte sectors
 _UNITS = {"": 1, "k": 1024, "m": MIB, "g": 1024**3, "t": 1024**4}
 _DECIMAL = {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
@@ -179,6 +181,7 @@ def _shrink_fs(path: Path, part: Partition, new_size: int, ref: str) -> int:
             _refuse_if_short(ref, part, minimum, new_size)
             _run(["resize2fs", dev, f"{new_size // 1024}K"], f"shrink the {part.fs} filesystem")
             return minimum
+        _refuse_if_hibernated(dev, ref, part)
         out = _run(["ntfsresize", "--info", "--force", "--no-progress-bar", dev],
                    "measure the NTFS volume", ok=(0, 1))  # fmt: skip
         found = re.search(r"You might resize at (\d+) bytes", out)
@@ -198,6 +201,30 @@ def _shrink_fs(path: Path, part: Partition, new_size: int, ref: str) -> int:
         # volume is checked here instead, by _check_fs).
         _run(["ntfsfix", "--clear-dirty", dev], "clear the NTFS volume's check mark")
         return minimum
+
+
+def _refuse_if_hibernated(dev: str, ref: str, part: Partition) -> None:
+    """ntfsresize resizes a hibernated (or Fast-Startup) volume without a word, and the
+    session saved in hiberfil.sys would then resume onto a filesystem that moved under
+    it.  ntfs-3g's own test: a hiberfil.sys whose header is shorter than 4 KiB or starts
+    with "hibr"."""
+    listing = _run(["ntfsls", dev], "list the NTFS volume's root folder")
+    name = next((n for n in listing.split() if n.lower() == "hiberfil.sys"), None)
+    if name is None:
+        return
+    proc = subprocess.Popen(["ntfscat", dev, name], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    assert proc.stdout is not None
+    head = proc.stdout.read(HIBERFILE_HEADER)  # of a file as large as the RAM: stop here
+    proc.kill()
+    proc.wait()
+    if head and (len(head) < HIBERFILE_HEADER or head[:4].lower() == b"hibr"):
+        raise FitRefused(
+            f"partition {part.number} of {ref} is a hibernated or Fast-Startup Windows volume:"
+            " it cannot be resized (the saved session would resume onto a moved filesystem)",
+            hint="on the reference machine turn Fast Startup off (powercfg /h off) and shut"
+            " Windows down fully, then capture again",
+        )
 
 
 def _refuse_if_short(ref: str, part: Partition, minimum: int, new_size: int) -> None:

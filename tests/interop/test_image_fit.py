@@ -151,9 +151,20 @@ def test_what_cannot_be_fitted_is_refused_with_the_reason(tmp_path: Path) -> Non
         f.truncate(64 * MIB)
     subprocess.run(["sgdisk", "-n1:2048:0", "-t1:8300", str(raw)], check=True,
                    capture_output=True)  # fmt: skip
+    xfs = tmp_path / "xfs.img"  # last partition: xfs, which cannot shrink at all
+    with xfs.open("wb") as f:
+        f.truncate(320 * MIB)
+    subprocess.run(["sgdisk", "-n1:2048:0", "-t1:8300", str(xfs)], check=True,
+                   capture_output=True)  # fmt: skip
+    dev = attach(xfs, MIB, 318 * MIB)
+    try:
+        subprocess.run(["mkfs.xfs", "-q", "-f", dev], check=True, capture_output=True)
+    finally:
+        detach(dev)
     with Appliance(tmp_path / "home") as app:
         app.import_disk(source)
         app.import_disk(raw, "raw")
+        app.import_disk(xfs, "xfs")
         store = Store(app.layout)
         ref = store.resolve("lab").ref
         out = slate(app.home, "image", "fit", ref, "--size", "40MiB")
@@ -162,9 +173,29 @@ def test_what_cannot_be_fitted_is_refused_with_the_reason(tmp_path: Path) -> Non
         out = slate(app.home, "image", "fit", store.resolve("raw").ref, "--size", "32MiB")
         assert out.returncode != 0
         assert "not a filesystem Slate can resize" in out.stderr, out.stderr
+        out = slate(app.home, "image", "fit", store.resolve("xfs").ref, "--size", "300MiB")
+        assert out.returncode != 0
+        assert "(partition 1, xfs) is not a filesystem Slate can resize" in out.stderr, out.stderr
         out = slate(app.home, "image", "fit", ref, "--size", "200MiB")
         assert "already fits" in out.stderr, out.stderr
         out = slate(app.home, "image", "fit", ref, "--size", "eighty")
         assert "is not a size" in out.stderr, out.stderr
+        assert len(store.version_ids("lab")) == 1  # nothing was committed
+        assert not list((store.root / "tmp").iterdir())  # nor left behind
+
+
+def test_a_hibernated_windows_volume_is_not_fitted(tmp_path: Path) -> None:
+    """ntfsresize alone would shrink it; the saved session would then resume onto a
+    filesystem that moved under it.  Fast Startup leaves the same header."""
+    source = tmp_path / "master.img"
+    make_disk(source, "ntfs", {"f.bin": b"x" * MIB, "hiberfil.sys": b"HIBR" + bytes(8188)})
+    with Appliance(tmp_path / "home") as app:
+        app.import_disk(source)
+        store = Store(app.layout)
+        out = slate(app.home, "image", "fit", store.resolve("lab").ref, "--size", f"{SMALL}")
+        assert out.returncode != 0
+        assert "partition 2 of lab@" in out.stderr, out.stderr
+        assert "is a hibernated or Fast-Startup Windows volume" in out.stderr
+        assert "powercfg /h off" in out.stderr  # the hint
         assert len(store.version_ids("lab")) == 1  # nothing was committed
         assert not list((store.root / "tmp").iterdir())  # nor left behind
