@@ -88,6 +88,24 @@ def check_transport(transport: str) -> str:
     return transport
 
 
+# A room's standing "when done" for its machines' restore jobs (None = no setting: a job
+# reboots unless it says otherwise), as `slate job restore --after`.
+ROOM_AFTER = ("reboot", "poweroff")
+
+
+def check_room_after(after: str | None) -> str | None:
+    """``reboot``/``poweroff`` → itself; ``None``/``""``/``none`` → None (no setting)."""
+    if after is None or after.strip().lower() in ("", "none"):
+        return None
+    if after not in ROOM_AFTER:
+        raise UsageError(
+            f"'when done' {after!r} is not known",
+            hint="reboot (into the restored system), poweroff (shut down), or none (no room"
+            " setting: each job reboots unless started with --after poweroff)",
+        )
+    return after
+
+
 def _rule_detail(spec: str | None, transport: str) -> str:
     """The audit detail of a rule change: the image, and the transport when not auto."""
     if not spec:
@@ -127,6 +145,7 @@ class Room:
     note: str
     auto_restore: str | None
     hosts: int
+    after: str | None = None  # when done: reboot | poweroff | None (no room setting)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,6 +168,10 @@ class Seen:
 
 def _host(row: sqlite3.Row) -> Host:
     return Host(**{k: row[k] for k in Host.__dataclass_fields__})
+
+
+def _room(row: sqlite3.Row) -> Room:
+    return Room(row["name"], row["note"], row["auto_restore"], row["hosts"], row["when_done"])
 
 
 class Inventory:
@@ -367,14 +390,31 @@ class Inventory:
         ).fetchone()
         if row is None:
             raise NotFound(f"no room named {name!r}", hint="see `slate room list`")
-        return Room(row["name"], row["note"], row["auto_restore"], row["hosts"])
+        return _room(row)
 
     def rooms(self) -> list[Room]:
         rows = self.conn.execute(
             "SELECT r.*, (SELECT COUNT(*) FROM hosts h WHERE h.room=r.name) AS hosts"
             " FROM rooms r ORDER BY name"
         ).fetchall()
-        return [Room(r["name"], r["note"], r["auto_restore"], r["hosts"]) for r in rows]
+        return [_room(r) for r in rows]
+
+    def set_room_after(self, name: str, after: str | None, *, actor: str) -> Room:
+        """The room's standing "when done" for the restore jobs of its machines that do
+        not choose one themselves (``None`` removes it: they reboot)."""
+        self.get_room(name)
+        after = check_room_after(after)
+        with transaction(self.conn):
+            self.conn.execute("UPDATE rooms SET when_done=? WHERE name=?", (after, name))
+            audit.record(self.conn, actor, "room.after", name, after or "none")
+        return self.get_room(name)
+
+    def room_after_for(self, host: Host) -> str | None:
+        """The "when done" of ``host``'s room, or None (no room, or no setting)."""
+        if not host.room:
+            return None
+        row = self.conn.execute("SELECT when_done FROM rooms WHERE name=?", (host.room,)).fetchone()
+        return str(row[0]) if row and row[0] else None
 
     def set_room_auto_restore(
         self, name: str, spec: str | None, *, actor: str, transport: str = "auto"

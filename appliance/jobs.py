@@ -27,7 +27,7 @@ from appliance.config import Layout
 from appliance.db import transaction
 from appliance.errors import Conflict, NotFound, PeerError, UsageError
 from appliance.imagefmt.names import is_image_name
-from appliance.inventory import Inventory, parse_disk_hint
+from appliance.inventory import Host, Inventory, parse_disk_hint
 from appliance.jobstates import ACTIVE, FINAL, check_transition
 from appliance.store import Store
 
@@ -255,7 +255,7 @@ class Jobs:
                 f"{busy.state})",
                 hint=f"wait for it, or cancel it with `slate job cancel {busy.id}`",
             )
-        opts = self._options(host.disk_hint, options)
+        opts = self._options(host.disk_hint, self._room_after(action, host, options))
         nonce = secrets.token_hex(16)
         cur = self.conn.execute(
             "INSERT INTO jobs(host, action, image, version, options, token_hash, token_nonce,"
@@ -277,6 +277,14 @@ class Jobs:
         self.conn.execute("UPDATE jobs SET token_hash=? WHERE id=?", (token_hash(token), job_id))
         return self.get(job_id)
 
+    def _room_after(self, action: str, host: Host, given: dict[str, Any]) -> dict[str, Any]:
+        """A restore that does not say what to do when done takes its room's standing
+        setting (``slate room set-after``); ``after_room`` names where it came from."""
+        if action != "restore" or given.get("after"):
+            return given
+        after = self.inventory.room_after_for(host)
+        return {**given, "after": after, "after_room": host.room} if after else given
+
     @staticmethod
     def _options(disk_hint: str, given: dict[str, Any]) -> dict[str, Any]:
         opts: dict[str, Any] = {
@@ -287,7 +295,10 @@ class Jobs:
         }
         opts.update(given)
         if opts["after"] not in AFTER:
-            raise UsageError(f"--after {opts['after']!r} is not known", hint="reboot or poweroff")
+            raise UsageError(
+                f"--after {opts['after']!r} is not known",
+                hint="reboot (into the restored system) or poweroff (shut down)",
+            )
         if opts.setdefault("transport", "auto") not in TRANSPORTS:
             raise UsageError(
                 f"--transport {opts['transport']!r} is not known", hint=", ".join(TRANSPORTS)

@@ -22,7 +22,10 @@ def job_options(form: Any, *, capture: bool = False) -> dict[str, Any]:
     after = form.get("after", "")
     if after and not capture:
         if after not in ("reboot", "poweroff"):
-            raise UsageError(f"'when done' {after!r} is not known", hint="reboot or poweroff")
+            raise UsageError(
+                f"'when done' {after!r} is not known",
+                hint="reboot or poweroff, or leave it empty for the room's setting",
+            )
         options["after"] = after
     if form.get("ignore_disk_health"):
         options["ignore_disk_health"] = True
@@ -73,7 +76,24 @@ def confirm() -> Any:
         when=when,
         not_before=not_before,
         blocked=any(r["busy"] for r in rows),
+        room_after=room_after_label(rows),
     )
+
+
+AFTER_WORDS = {"reboot": "reboot", "poweroff": "shut down"}
+
+
+def room_after_label(rows: list[dict[str, Any]]) -> str:
+    """The "When done" default: what the machines' rooms say (``slate room set-after``)."""
+    inv = backend.slate().inventory
+    said = {r["room"]: inv.get_room(r["room"]).after for r in rows if r.get("room")}
+    if not any(said.values()):
+        return "reboot (into the restored system)"
+    if len(said) == 1 and len(rows) == sum(1 for r in rows if r.get("room")):
+        room, after = next(iter(said.items()))
+        return f"room {room}'s setting: {AFTER_WORDS[after or 'reboot']}"
+    each = ", ".join(f"{k}: {AFTER_WORDS[v or 'reboot']}" for k, v in sorted(said.items()))
+    return f"as each machine's room says ({each}; reboot without a room)"
 
 
 @bp.post("/start")

@@ -1,15 +1,16 @@
 """The room view: every seat of a room, its job, phase, progress, rate, ETA and how it
-restores (roomcast: multicast or HTTP and why), the room's totals — live."""
+restores (roomcast: multicast or HTTP and why), the room's totals — live; and the room's
+standing "when done" for its restore jobs."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from appliance.roomstatus import room_status
 from webui import backend, errors
-from webui.security import require
+from webui.security import actor, require
 
 bp = Blueprint("rooms", __name__, url_prefix="/rooms", template_folder="templates")
 errors.install(bp)
@@ -23,7 +24,20 @@ def status(name: str) -> dict[str, Any]:
 @bp.get("/<name>")
 @require("view")
 def show(name: str) -> Any:
-    return render_template("room.html", status=status(name))
+    room = backend.slate().inventory.get_room(name)
+    return render_template("room.html", status=status(name), room=room)
+
+
+@bp.post("/<name>/after")
+@require("host.edit")
+def set_after(name: str) -> Any:
+    """The room's "when done": reboot, poweroff, or none (each job's own, reboot)."""
+    room = backend.slate().inventory.set_room_after(
+        name, request.form.get("after", ""), actor=actor()
+    )
+    said = {"reboot": "reboot", "poweroff": "shut down"}.get(room.after or "", "no setting")
+    flash(f"Room {room.name}, when a restore is done: {said}.", "info")
+    return redirect(url_for("rooms.show", name=room.name))
 
 
 @bp.get("/<name>/status")

@@ -34,7 +34,9 @@ def register(subparsers: Any) -> None:
                    help="NAME = newest promoted; @2026-11-20[T18:00] or @-3d: newest at or "
                    "before that time")  # fmt: skip
     p.add_argument("--at", metavar="TIME", help="not before: 18:30, 2026-11-25T18:30, +2h")
-    p.add_argument("--after", choices=("reboot", "poweroff"), default="reboot")
+    p.add_argument("--after", choices=("reboot", "poweroff"), default=None,
+                   help="when done: reboot into the restored system or shut down (default: the"
+                   " room's setting, `slate room set-after`; reboot when it has none)")  # fmt: skip
     p.add_argument(
         "--transport",
         choices=("auto", "multicast", "unicast"),
@@ -102,7 +104,9 @@ def _created(args: argparse.Namespace, created: list[Job]) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     js = jobs(args)
     when = parse_when(args.at) if args.at else None
-    options = {"after": args.after, "transport": args.transport}
+    options: dict[str, Any] = {"transport": args.transport}
+    if args.after:  # else the room's setting, or reboot (Jobs._room_after)
+        options["after"] = args.after
     if args.ignore_disk_health:
         options["ignore_disk_health"] = True
     if args.room:
@@ -128,6 +132,15 @@ def cmd_capture(args: argparse.Namespace) -> int:
 def cmd_register(args: argparse.Namespace) -> int:
     job = jobs(args).create("register", args.host, actor=cli_actor(), options={"after": args.after})
     return _created(args, [job])
+
+
+def when_done(job: Job) -> str:
+    """``poweroff (room r101's setting)``; "" for jobs that do not end by a power action."""
+    if job.action != "restore":
+        return ""
+    after = str(job.options.get("after") or "reboot")
+    room = job.options.get("after_room")
+    return f"{after} (room {room}'s setting)" if room else after
 
 
 def _progress(j: Job) -> str:
@@ -177,6 +190,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("progress", _progress(job)),
         ("created", f"{job.created_at} by {job.created_by}"),
         ("not before", job.not_before or ""),
+        ("when done", when_done(job)),
         ("finished", job.finished_at or ""),
         ("verified", human_bytes(job.verified_bytes) if job.verified_bytes else ""),
         ("result", job.result_version or ""),

@@ -38,6 +38,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("image", metavar="IMAGE[@V]|none", help="'none' removes the rule")
     add_transport_flag(p)
     p.set_defaults(func=cmd_set_auto)
+
+    p = sub.add_parser(
+        "set-after",
+        help="what this room's machines do when a restore is done, unless the job says"
+        " (slate job restore --after)",
+    )
+    p.add_argument("name")
+    p.add_argument("after", metavar="reboot|poweroff|none",
+                   help="reboot into the restored system, shut down, or none (remove the"
+                   " setting: jobs reboot)")  # fmt: skip
+    add_json_flag(p)
+    p.set_defaults(func=cmd_set_after)
     hostfacts.add_room_commands(sub)  # power
 
 
@@ -47,9 +59,24 @@ def cmd_list(args: argparse.Namespace) -> int:
         print_json([r.to_dict() for r in rooms])
         return 0
     print_table(
-        [(r.name, r.hosts, r.auto_restore or "", r.note) for r in rooms],
-        ["NAME", "HOSTS", "AUTO-RESTORE", "NOTE"],
+        [(r.name, r.hosts, r.auto_restore or "", r.after or "", r.note) for r in rooms],
+        ["NAME", "HOSTS", "AUTO-RESTORE", "WHEN DONE", "NOTE"],
     )
+    return 0
+
+
+def cmd_set_after(args: argparse.Namespace) -> int:
+    room = inventory(args).set_room_after(args.name, args.after, actor=cli_actor())
+    if args.json:
+        print_json(room.to_dict())
+        return 0
+    if room.after:
+        verb = {"reboot": "reboot", "poweroff": "power off"}[room.after]
+        print(f"room {room.name}: its machines {verb} when a restore is done"
+              " (a job started with --after does as it says)")  # fmt: skip
+    else:
+        print(f"room {room.name}: no 'when done' setting; restore jobs reboot unless started"
+              " with --after poweroff")  # fmt: skip
     return 0
 
 

@@ -64,6 +64,7 @@ POST   /machines/{mac2}/register                  400 403 302 302
 POST   /machines/rooms/{room}/power               400 403 400 400
 GET    /rooms/{room}                              302 200 200 200
 GET    /rooms/{room}/status                       302 200 200 200
+POST   /rooms/{room}/after                        400 403 302 302
 GET    /reimage                                   302 403 200 200
 POST   /reimage/confirm                           400 403 302 302
 POST   /reimage/start                             400 403 400 400
@@ -114,6 +115,7 @@ POST   /api/v1/hosts/import                       401 403 400 400
 POST   /api/v1/hosts/{mac}/wake                   401 403 200 200
 GET    /api/v1/rooms                              401 200 200 200
 POST   /api/v1/rooms                              401 403 400 400
+PATCH  /api/v1/rooms/{room}                       401 403 400 400
 POST   /api/v1/rooms/{room}/wake                  401 403 200 200
 GET    /api/v1/seen                               401 200 200 200
 POST   /api/v1/seen/{seen}/register               401 403 400 400

@@ -26,7 +26,7 @@ def test_add_list_rm_with_mac_forms(slate):
     )
     assert [h["name"] for h in json.loads(slate("host", "list", "--json").stdout)] == ["pc1"]
     rooms = json.loads(slate("room", "list", "--json", check=True).stdout)
-    assert rooms == [{"name": "lab1", "note": "", "auto_restore": None, "hosts": 1}]
+    assert rooms == [{"name": "lab1", "note": "", "auto_restore": None, "hosts": 1, "after": None}]
 
 
 def test_set_changes_name_room_address_and_hint(slate):

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import jsonify, request
 
+from appliance.errors import UsageError
 from webui import backend
 from webui.api import body, bp, field
 from webui.machines import send_wol
@@ -87,6 +88,26 @@ def add_room() -> Any:
         field(data, "name"), actor=actor(), note=str(data.get("note") or "")
     )
     return jsonify(room.to_dict()), 201
+
+
+@bp.patch("/rooms/<name>")
+@require("host.edit")
+def edit_room(name: str) -> Any:
+    """``{"after": "reboot" | "poweroff" | null}``: the room's "when done" (null: none)."""
+    data = body()
+    if "after" not in data:
+        raise UsageError(
+            "nothing to change: the body has no 'after'",
+            hint='send {"after": "reboot"}, {"after": "poweroff"} or {"after": null}',
+        )
+    after = data["after"]
+    if after is not None and not isinstance(after, str):
+        raise UsageError(
+            f"'after' must be a string or null, not {after!r}",
+            hint='send {"after": "reboot"}, {"after": "poweroff"} or {"after": null}',
+        )
+    room = backend.slate().inventory.set_room_after(name, after, actor=actor())
+    return jsonify(room.to_dict())
 
 
 @bp.post("/rooms/<name>/wake")

@@ -54,6 +54,7 @@ def start_job() -> Any:
             field(data, "image"),
             str(data.get("at") or ""),
             actor(),
+            options=_after(data),
         )
     elif action == "capture":
         note = str(data.get("note") or "")
@@ -62,6 +63,19 @@ def start_job() -> Any:
     else:
         raise UsageError(f"action {action!r} cannot be started here", hint="restore or capture")
     return jsonify([backend.job_dict(j) for j in jobs]), 201
+
+
+def _after(data: dict[str, Any]) -> dict[str, Any]:
+    """``after`` of a restore: reboot or poweroff; absent/null = the room's setting."""
+    after = data.get("after")
+    if after is None:
+        return {}
+    if after not in ("reboot", "poweroff"):
+        raise UsageError(
+            f"'after' {after!r} is not known",
+            hint="reboot or poweroff, or leave it out for the room's setting (else reboot)",
+        )
+    return {"after": after}
 
 
 @bp.post("/jobs/<int:job_id>/cancel")
