@@ -1,6 +1,6 @@
 """After the write (issue 13), with the real client against a live appliance on loopback
-writing a sparse file: post-restore hooks (environment, mounts, order, a failing and a
-timed-out hook) and kept partitions (a file survives two restores; a mismatched layout
+writing a sparse file: post-restore hooks (environment, mounts on ext4, NTFS, xfs, btrfs
+and a second disk, order, a failing and a timed-out hook) and kept partitions (a file survives two restores; a mismatched layout
 fails the job with the disk's bytes unchanged)."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from client_kit import (
 from appliance import hooks
 from appliance.inventory import Inventory
 from appliance.store import Store
+from appliance.store.importer import import_image
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mount)")
 
@@ -84,6 +85,19 @@ def write_file(path: Path, mnt: Path, number: int, name: str, data: bytes) -> No
             subprocess.run(["umount", str(mnt)], check=True)
     finally:
         detach(dev)
+
+
+def running(argv: list[str]) -> list[int]:
+    """The processes whose command line is ``argv``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+        except OSError:
+            continue
+        if cmdline == [a.encode() for a in argv]:
+            found.append(int(pid))
+    return found
 
 
 def sha(path: Path) -> str:
@@ -172,11 +186,65 @@ def test_hooks_see_the_documented_environment_and_mounts_in_order(tmp_path: Path
     assert not (root / "p1").exists()  # unmounted and removed afterwards
 
 
+def test_hooks_mount_xfs_btrfs_and_a_second_disk_read_write(tmp_path: Path) -> None:
+    """Disk 0: xfs (partition 1), btrfs (partition 2); disk 1: ext4.  (vfat is mounted
+    the same way in the boot environment; this host's kernel has no vfat driver.)"""
+    mnt = tmp_path / "mnt"
+    disk0, disk1 = tmp_path / "d0.img", tmp_path / "d1.img"
+    with disk0.open("wb") as f:
+        f.truncate(448 * MIB)
+    subprocess.run(["sgdisk", "-n1:2048:+300M", "-t1:8300", "-n2:0:+128M", "-t2:8300",
+                    str(disk0)], check=True, capture_output=True)  # fmt: skip
+    for number, mkfs in ((1, ["mkfs.xfs", "-q", "-f"]), (2, ["mkfs.btrfs", "-q", "-f"])):
+        dev = attach(disk0, *span(disk0, number))
+        try:
+            subprocess.run([*mkfs, dev], check=True, capture_output=True)
+        finally:
+            detach(dev)
+    ext4_disk(disk1, mnt, ["-n1:2048:+16M", "-t1:8300"], {1: {"seed": b"disk 1"}})
+    script = (
+        b'#!/bin/sh\nset -e\nfor m in $SLATE_MOUNTS; do echo "$SLATE_HOST" > "$m/from-hook"; done\n'
+        b'env | grep ^SLATE_MNT_ | sort > "$SLATE_MNT_D1P1/mnt-env"\n'
+    )
+    with Appliance(tmp_path / "home") as app:
+        import_image(Store(app.layout), [disk0, disk1], "two")
+        hooks.add_hook(app.conn, "image", "two", "10-all.sh", script, actor="t")
+        job, token = app.restore_job("two")
+        t0, t1 = blank(tmp_path / "t0.img", 448 * MIB), blank(tmp_path / "t1.img")
+        env = {**os.environ, "SLATE_MOUNT_ROOT": str(tmp_path / "mounts")}
+        proc = subprocess.run(client_argv(app.url, job, token, f"{t0},{t1}"), capture_output=True,
+                              text=True, cwd=ROOT, timeout=300, env=env)  # fmt: skip
+        ended = app.job(job.id)
+        assert ended.state == "done", (ended.reason, proc.stderr)
+        log = "\n".join(log_lines(app, job.id))
+    root = tmp_path / "mounts"
+    for label, fs in (("p1", "xfs"), ("p2", "btrfs"), ("d1p1", "ext4")):
+        assert f"({fs}) at {root}/{label}" in log, log
+    assert read_files(t0, mnt, *span(t0, 1), ["from-hook"]) == {"from-hook": b"pc1\n"}
+    assert read_files(t0, mnt, *span(t0, 2), ["from-hook"]) == {"from-hook": b"pc1\n"}
+    got = read_files(t1, mnt, *span(t1, 1), ["from-hook", "mnt-env", "seed"])
+    assert got["from-hook"] == b"pc1\n" and got["seed"] == b"disk 1"
+    assert got["mnt-env"].decode().splitlines() == [
+        f"SLATE_MNT_D1P1={root}/d1p1",
+        f"SLATE_MNT_P1={root}/p1",
+        f"SLATE_MNT_P2={root}/p2",
+    ]
+    for dev_of, number, check in ((t0, 1, ["xfs_repair", "-n"]),
+                                  (t0, 2, ["btrfs", "check", "--readonly"]),
+                                  (t1, 1, ["e2fsck", "-fn"])):  # fmt: skip
+        dev = attach(dev_of, *span(dev_of, number))
+        try:
+            fsck = subprocess.run([*check, dev], capture_output=True, text=True)
+        finally:
+            detach(dev)
+        assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+
+
 @pytest.mark.parametrize(
     ("script", "timeout", "says"),
     [
         (b"#!/bin/sh\necho about to fail\nexit 3\n", 60, "failed: exit status 3"),
-        (b"#!/bin/sh\nsleep 600 &\nsleep 600\n", 2, "timed out after 2 s"),
+        (b"#!/bin/sh\nsleep 613 &\nsleep 600\n", 2, "timed out after 2 s"),
     ],
     ids=["failing", "timed-out"],
 )
@@ -197,6 +265,8 @@ def test_a_failing_or_timed_out_hook_fails_the_job_naming_it(
     assert f"hook 50-bad.sh (image lab) {says}" in reason, reason
     if timeout == 60:
         assert any(line.endswith("hook 50-bad.sh: about to fail") for line in log), log
+    else:  # killed with everything it started
+        assert not running(["sleep", "613"])
     start, size = span(target, 1)
     with pytest.raises(FileNotFoundError):  # the next hook did not run
         read_files(target, mnt, start, size, ["after-ran"])
