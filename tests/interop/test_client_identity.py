@@ -5,6 +5,7 @@ machine-id the appliance keeps for it."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -202,6 +203,12 @@ def test_capture_warns_on_a_windows_not_generalized(tmp_path: Path) -> None:
             assert ("WARNING  partition 1: this Windows was not generalized" in show) is (
                 not generalized
             ), show
+            shown = subprocess.run(
+                [sys.executable, "-m", "appliance.cli", "image", "show", ref, "--json"],
+                capture_output=True, text=True, check=True, cwd=ROOT,
+                env={**os.environ, "SLATE_HOME": str(app.home)},
+            ).stdout  # fmt: skip
+            assert json.loads(shown)["warnings"] == list(found[generalized])
     assert len(found[False]) == 1 and "sysprep /generalize /oobe" in found[False][0]
     assert "cannot authenticate to each other" in found[False][0]
     assert found[True] == ()

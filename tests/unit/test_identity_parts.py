@@ -4,6 +4,7 @@ RFC 8032 and ssh-keygen), safe writes into a root, and the appliance's kept fact
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -96,6 +97,22 @@ def test_linux_root_identity_written(tmp_path: Path) -> None:
     ]
     assert any("ssh_host_rsa_key" in line for line in lines)  # said what was removed
     assert not (root / "var/lib/dbus").exists()  # written only where it is a file
+
+
+def test_dbus_machine_id_written_when_a_file_left_alone_when_a_link(tmp_path: Path) -> None:
+    root = _root(tmp_path)
+    dbus = root / "var/lib/dbus"
+    dbus.mkdir(parents=True)
+    (dbus / "machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    assert linuxroot.apply(root, "pc7", "ab" * 16, print) == []
+    assert (dbus / "machine-id").read_text() == "ab" * 16 + "\n"
+    (dbus / "machine-id").unlink()
+    (dbus / "machine-id").symlink_to("../../../etc/machine-id")  # Debian's own layout
+    lines: list[str] = []
+    assert linuxroot.apply(root, "pc8", "cd" * 16, lines.append) == []
+    assert os.readlink(dbus / "machine-id") == "../../../etc/machine-id"
+    assert (dbus / "machine-id").read_text() == "cd" * 16 + "\n"  # through /etc/machine-id
+    assert not any("dbus" in line for line in lines)
 
 
 def test_symlinks_are_not_followed_out_of_the_root(tmp_path: Path) -> None:
