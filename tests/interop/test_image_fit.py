@@ -161,10 +161,15 @@ def test_what_cannot_be_fitted_is_refused_with_the_reason(tmp_path: Path) -> Non
         subprocess.run(["mkfs.xfs", "-q", "-f", dev], check=True, capture_output=True)
     finally:
         detach(dev)
+    bare = tmp_path / "bare.img"  # no partition table: one ext4 on the whole disk
+    with bare.open("wb") as f:
+        f.truncate(32 * MIB)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(bare)], check=True)
     with Appliance(tmp_path / "home") as app:
         app.import_disk(source)
         app.import_disk(raw, "raw")
         app.import_disk(xfs, "xfs")
+        app.import_disk(bare, "bare")
         store = Store(app.layout)
         ref = store.resolve("lab").ref
         out = slate(app.home, "image", "fit", ref, "--size", "40MiB")
@@ -176,6 +181,12 @@ def test_what_cannot_be_fitted_is_refused_with_the_reason(tmp_path: Path) -> Non
         out = slate(app.home, "image", "fit", store.resolve("xfs").ref, "--size", "300MiB")
         assert out.returncode != 0
         assert "(partition 1, xfs) is not a filesystem Slate can resize" in out.stderr, out.stderr
+        out = slate(app.home, "image", "fit", store.resolve("bare").ref, "--size", "16MiB")
+        assert "has no partition table: there is no last partition" in out.stderr, out.stderr
+        out = slate(app.home, "image", "fit", ref, "--size", "9MiB")  # partition 2 starts at 9
+        assert out.returncode != 0
+        assert "is too small for" in out.stderr and "its last partition starts" in out.stderr
+        assert "the ones before it must fit" in out.stderr, out.stderr  # the hint
         out = slate(app.home, "image", "fit", ref, "--size", "200MiB")
         assert "already fits" in out.stderr, out.stderr
         out = slate(app.home, "image", "fit", ref, "--size", "eighty")
