@@ -1,9 +1,9 @@
 """``slate hook …`` (post-restore scripts) and ``slate keep …`` (kept partitions).
 
 Both change what every later restore of the image, room or host does, so in the console
-and the JSON API they are the admin role's (permission ``hook.edit``); at the server's
-shell, whoever may run ``slate`` on the data directory is its administrator, as for
-``slate user``.  docs/hooks.md is the reference."""
+they are the admin role's (permission ``hook.edit``; the JSON API has no hook calls); at
+the server's shell, whoever may run ``slate`` on the data directory is its administrator,
+as for ``slate user``.  docs/hooks.md is the reference."""
 
 from __future__ import annotations
 
