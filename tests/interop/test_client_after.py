@@ -1,7 +1,7 @@
 """After the write (issue 13), with the real client against a live appliance on loopback
 writing a sparse file: post-restore hooks (environment, mounts on ext4, NTFS, xfs, btrfs
-and a second disk, order, a failing and a timed-out hook) and kept partitions (a file survives two restores; a mismatched layout
-fails the job with the disk's bytes unchanged)."""
+and a second disk, order, a failing and a timed-out hook) and kept partitions (a file
+survives two restores; a mismatched layout fails the job with the disk's bytes unchanged)."""
 
 from __future__ import annotations
 
