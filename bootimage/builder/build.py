@@ -31,7 +31,7 @@ from appliance.errors import SlateError
 from bootimage.builder import cpio, initscript, modules, rootfs
 from bootimage.builder.kernel import KernelFiles, fetch_kernel
 
-BUILDER_VERSION = "2"  # 2: the client is byte-compiled
+BUILDER_VERSION = "3"  # 2: the client is byte-compiled; 3: UNPACKED is the last file
 ZSTD_LEVEL = 15
 ZSTD_THREADS = 2  # fixed: the frame layout must not depend on the machine
 DEFAULT_EPOCH = 1700000000
@@ -97,6 +97,11 @@ def build(out_dir: Path, cache_dir: Path, log: Callable[[str], None] = print) ->
     return BuildResult(out_dir / "vmlinuz", out_dir / "initrd.img", key, cached, kernel.version)
 
 
+# The initramfs's last file: present only if the kernel unpacked the whole archive (it
+# holds the archive's size).  bootimage/client/main.py checks it before any job.
+UNPACKED = "/.slate-unpacked"
+
+
 def _pack(
     tree: Path, kernel: KernelFiles, dest: Path, epoch: int, log: Callable[[str], None]
 ) -> None:
@@ -110,13 +115,7 @@ def _pack(
         _install_client(overlay)
         log(f"initramfs: {_compile_client(tree, overlay)}")
         raw = io.BytesIO()
-        writer = cpio.CpioWriter(raw, epoch)
-        devices = (
-            cpio.Node("dev/console", stat.S_IFCHR | 0o600, (5, 1)),
-            cpio.Node("dev/null", stat.S_IFCHR | 0o666, (1, 3)),
-        )
-        writer.add_trees([tree, overlay], devices, exclude=[".complete"])
-        writer.finish()
+        archive([tree, overlay], raw, epoch)
         params = zstandard.ZstdCompressionParameters.from_level(
             ZSTD_LEVEL, threads=ZSTD_THREADS, write_checksum=True
         )
@@ -130,6 +129,21 @@ def _pack(
         if dest.exists():
             shutil.rmtree(dest)
         out.rename(dest)
+
+
+def archive(roots: list[Path], out: io.BytesIO, epoch: int) -> None:
+    """The initramfs's cpio archive of ``roots`` (later ones overlay earlier ones), with
+    the device nodes /init needs, and :data:`UNPACKED` last of all: the kernel unpacks in
+    order and stops where a machine's memory ends, so the client knows it has every file
+    only when that one is there."""
+    writer = cpio.CpioWriter(out, epoch)
+    devices = (
+        cpio.Node("dev/console", stat.S_IFCHR | 0o600, (5, 1)),
+        cpio.Node("dev/null", stat.S_IFCHR | 0o666, (1, 3)),
+    )
+    writer.add_trees(roots, devices, exclude=[".complete", UNPACKED[1:]])
+    writer.entry(UNPACKED[1:], stat.S_IFREG | 0o644, b"%d\n" % out.tell())
+    writer.finish()
 
 
 def _install_client(stage: Path) -> None:

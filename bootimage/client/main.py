@@ -22,6 +22,7 @@ DEFAULT_GIVE_UP_AFTER = 600.0
 DEFAULT_HOLD = 1800.0  # s a machine waits for a power request after a failure or register
 DUMP_BEGIN = "----- slate disks begin -----"
 DUMP_END = "----- slate disks end -----"
+UNPACKED = "/.slate-unpacked"  # bootimage/builder/build.py UNPACKED: the initramfs's last file
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,6 +117,8 @@ def work(
     already_ended = False
     reporter.log(f"job {job.get('id')}: {action} {job.get('image') or ''}")
     try:
+        if in_boot_environment():
+            check_unpacked(Path(UNPACKED))
         facts = checkup.report_facts(api, reporter.log, real=in_boot_environment())
         if action == "register":
             checkup.register(api, facts, reporter.log)
@@ -167,6 +170,33 @@ def work(
     except SlateError as exc:
         reporter.log(f"could not report the failure: {exc.message}")
     return False
+
+
+def check_unpacked(marker: Path) -> None:
+    """Refuse to work in a boot environment the kernel did not unpack whole.
+
+    Linux unpacks the initramfs into a RAM file system capped at half the memory; on a
+    machine with too little, it stops at a file ("Initramfs unpacking failed: write
+    error") and boots what it has, so later files (tools, Python modules) are missing
+    and a restore would go wrong in ways far from the cause.  The builder puts
+    :data:`UNPACKED` last: without it, the job fails here, before a byte is written."""
+    if marker.exists():
+        return
+    total = _memory_mib()
+    raise SlateError(
+        "the boot environment did not unpack whole (the kernel said 'Initramfs unpacking"
+        f" failed'): this machine has {total} MiB of memory, too little for it",
+        hint="give the machine more memory: the kernel unpacks the boot environment into"
+        " at most half of it (docs/bootimage.md, 'Memory')",
+    )
+
+
+def _memory_mib() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            return int(f.readline().split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def dump_disks() -> None:

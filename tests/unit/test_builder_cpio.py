@@ -8,6 +8,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from bootimage.builder.cpio import CpioWriter, Node
 
 
@@ -57,3 +59,40 @@ def test_archive_unpacks_with_cpio_and_overlay_wins(tmp_path: Path) -> None:
     assert (dest / "usr/bin/tool").read_text() == "replaced"
     assert os.readlink(dest / "bin") == "usr/bin"
     assert not (dest / "skip-me").exists()
+
+
+def test_the_initramfs_ends_with_the_file_that_says_it_unpacked_whole(tmp_path: Path) -> None:
+    from bootimage.builder import build
+    from bootimage.client import main
+
+    (tmp_path / "root/usr/bin").mkdir(parents=True)
+    (tmp_path / "root/usr/bin/tool").write_bytes(b"t" * 3000)
+    (tmp_path / "root/.slate-unpacked").write_text("stale\n")  # never packed from a tree
+    out = io.BytesIO()
+    build.archive([tmp_path / "root"], out, 1700000000)
+    listing = subprocess.run(
+        ["cpio", "-t", "--quiet"], input=out.getvalue(), capture_output=True, check=True
+    ).stdout.decode()
+    names = listing.split()
+    assert names[-1] == ".slate-unpacked" and names.count(".slate-unpacked") == 1
+    assert names[:-1] == ["dev/console", "dev/null", "usr", "usr/bin", "usr/bin/tool"]
+    assert build.UNPACKED == main.UNPACKED == "/.slate-unpacked"
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["cpio", "-idm", "--quiet"], input=out.getvalue(), cwd=unpacked, check=True)
+    size = int((unpacked / ".slate-unpacked").read_text())
+    assert out.getvalue().index(b".slate-unpacked") > size > 3000  # written after the rest
+
+
+def test_a_boot_environment_cut_short_fails_the_job_with_the_reason(tmp_path: Path) -> None:
+    from appliance.errors import SlateError
+    from bootimage.client import main
+
+    marker = tmp_path / ".slate-unpacked"
+    with pytest.raises(SlateError) as refused:
+        main.check_unpacked(marker)
+    assert refused.value.message.startswith("the boot environment did not unpack whole")
+    assert "MiB of memory, too little for it" in refused.value.message
+    assert refused.value.hint and "more memory" in refused.value.hint
+    marker.write_text("12345\n")
+    main.check_unpacked(marker)  # unpacked whole: nothing to say
