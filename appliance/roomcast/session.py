@@ -36,6 +36,10 @@ class Seat:
     stats: dict[str, float] = field(default_factory=dict)
     forced: bool = False  # its job asks for multicast even when no other seat needs a chunk
     catch: float | None = None  # share of the pieces sent while it listened that it got
+    # Chunks its reports' answers sent it to fetch by HTTP, and the first such answer
+    # (when, the first pass's cursor, seats still expected): why a seat took much by HTTP.
+    handed: set[int] = field(default_factory=set)
+    first_handed: dict[str, float] | None = None
 
     def view(self) -> schedule.SeatNeeds:
         return schedule.SeatNeeds(frozenset(self.need), dict(self.partial), self.http_only)
@@ -124,7 +128,20 @@ class RoomSession:
             mine = seat.view()
             cursor = self.cursor
             least = self._min_demand(now)
-        return schedule.http_share(mine, views, cursor, expected=self._expected(), min_demand=least)
+        expected = self._expected()
+        share = schedule.http_share(mine, views, cursor, expected=expected, min_demand=least)
+        if share:
+            with self._lock:
+                if seat.first_handed is None:
+                    seat.first_handed = {
+                        "after": round(now - seat.joined, 2),
+                        "cursor": cursor,
+                        "expected": expected,
+                        "seats": len(views),
+                        "chunks": len(share),
+                    }
+                seat.handed.update(share)
+        return share
 
     def leave(self, job: int, stats: Mapping[str, float] | None = None) -> None:
         with self._lock:
@@ -216,6 +233,8 @@ class RoomSession:
                     if now - s.last_report >= SEAT_TIMEOUT
                     else "live",
                     **{k: s.stats.get(k, 0) for k in STAT_KEYS},
+                    "handed_http": len(s.handed),
+                    "first_handed": s.first_handed,
                 }
                 for s in self.seats.values()
             ]
