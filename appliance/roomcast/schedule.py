@@ -17,7 +17,7 @@ Order of work (:func:`pick`):
 3. **Then the most wanted first**: chunks two or more joined seats still need whole,
    not sent in the last ``holdoff`` seconds (the time for the seats' reports to show
    that they got it).
-Nothing to do: the session idles (beacons only).
+Nothing to do, or no seat listening yet: the session idles (beacons only).
 
 :func:`http_share` says which chunks a seat takes by HTTP meanwhile.
 """
@@ -84,6 +84,11 @@ def pick(
     repair = _repair(seats, last_repair, now, repair_holdoff)
     if repair is not None:
         return Pick(repair[0], cursor, repair[1])
+    if all(s.http_only for s in seats):
+        # Nobody listens (the session's sender starts a moment before its first seat has
+        # joined): the first pass must not run past chunks that nobody could catch, or
+        # the first seat would find them all behind the cursor and take them by HTTP.
+        return Pick(None, cursor)
     demand = whole_demand(seats)
     while cursor < chunks:
         k = cursor

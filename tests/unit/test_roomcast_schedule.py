@@ -100,7 +100,19 @@ def test_http_share(
 
 def test_nothing_to_send_when_every_seat_is_done() -> None:
     assert pick([seat(), seat()], 8, 0) == Pick(None, 8)
-    assert pick([], 8, 3, expected=5) == Pick(None, 8)
+    # No seat at all (or only HTTP-only ones): idle, and the first pass stays where it is.
+    assert pick([], 8, 3, expected=5) == Pick(None, 3)
+    assert pick([seat(0, 1, http=True)], 8, 0, expected=2) == Pick(None, 0)
+
+
+def test_the_first_seat_finds_the_pass_not_yet_begun() -> None:
+    """The sender starts a moment before the session's first seat has joined.  Found in
+    CI: the pass ran through all 24 chunks with nobody listening, so the first seat found
+    every chunk behind the cursor, needed by it alone, and took them all by HTTP."""
+    assert pick([], 24, 0, expected=8) == Pick(None, 0)
+    first = seat(*range(24))
+    assert http_share(first, [first], 0, expected=7) == frozenset()
+    assert pick([first], 24, 0, expected=7) == Pick(0, 1)
 
 
 def test_transport_multicast_sends_even_what_one_seat_alone_needs() -> None:
