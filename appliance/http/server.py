@@ -53,6 +53,15 @@ class SendfileGateway(wsgi.Gateway_10):
                 response.close()
 
 
+def stopping(app: Any) -> threading.Event:
+    """Set while the app's listeners stop: streaming answers end at it."""
+    ext = getattr(app, "extensions", None)
+    if ext is None:  # a bare WSGI callable (tests): an event of its own
+        return threading.Event()
+    event: threading.Event = ext.setdefault("slate.stopping", threading.Event())
+    return event
+
+
 class HttpServer:
     """Serve a WSGI app on (host, port) in background threads; port 0 = pick one.
 
@@ -104,6 +113,7 @@ class HttpServer:
                 hint=f"pick another {self.flag}, or stop what is using this one",
             ) from exc
         self.port = int(self._server.bind_addr[1])
+        stopping(self.app).clear()
         self._thread = threading.Thread(target=self._serve, name="slate-http", daemon=True)
         self._thread.start()
 
@@ -111,6 +121,9 @@ class HttpServer:
         self._server.serve()
 
     def stop(self) -> None:
+        # Long-lived answers (the console's live views) end now rather than hold their
+        # threads through cheroot's shutdown timeout (5 s per listener).
+        stopping(self.app).set()
         self._server.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)

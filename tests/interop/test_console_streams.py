@@ -58,11 +58,11 @@ def served(home: Path, slate: Any) -> Iterator[dict[str, Any]]:
         else:
             raise AssertionError(log.read_text())
         ctx = ssl.create_default_context(cafile=str(home / "console-cert.pem"))
-        yield {**ports, "token": token, "ctx": ctx}
+        yield {**ports, "token": token, "ctx": ctx, "proc": proc, "log": log}
     finally:
         proc.terminate()
-        try:  # closed streams end at their next keep-alive (15 s): do not wait for that
-            proc.wait(timeout=5)
+        try:
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -123,3 +123,23 @@ def test_a_hundred_dashboards_do_not_delay_a_boot(served: dict[str, Any]) -> Non
     finally:
         for s in pxe:
             s.close()
+
+
+def test_open_live_views_end_cleanly_when_the_appliance_stops(served: dict[str, Any]) -> None:
+    """``systemctl stop`` with dashboards open: each stream is ended as an HTTP response
+    (its last chunk), not cut off, and ``slate serve`` exits 0 having said "stopped"."""
+    streams = [_open_stream(served["console"], served["token"], served["ctx"]) for _ in range(3)]
+    try:
+        assert [_status(s) for s in streams] == [200, 200, 200]
+        served["proc"].terminate()
+        for s in streams:
+            s.settimeout(30)  # a stream that is not ended keeps its keep-alives for 300 s
+            got = b""
+            while chunk := s.recv(65536):
+                got += chunk
+            assert got.endswith(b"\r\n0\r\n\r\n"), got[-200:]
+    finally:
+        for s in streams:
+            s.close()
+    assert served["proc"].wait(timeout=30) == 0
+    assert "stopped" in served["log"].read_text()

@@ -1,8 +1,9 @@
 """Live updates as server-sent events: the dashboard's job table, or one job and its log.
 
 The stream polls the database once a second and sends an event only when something
-changed (plus a keep-alive comment), and ends after a few minutes: the browser's
-EventSource reconnects by itself, so no request lives forever in a server thread.
+changed (plus a keep-alive comment), and ends after a few minutes (or at once when the
+appliance stops): the browser's EventSource reconnects by itself, so no request lives
+forever in a server thread.
 
 Each open stream holds a server thread, so their number is capped (:data:`MAX_STREAMS`):
 a hundred open dashboards must not take the threads that serve boot scripts and chunks
@@ -20,6 +21,7 @@ from typing import Any
 
 from flask import Response, current_app, jsonify, request, stream_with_context
 
+from appliance.http.server import stopping
 from webui import backend
 from webui.api import bp
 from webui.security import require
@@ -44,11 +46,11 @@ def snapshot(job_id: int | None) -> tuple[str, dict[str, Any]]:
     return "job", {"job": job, "log": jobs.log_lines(job_id, 500)}
 
 
-def _stream(job_id: int | None) -> Iterator[str]:
+def _stream(job_id: int | None, stopping: threading.Event) -> Iterator[str]:
     yield "retry: 2000\n\n"
     last, quiet_since = "", time.monotonic()
     deadline = time.monotonic() + STREAM_SECONDS
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopping.is_set():
         kind, data = snapshot(job_id)
         text = json.dumps(data, sort_keys=True, default=str)
         if text != last:
@@ -57,7 +59,7 @@ def _stream(job_id: int | None) -> Iterator[str]:
         elif time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
             quiet_since = time.monotonic()
             yield ": keep-alive\n\n"
-        time.sleep(POLL_SECONDS)
+        stopping.wait(POLL_SECONDS)
 
 
 @bp.get("/events")
@@ -80,7 +82,7 @@ def events() -> Response:
             return refused
         opened.count += 1
     resp = Response(
-        stream_with_context(_stream(job_id)),
+        stream_with_context(_stream(job_id, stopping(current_app))),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
