@@ -207,7 +207,7 @@ def main() -> int:
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args()
     if args.quick:
-        args.seats, args.runs, args.image_mib, args.unshaped_mib = "1,2", 1, 32, 64
+        args.seats, args.runs, args.image_mib, args.unshaped_mib = "1,2", 1, 16, 32
     counts = [int(x) for x in args.seats.split(",")]
     work = Path(tempfile.mkdtemp(prefix="room-bench-"))
     figures: dict[str, object] = {"seat_mbit": args.seat_mbit}
