@@ -37,6 +37,21 @@ BEACON_EVERY = 0.2  # s
 IDLE_SLEEP = 0.02  # s between looks at the session when there is nothing to send
 END_AFTER_IDLE = 30.0  # s with no live seat: the session ends
 FRAME_CACHE = 64 * 1024 * 1024  # bytes of recent frames kept for repairs
+BURST_SECONDS = 0.004  # of the rate: see pacer_burst
+MIN_BURST = 64 * 1024  # one GSO send
+MAX_BURST = 1024 * 1024  # ~1 ms at 10 Gbit/s: no deeper than a NIC's queue holds
+
+
+def pacer_burst(rate: int) -> int:
+    """The token bucket's depth for ``rate`` bit/s: 4 ms of the rate, at least one GSO send
+    and at most :data:`MAX_BURST`.
+
+    A bucket one send deep loses every moment the sender thread wakes late (a sleep
+    overshoots by ~0.1 ms, another thread holds the GIL): at 1 Gbit/s, where a send of 40
+    datagrams lasts 0.5 ms, that held the sender to ~810 of its 1000 Mbit/s; 4 ms of depth
+    gets ~960 (bench/room_bench.py, the unshaped row).  The bursts it allows leave at the
+    link's own speed, which the seats' ports (as fast) pass on without queueing."""
+    return min(MAX_BURST, max(MIN_BURST, int(rate / 8 * BURST_SECONDS)))
 
 
 class Pacer:
@@ -130,7 +145,7 @@ class Sender:
         self.address = address
         self.frames = FrameCache(path_of)
         self.on_end = on_end
-        self.pacer = Pacer(session.rate)
+        self.pacer = Pacer(session.rate, pacer_burst(session.rate))
         self._sock = open_socket(address)
         try:
             self._sock.setsockopt(socket.IPPROTO_UDP, UDP_SEGMENT, roomwire.MAX_DATAGRAM)
