@@ -115,6 +115,9 @@ def report() -> Response:
     catch = data.get("catch")
     if catch is not None and not isinstance(catch, int | float):
         fail(400, "'catch' must be a number")
+    seen = data.get("seen")
+    if seen is not None and (not isinstance(seen, int) or isinstance(seen, bool) or seen < 0):
+        fail(400, "'seen' must be the data counter of the last beacon read (an integer >= 0)")
     try:
         share = session.report(
             job.id,
@@ -124,6 +127,7 @@ def report() -> Response:
             why=str(data.get("why") or "")[:MAX_WHY],
             stats=_stats(data),
             catch=None if catch is None else float(catch),
+            seen=seen,
         )
     except KeyError:
         fail(403, f"job {job.id} has left roomcast session {session.id}")

@@ -245,6 +245,9 @@ class Sender:
             self._beacon_if_due(roomwire.ACTIVE)
             if self._stop.is_set():
                 return
+        s.sent_out(chunk)
+        self._next_beacon = 0.0  # a beacon now: the seats' next reports know the send is out
+        self._beacon_if_due(roomwire.ACTIVE)
 
     def _send(self, run: list[bytes], *, data: bool = True) -> None:
         dest = (self.session.group, self.session.port)

@@ -73,6 +73,11 @@ class RoomSession:
         self.sent_chunks = 0
         self.sent_repairs = 0
         self.sent_bytes = 0
+        # The data counter (``sent_bytes``, what beacons carry) when each chunk's last
+        # send, whole or repair, was out: a report whose seat had not seen that much yet
+        # names pieces that were still on their way to it (see :meth:`report`).
+        self.settled: dict[int, int] = {}
+        self.stale_repairs = 0  # chunks' lost pieces not asked for, being out of date
         self.ended = False
         self._lock = threading.Lock()
 
@@ -111,13 +116,27 @@ class RoomSession:
         why: str = "",
         stats: Mapping[str, float] | None = None,
         catch: float | None = None,
+        seen: int | None = None,
     ) -> frozenset[int]:
-        """Record a seat's report; returns the chunks it should fetch by HTTP now."""
+        """Record a seat's report; returns the chunks it should fetch by HTTP now.
+
+        ``seen``: the data counter of the last beacon the seat had read when it made the
+        report.  Pieces it reports lost from a chunk whose last send ended after that
+        were on their way to it still (the report crossed the repair): they are not
+        asked for again until a report that has seen the send's end says so."""
         now = self.clock()
         with self._lock:
             seat = self.seats.get(job)
             if seat is None or seat.left:
                 raise KeyError(job)
+            if seen is not None:
+                fresh = {}
+                for k, lost in partial.items():
+                    if lost and seen < self.settled.get(k, 0):
+                        self.stale_repairs += 1
+                        lost = frozenset()
+                    fresh[k] = lost
+                partial = fresh
             seat.need, seat.partial = set(need), dict(partial)
             seat.last_report = now
             if http_only and not seat.http_only:
@@ -180,6 +199,11 @@ class RoomSession:
     def count_sent(self, nbytes: int) -> None:
         with self._lock:
             self.sent_bytes += nbytes
+
+    def sent_out(self, chunk: int) -> None:
+        """The sender has put the last datagram of its send of ``chunk`` on the wire."""
+        with self._lock:
+            self.settled[chunk] = self.sent_bytes
 
     def listening(self) -> int:
         """Seats that still take part by multicast."""
@@ -246,6 +270,7 @@ class RoomSession:
                 "cursor": self.cursor,
                 "sent_chunks": self.sent_chunks,
                 "sent_repairs": self.sent_repairs,
+                "stale_repairs": self.stale_repairs,
                 "sent_bytes": self.sent_bytes,
                 "seats": seats,
             }

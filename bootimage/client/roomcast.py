@@ -273,6 +273,9 @@ class Receiver:
         self.got_bytes = 0  # data datagram bytes of this session received
         self.beacons: list[tuple[float, int, int]] = []  # (time, sent, got_bytes)
         self.last_beacon: float | None = None
+        # The data counter of the newest beacon read: every datagram sent before it has
+        # been read too (one path, in order), so a report made now is up to date with it.
+        self.seen = 0
         self.ending = False
         self.rate = 0
         self._current = -1  # the chunk the last data datagram was of
@@ -341,6 +344,7 @@ class Receiver:
                 for k in list(self.chunks.partial):
                     self.chunks.passed(k)
         self.beacons.append((now, b.sent, self.got_bytes))
+        self.seen = max(self.seen, b.sent)
         if len(self.beacons) > 200:
             del self.beacons[:100]
 
@@ -626,6 +630,7 @@ class Seat:
     def _report(
         self, sid: int, chunks: Chunks, rx: Receiver, now: float, why: str = ""
     ) -> set[int]:
+        seen = rx.seen  # before the snapshot: what it says lost was not in that data
         recent = rx.catch(2.0, now)
         repairs = recent is None or recent[0] >= REPAIR_CATCH
         need, partial, lost = chunks.report(now, repairs)
@@ -638,6 +643,7 @@ class Seat:
             "partial": {str(k): v for k, v in partial.items()},
             "stats": self.stats.report(),
             "catch": None if window is None else round(window[0], 3),
+            "seen": seen,
             "http_only": bool(why),
             "why": why,
         }

@@ -353,6 +353,10 @@ def test_join_refuses_a_bad_bitmap_and_another_jobs_session(tmp_path: Path, imag
         assert code == 404, answer
         code, answer = post(a, "report", {"session": sid, "need": full, "partial": {"x": [1]}})
         assert code == 400, answer
+        code, answer = post(a, "report", {"session": sid, "need": full, "seen": "lots"})
+        assert code == 400 and "'seen'" in str(answer["error"]), answer
+        code, answer = post(a, "report", {"session": sid, "need": full, "seen": -1})
+        assert code == 400, answer
         code, answer = post(a, "report", {"session": sid, "need": full})
         assert code == 200 and "http" in answer, answer
     finally:

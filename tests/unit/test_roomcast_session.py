@@ -52,3 +52,35 @@ def test_with_nobody_else_coming_a_lone_seat_takes_everything_by_http() -> None:
     assert s.status()["seats"][0]["first_handed"] == {
         "after": 0.0, "cursor": 0, "expected": 0, "seats": 1, "chunks": 4,
     }  # fmt: skip
+
+
+def test_lost_pieces_reported_before_the_seat_saw_their_repair_go_out_are_not_sent_again() -> None:
+    clock = Clock()
+    s = _session(clock, frozenset())
+    s.join(1, "pc1", "10.0.0.1", {0, 1, 2, 3})
+    s.join(2, "pc2", "10.0.0.2", {0, 1, 2, 3})
+    assert s.next_send().chunk == 0  # the first pass: chunk 0 whole
+    s.count_sent(10_000)
+    s.sent_out(0)  # its last datagram is out at counter 10000
+    assert s.next_send().chunk == 1
+    # Seat 1 lost pieces 3 and 4 of chunk 0: the repair goes out ...
+    s.report(1, {1, 2, 3}, {0: frozenset({3, 4})}, seen=10_000)
+    pick = s.next_send()
+    assert (pick.chunk, pick.pieces) == (0, frozenset({3, 4}))
+    s.count_sent(3_000)
+    s.sent_out(0)  # ... and is out at 13000
+    clock.now += 1.0  # the repair holdoff (0.5 s) is over
+    # A report made before the seat read past the repair still names them: not asked again.
+    s.report(1, {1, 2, 3}, {0: frozenset({3, 4})}, seen=12_000)
+    assert s.next_send().pieces is None
+    assert s.status()["stale_repairs"] == 1
+    # Once it has read past the repair's end, what it still lacks is lost for real.
+    s.report(1, {1, 2, 3}, {0: frozenset({4})}, seen=13_000)
+    pick = s.next_send()
+    assert (pick.chunk, pick.pieces) == (0, frozenset({4}))
+    # A seat that does not say what it has seen (an older client) is taken at its word
+    # (with seat 1's piece 4, its repair not yet marked out).
+    clock.now += 1.0
+    s.report(2, {1, 2, 3}, {0: frozenset({9})})
+    pick = s.next_send()
+    assert (pick.chunk, pick.pieces) == (0, frozenset({4, 9}))
