@@ -78,13 +78,20 @@ class TxSampler(threading.Thread):
         while not self.done.wait(0.02):
             self.samples.append((time.monotonic(), netns_tx(self.pid)))
 
-    def middle_mbit(self) -> float:
+    def stop(self) -> None:
         self.done.set()
         self.join()
+
+    def when(self, share: float) -> float:
+        """The time the counter had moved ``share`` of its whole way."""
         base, total = self.samples[0][1], self.samples[-1][1] - self.samples[0][1]
-        lo = next(s for s in self.samples if s[1] - base >= 0.05 * total)
-        hi = next(s for s in self.samples if s[1] - base >= 0.95 * total)
-        return (hi[1] - lo[1]) * 8 / max(hi[0] - lo[0], 1e-6) / 1e6
+        return next(t for t, n in self.samples if n - base >= share * total)
+
+    def middle_mbit(self) -> float:
+        self.stop()
+        total = self.samples[-1][1] - self.samples[0][1]
+        lo, hi = self.when(0.05), self.when(0.95)
+        return 0.9 * total * 8 / max(hi - lo, 1e-6) / 1e6
 
 
 def proc_cpu(pid: int) -> float:
@@ -135,6 +142,9 @@ class Bench:
             if prepare is not None:
                 prepare(room)
             before = tx_bytes(room)
+            assert room.app.proc is not None
+            sampler = TxSampler(room.app.proc.pid)
+            sampler.start()
             start = time.monotonic()
             first = room.seats if late is None else room.seats[:-1]
             for s in first:
@@ -147,9 +157,16 @@ class Bench:
                 if rc != 0 or not filecmp.cmp(self.image, s.disk, shallow=False):
                     raise SystemExit(f"{s.name} failed (rc {rc}):\n{s.out[-3000:]}")
             took = max(s.ended for s in room.seats) - start
+            sampler.stop()
             split = [SUMMARY.search(s.out) for s in room.seats]
             return {
                 "seconds": took,
+                # where the time went: until 1 % of the bytes had left the appliance (the
+                # seats' start-up, all on these 2 cores), from 1 % to 99 % (the sending),
+                # and from there until the last seat was done (its last chunks, the end)
+                "startup": sampler.when(0.01) - start,
+                "sending": sampler.when(0.99) - sampler.when(0.01),
+                "tail": start + took - sampler.when(0.99),
                 "seat_seconds": [s.ended - start for s in room.seats],
                 "late_seconds": room.seats[-1].ended - room.seats[-1].started,
                 "appliance_bytes": tx_bytes(room) - before,
@@ -258,8 +275,10 @@ def main() -> int:
               f"roomcast at {b.rate}bit/s; medians of {args.runs}", flush=True)  # fmt: skip
         rows: dict[str, dict[int, float]] = {"roomcast": {}, "http": {}, "udpcast": {}}
         bytes_ratio: dict[str, dict[int, float]] = {"roomcast": {}, "http": {}, "udpcast": {}}
+        parts: dict[int, tuple[float, float, float]] = {}
         for n in counts:
             rc = [b.restore(n) for _ in range(args.runs)]
+            parts[n] = (med(rc, "startup"), med(rc, "sending"), med(rc, "tail"))
             uc = [b.udpcast(n) for _ in range(args.runs)]
             http_runs = args.http_runs if n <= args.http_max_seats else 0
             ht = [b.restore(n, "unicast") for _ in range(http_runs)]
@@ -286,7 +305,17 @@ def main() -> int:
                   f"{bytes_ratio['udpcast'][n]:>8.2f}")  # fmt: skip
         print(f"  (T_1: roomcast {t1:.1f} s, HTTP {h1:.1f} s, udpcast {u1:.1f} s;"
               " goal T32 <= 1.2 x T1, bytes <= 1.1)\n")  # fmt: skip
-        figures.update(times=rows, bytes_ratio=bytes_ratio)
+        print("where roomcast's time went (medians): until 1 % of the bytes had left the"
+              " appliance (the seats' start-up: N Python clients on these 2 cores), from 1 %"
+              " to 99 % (the sending), and from there until the last seat was done")  # fmt: skip
+        print(f"{'seats':>5} {'start-up s':>11} {'sending s':>10} {'sending / T_1 sending':>22}"
+              f" {'tail s':>7}")  # fmt: skip
+        for n in counts:
+            up, send, tail = parts[n]
+            print(f"{n:>5} {up:>11.2f} {send:>10.2f} {send / parts[counts[0]][1]:>22.2f}"
+                  f" {tail:>7.2f}")  # fmt: skip
+        print()
+        figures.update(times=rows, bytes_ratio=bytes_ratio, roomcast_parts=parts)
 
         m = 8 if not args.quick else 2
         base = [b.restore(m) for _ in range(args.runs)]
