@@ -6,6 +6,7 @@ seat's port shaped by tbf; loss by nftables on chosen ports."""
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,22 @@ class Room:
         seat.out, _ = seat.proc.communicate(timeout=timeout)
         seat.ended = time.monotonic()
         return seat.proc.returncode
+
+    def wait_all(self, timeout: float = 300) -> list[int]:
+        """Every started seat's exit code, each seat's ``ended`` taken when it exits (a
+        thread each: waiting in turn would stamp a seat that ended early late)."""
+        started = [s for s in self.seats if s.proc is not None]
+        codes: dict[str, int] = {}
+
+        def wait(seat: SeatProc) -> None:
+            codes[seat.name] = self.wait(seat, timeout)
+
+        threads = [threading.Thread(target=wait, args=(s,), daemon=True) for s in started]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return [codes.get(s.name, -1) for s in started]
 
     def close(self) -> None:
         for s in self.seats:
