@@ -224,11 +224,11 @@ class Sender:
         self.seq += 1
         return self.seq
 
-    def _beacon_if_due(self, state: int) -> None:
-        now = time.monotonic()
-        if now < self._next_beacon:
+    def _beacon_if_due(self, state: int, *, force: bool = False) -> None:
+        t = time.monotonic()
+        if t < self._next_beacon and not force:
             return
-        self._next_beacon = now + BEACON_EVERY
+        self._next_beacon = t + BEACON_EVERY
         s = self.session
         beacon = roomwire.encode_beacon(
             s.id, self._seq(), s.rate, s.sent_bytes, s.chunks, s.cursor, state
@@ -246,8 +246,7 @@ class Sender:
             if self._stop.is_set():
                 return
         s.sent_out(chunk)
-        self._next_beacon = 0.0  # a beacon now: the seats' next reports know the send is out
-        self._beacon_if_due(roomwire.ACTIVE)
+        self._beacon_if_due(roomwire.ACTIVE, force=True)  # the seats' next reports know it is out
 
     def _send(self, run: list[bytes], *, data: bool = True) -> None:
         dest = (self.session.group, self.session.port)

@@ -273,9 +273,6 @@ class Receiver:
         self.got_bytes = 0  # data datagram bytes of this session received
         self.beacons: list[tuple[float, int, int]] = []  # (time, sent, got_bytes)
         self.last_beacon: float | None = None
-        # The data counter of the newest beacon read: every datagram sent before it has
-        # been read too (one path, in order), so a report made now is up to date with it.
-        self.seen = 0
         self.ending = False
         self.rate = 0
         self._current = -1  # the chunk the last data datagram was of
@@ -292,6 +289,12 @@ class Receiver:
         with contextlib.suppress(OSError):
             self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP, self._mreq)
         self.sock.close()
+
+    @property
+    def seen(self) -> int:
+        """The data counter of the newest beacon read: every datagram sent before it has
+        been read too (one path, in order), so a report made now is up to date with it."""
+        return self.beacons[-1][1] if self.beacons else 0
 
     def catch(self, window: float, now: float) -> tuple[float, int] | None:
         """(share of the data sent in the last ``window`` s that arrived, bytes sent)."""
@@ -344,7 +347,6 @@ class Receiver:
                 for k in list(self.chunks.partial):
                     self.chunks.passed(k)
         self.beacons.append((now, b.sent, self.got_bytes))
-        self.seen = max(self.seen, b.sent)
         if len(self.beacons) > 200:
             del self.beacons[:100]
 

@@ -46,11 +46,11 @@ def snapshot(job_id: int | None) -> tuple[str, dict[str, Any]]:
     return "job", {"job": job, "log": jobs.log_lines(job_id, 500)}
 
 
-def _stream(job_id: int | None, stopping: threading.Event) -> Iterator[str]:
+def _stream(job_id: int | None, stop: threading.Event) -> Iterator[str]:
     yield "retry: 2000\n\n"
     last, quiet_since = "", time.monotonic()
     deadline = time.monotonic() + STREAM_SECONDS
-    while time.monotonic() < deadline and not stopping.is_set():
+    while time.monotonic() < deadline and not stop.is_set():
         kind, data = snapshot(job_id)
         text = json.dumps(data, sort_keys=True, default=str)
         if text != last:
@@ -59,7 +59,7 @@ def _stream(job_id: int | None, stopping: threading.Event) -> Iterator[str]:
         elif time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
             quiet_since = time.monotonic()
             yield ": keep-alive\n\n"
-        stopping.wait(POLL_SECONDS)
+        stop.wait(POLL_SECONDS)
 
 
 @bp.get("/events")
