@@ -52,6 +52,7 @@ class Settings:
     multicast_group: str = "239.255.83.0/24"  # sessions take their groups from here
     multicast_port: int = 5483
     igmp_query_interval: float = 60.0  # s; 0 = never act as the IGMP querier
+    multicast_nice: int = -10  # the process's nice while a room session runs (0: unchanged)
     # A disk with more reallocated / pending sectors than these is refused before a
     # write (appliance.diskhealth; a job's --ignore-disk-health writes anyway).
     disk_max_reallocated: int = 50
@@ -118,6 +119,13 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise ValueError(f"port {port} is out of range")
     return port
+
+
+def _nice(text: str) -> int:
+    nice = int(text)
+    if not -20 <= nice <= 19:
+        raise ValueError(f"nice {nice} is out of range (-20 .. 19)")
+    return nice
 
 
 def _ipv4(text: str) -> str:
@@ -206,6 +214,13 @@ TABLE: tuple[Setting, ...] = (
         metavar="CIDR",
     ),
     Setting("multicast_port", "roomcast UDP port", _port, metavar="N"),
+    Setting(
+        "multicast_nice",
+        "CPU priority (nice, -20..19) the appliance takes while a room session runs, so"
+        " other work does not stall the multicast's pacing (0: unchanged)",
+        _nice,
+        metavar="N",
+    ),
     Setting(
         "igmp_query_interval",
         "seconds between IGMP queries while roomcast runs and no other querier is heard (0: never)",

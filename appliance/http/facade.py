@@ -102,6 +102,7 @@ class Appliance:
         with self._lock:
             if self._roomcast is None:
                 from appliance.roomcast import DEFAULT_GROUP, DEFAULT_PORT, Roomcast
+                from appliance.roomcast.priority import DEFAULT_NICE
 
                 s = self.settings
                 self._roomcast = Roomcast(
@@ -113,6 +114,7 @@ class Appliance:
                     rate=int(getattr(s, "multicast_rate", 0) or 0),
                     status_dir=self.layout.home / "roomcast",
                     query_interval=float(getattr(s, "igmp_query_interval", 60.0)),
+                    nice=int(getattr(s, "multicast_nice", DEFAULT_NICE)),
                 )
             return self._roomcast
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from appliance.imagefmt.manifest import Manifest
 from appliance.imagefmt.roomwire import chunk_table
+from appliance.roomcast.priority import DEFAULT_NICE, Priority
 from appliance.roomcast.session import RoomSession
 
 log = logging.getLogger("slate.roomcast")
@@ -103,8 +104,10 @@ class Roomcast:
         rate: int = 0,
         status_dir: Path | None = None,
         query_interval: float = 60.0,
+        nice: int = DEFAULT_NICE,
     ) -> None:
         self.address = address
+        self.priority = Priority(nice)  # raised while any session runs (see .priority)
         self.status_dir = status_dir  # where each session's status is kept, for the CLI
         self.query_interval = query_interval
         self._querier: Any = None
@@ -221,6 +224,7 @@ class Roomcast:
         if start_querier:
             self._querier.start()
         self._prune_status()
+        self.priority.acquire()
         sender.start()
         return session
 
@@ -245,7 +249,8 @@ class Roomcast:
     def _ended(self, session: RoomSession) -> None:
         with self._lock:
             self._sessions.pop(session.id, None)
-            self._senders.pop(session.id, None)
+            if self._senders.pop(session.id, None) is not None:
+                self.priority.release()
             key = (session.image, session.version)
             if self._by_version.get(key) is session:
                 del self._by_version[key]
