@@ -263,7 +263,8 @@ class Receiver:
         self.sock.bind((group, port))
         self._mreq = socket.inet_aton(group) + socket.inet_aton(local)
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, self._mreq)
-        self.sock.settimeout(0.2)
+        # How long stop() may wait for the thread (a read is not woken by another thread).
+        self.sock.settimeout(0.05)
         self.gro = os.environ.get("SLATE_NO_UDP_GRO", "") in ("", "0")  # a diagnostic switch
         if self.gro:
             try:
