@@ -177,16 +177,21 @@ class Sender:
             s.id, s.image, s.version, s.chunks, s.group, s.port, s.rate / 1e6,
         )  # fmt: skip
         try:
+            state = roomwire.ACTIVE
             while not self._stop.is_set():
                 self._status_if_due()
-                self._beacon_if_due(roomwire.ACTIVE)
+                self._beacon_if_due(state)
                 pick = s.next_send()
                 if pick.chunk is None:
                     if s.idle_for() > END_AFTER_IDLE:
                         break
-                    self._beacon_if_due(roomwire.IDLE)
+                    # Said at once: a seat missing pieces of the last chunk sent then
+                    # knows they are lost and asks for them now, not 0.3 s later.
+                    self._beacon_if_due(roomwire.IDLE, force=state != roomwire.IDLE)
+                    state = roomwire.IDLE
                     self._stop.wait(IDLE_SLEEP)
                     continue
+                state = roomwire.ACTIVE
                 self._send_chunk(pick.chunk, pick.pieces)
         except Exception:
             log.exception("roomcast session %08x failed; its seats finish by HTTP", s.id)
