@@ -94,10 +94,13 @@ class Reporter:
         return self
 
     def stop(self) -> None:
+        """End the thread and send what is left; a second stop sends only new log lines
+        (the progress was sent by the first: one request less at every client's end)."""
+        first = not self._stop.is_set()
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
-        self.flush()
+        self.flush(progress=first)
 
     def snapshot(self) -> dict[str, float | int | str | None]:
         now = time.monotonic()
@@ -115,7 +118,7 @@ class Reporter:
                 "eta": None if eta is None else round(eta, 1),
             }
 
-    def flush(self) -> None:
+    def flush(self, progress: bool = True) -> None:
         """Send progress and pending log lines now (one attempt each: never blocks long)."""
         snap = self.snapshot()
         if self.console:
@@ -127,7 +130,8 @@ class Reporter:
         try:
             if lines:
                 self.api.post_json("/log", {"lines": lines}, retry=False)
-            self.api.post_json("/progress", snap, retry=False)
+            if progress:
+                self.api.post_json("/progress", snap, retry=False)
         except SlateError:
             with self._lock:  # keep the lines for the next round
                 self._lines[:0] = lines

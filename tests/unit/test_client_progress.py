@@ -32,3 +32,28 @@ def test_log_lines_are_printed_and_kept() -> None:
     rep.log("disk 0 -> /dev/vda")
     assert "disk 0 -> /dev/vda" in out.getvalue()
     assert "\r" not in out.getvalue()  # no bar codes without a console
+
+
+class Requests:
+    """Records the client API calls the reporter makes (the paths, in order)."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    def post_json(self, path: str, body: object, retry: bool = True) -> dict[str, object]:
+        self.paths.append(path)
+        return {}
+
+
+def test_a_second_stop_sends_only_the_new_log_lines() -> None:
+    api = Requests()
+    rep = Reporter(api, console=False, stream=io.StringIO())  # type: ignore[arg-type]
+    rep.start()
+    rep.log("done: 64 MiB verified")
+    rep.stop()
+    assert api.paths == ["/log", "/progress"]
+    rep.stop()  # main's finally: nothing new, nothing sent
+    assert api.paths == ["/log", "/progress"]
+    rep.log("waiting for a power request")
+    rep.stop()
+    assert api.paths == ["/log", "/progress", "/log"]
