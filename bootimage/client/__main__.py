@@ -1,5 +1,9 @@
+import os
 import sys
 
 from bootimage.client.main import main
 
-sys.exit(main())
+code = main()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(code)
