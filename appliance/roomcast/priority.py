@@ -97,8 +97,3 @@ class Priority:
                 if tid not in self._kept and nice_of(tid) == self.nice:
                     _set(tid, self._saved.get(tid, self._base))
             self._saved = {}
-
-    @property
-    def raised(self) -> bool:
-        with self._lock:
-            return bool(self._saved)
