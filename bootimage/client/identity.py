@@ -91,8 +91,11 @@ def _partitions(path: str) -> list[tuple[int, int, int]]:
     return found
 
 
-def _probe(dev: str) -> str:
-    out = run(["blkid", "-p", "-o", "export", dev], "probe a filesystem", ok=(0, 2))
+def _probe(path: str, start: int, size: int) -> str:
+    """The filesystem type at ``start`` of ``path`` (blkid reads the range itself: no loop
+    device is attached for a partition that holds no system)."""
+    cmd = ["blkid", "-p", "-o", "export", "--offset", str(start), "--size", str(size), path]
+    out = run(cmd, "probe a filesystem", ok=(0, 2))
     fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     return fields.get("TYPE", "")
 
@@ -116,13 +119,13 @@ def _one(
             log(f"identity: WARNING: {text}")
             problems.append(text)
             return 1
+    fs = _probe(path, start, size)
+    if fs != "ntfs" and fs not in LINUX_FS:
+        return 0
     with attached(path, start, size, read_only=False) as dev:
-        fs = _probe(dev)
         if fs == "ntfs":
             return _windows(dev, where, hostname, problems, log)
-        if fs in LINUX_FS:
-            return _linux(dev, fs, where, hostname, machine_id, keys, problems, log)
-    return 0
+        return _linux(dev, fs, where, hostname, machine_id, keys, problems, log)
 
 
 def _windows(dev: str, where: str, hostname: str, problems: list[str], log: Log) -> int:
@@ -279,9 +282,9 @@ def capture_checks(path: str, log: Log) -> list[str]:
                     hint="turn BitLocker off on the reference machine (manage-bde -off C:,"
                     " wait for decryption to finish), then capture again",
                 )
+        if _probe(path, start, size) != "ntfs":
+            continue
         with attached(path, start, size, read_only=True) as dev:
-            if _probe(dev) != "ntfs":
-                continue
             try:
                 with ntfs_mounted(dev, log, f"partition {number}", read_only=True) as mnt:
                     hive = windows.find_path(mnt, windows.SYSTEM_HIVE)

@@ -4,6 +4,7 @@ loop over a plain file has none, and some kernels parse no partition tables)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -13,7 +14,8 @@ from appliance.errors import SlateError
 
 @contextmanager
 def attached(path: str, offset: int, size: int, *, read_only: bool) -> Iterator[str]:
-    load_module("loop")
+    if not os.path.exists("/dev/loop-control"):
+        load_module("loop")
     cmd = ["losetup", "--find", "--show", "--offset", str(offset), "--sizelimit", str(size)]
     if read_only:
         cmd.append("--read-only")
