@@ -124,6 +124,7 @@ def work(
             checkup.register(api, facts, reporter.log)
             reporter.flush()
             api.post_json("/done", {"verified_bytes": 0})
+            reporter.detach()
             reporter.log("done: hardware facts and disk health reported")
             return True
         if action == "restore":
@@ -140,6 +141,7 @@ def work(
             )
             reporter.flush()
             api.post_json("/done", {"verified_bytes": verified})
+            reporter.detach()
             reporter.log(f"done: {verified / 2**20:,.0f} MiB verified")
             return True
         if action == "capture":
@@ -149,6 +151,7 @@ def work(
             reporter.flush()
             # Every chunk the new version names was hashed here and checked on arrival.
             api.post_json("/done", {"verified_bytes": int(answer.get("hashed_bytes", 0))})
+            reporter.detach()
             reporter.log(f"done: captured {answer.get('image')}@{answer.get('version')}")
             return True
         raise SlateError(f"this client cannot run {action!r} jobs", hint="update Slate")
@@ -167,6 +170,7 @@ def work(
         return False  # the appliance failed the job itself (a refused disk or identity)
     try:
         api.post_json("/failed", {"reason": reason})
+        reporter.detach()
     except SlateError as exc:
         reporter.log(f"could not report the failure: {exc.message}")
     return False

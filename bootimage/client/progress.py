@@ -102,6 +102,12 @@ class Reporter:
             self._thread.join(timeout=5)
         self.flush(progress=first)
 
+    def detach(self) -> None:
+        """The job has ended on the appliance (done or failed), which takes no more of its
+        log or progress: from here lines go to the console only (each post would be a
+        request refused with 409 at every client's end)."""
+        self.api = None
+
     def snapshot(self) -> dict[str, float | int | str | None]:
         now = time.monotonic()
         with self._lock:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import time
 
+from bootimage.client.main import work
 from bootimage.client.progress import Reporter
 
 
@@ -57,3 +58,28 @@ def test_a_second_stop_sends_only_the_new_log_lines() -> None:
     rep.log("waiting for a power request")
     rep.stop()
     assert api.paths == ["/log", "/progress", "/log"]
+
+
+def test_after_detach_lines_are_printed_and_nothing_is_posted() -> None:
+    api = Requests()
+    out = io.StringIO()
+    rep = Reporter(api, console=False, stream=out)  # type: ignore[arg-type]
+    rep.start()
+    rep.detach()  # the job has ended on the appliance: it would refuse both with 409
+    rep.log("done: 64 MiB verified")
+    rep.stop()
+    rep.stop()
+    assert api.paths == []
+    assert "done: 64 MiB verified" in out.getvalue()
+
+
+def test_a_job_ends_with_done_and_no_request_after_it() -> None:
+    """The client's last requests: the log and progress, then /done — nothing after it
+    (the appliance refuses an ended job's log: two refused posts at every client's end)."""
+    api = Requests()
+    rep = Reporter(api, console=False, stream=io.StringIO())  # type: ignore[arg-type]
+    rep.start()
+    assert work(api, {"id": 7, "action": "register"}, None, rep)  # type: ignore[arg-type]
+    rep.stop()
+    rep.stop()
+    assert api.paths == ["/health", "/log", "/progress", "/done"]
