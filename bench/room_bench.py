@@ -183,10 +183,8 @@ class Bench:
             assert room.app.proc is not None
             sampler = TxSampler(room.app.proc.pid)
             sampler.start()
-            start = time.monotonic()
             first = room.seats if late is None else room.seats[:-1]
-            for s in first:
-                room.start(s)
+            start = room.start_together(first)
             if late is not None:
                 time.sleep(late)
                 room.start(room.seats[-1])

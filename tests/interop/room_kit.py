@@ -77,6 +77,38 @@ class Room:
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(Path.cwd())
         )
 
+    def start_together(self, seats: list[SeatProc], *extra: str) -> float:
+        """Start ``seats`` at one instant, as machines woken together: each waits in a
+        shell for a go, then all are let go at once.  (Started one by one, each launch
+        took ~8 ms of this machine, and in a room of 32 the first seats had a head start
+        of 0.25 s.)  Returns the instant they were let go."""
+        for seat in seats:
+            argv = client_argv(self.app.url, seat.job, seat.token, seat.disk, *extra)
+            seat.proc = seat.ns.popen(
+                ["sh", "-c", 'read go && exec "$@"', "sh", *argv],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=str(Path.cwd()),
+            )
+        deadline = time.monotonic() + 30
+        for seat in seats:  # every shell is in its read: the go is all that is left
+            assert seat.proc is not None
+            wchan = Path(f"/proc/{seat.proc.pid}/wchan")
+            while not wchan.read_text().endswith("pipe_read"):  # (anon_)pipe_read
+                if seat.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{seat.name} did not get ready to start")
+                time.sleep(0.005)
+        now = time.monotonic()
+        for seat in seats:
+            assert seat.proc is not None and seat.proc.stdin is not None
+            seat.started = now
+            seat.proc.stdin.write("\n")
+            seat.proc.stdin.close()
+            seat.proc.stdin = None  # communicate() must not flush it again
+        return now
+
     def wait(self, seat: SeatProc, timeout: float = 300) -> int:
         assert seat.proc is not None
         seat.out, _ = seat.proc.communicate(timeout=timeout)
