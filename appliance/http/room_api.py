@@ -1,5 +1,6 @@
 """Roomcast's control plane in the client API: a seat joins its version's room session
-with the chunks it still needs, reports about twice a second, and leaves.  The data
+with the chunks it still needs, reports about twice a second (its job's progress
+rides on the report: no /progress meanwhile), and leaves.  The data
 plane is multicast (:mod:`appliance.roomcast.sender`); see docs/roomcast.md."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from appliance.errors import SlateError
 from appliance.http.auth import appliance, client_job, fail
+from appliance.http.client_api import record_progress
 from appliance.imagefmt.roomwire import MAX_PIECES, chunk_table, decode_bitmap, encode_bitmap
 from appliance.jobs import Job
 from appliance.roomcast.session import STAT_KEYS, RoomSession
@@ -118,6 +120,11 @@ def report() -> Response:
     seen = data.get("seen")
     if seen is not None and (not isinstance(seen, int) or isinstance(seen, bool) or seen < 0):
         fail(400, "'seen' must be the data counter of the last beacon read (an integer >= 0)")
+    progress = data.get("progress")
+    if progress is not None:
+        if not isinstance(progress, dict):
+            fail(400, "'progress' must be an object: phase, done, total, rate, eta")
+        record_progress(job, progress)
     try:
         share = session.report(
             job.id,

@@ -55,6 +55,9 @@ class Reporter:
         self, api: Api | None, *, console: bool = True, stream: TextIO | None = None
     ) -> None:
         self.api = api
+        # Another request carries the progress (a roomcast seat's report): the thread
+        # posts only log lines meanwhile.
+        self.carried = False
         self.console = console
         self.stream = stream or sys.stderr
         self.phase = "starting"
@@ -144,7 +147,7 @@ class Reporter:
 
     def _loop(self) -> None:
         while not self._stop.wait(INTERVAL):
-            self.flush()
+            self.flush(progress=not self.carried)
 
     def _draw(self, snap: dict[str, float | int | str | None]) -> None:
         total = int(snap["total"] or 0)

@@ -585,6 +585,7 @@ class Seat:
         rx.start()
         joined = time.monotonic()
         why = ""
+        self.reporter.carried = True  # the reports carry the job's progress
         try:
             failures = 0
             reported = 0.0
@@ -617,6 +618,7 @@ class Seat:
                     if chunks.claim(k):
                         pending.append(hwrite.submit(self._from_http, k, chunks))
         finally:
+            self.reporter.carried = False
             rx.stop()
             for f in list(pending):
                 f.result()
@@ -649,6 +651,7 @@ class Seat:
             "seen": seen,
             "http_only": bool(why),
             "why": why,
+            "progress": self.reporter.snapshot(),
         }
         answer = self.api.post_json("/room/report", body, retry=False)
         return roomwire.decode_bitmap(answer.get("http", ""), len(self.table))

@@ -359,8 +359,19 @@ def test_join_refuses_a_bad_bitmap_and_another_jobs_session(tmp_path: Path, imag
         assert code == 400 and "'seen'" in str(answer["error"]), answer
         code, answer = post(a, "report", {"session": sid, "need": full, "seen": -1})
         assert code == 400, answer
+        code, answer = post(a, "report", {"session": sid, "need": full, "progress": "half"})
+        assert code == 400 and "'progress'" in str(answer["error"]), answer
+        bad = {"phase": "restore", "done": "lots", "total": 10}
+        code, answer = post(a, "report", {"session": sid, "need": full, "progress": bad})
+        assert code == 400, answer
         code, answer = post(a, "report", {"session": sid, "need": full})
         assert code == 200 and "http" in answer, answer
+        # The seat's progress rides on its report: the job shows it (no /progress needed).
+        progress = {"phase": "restore", "done": 3 * 2**20, "total": 16 * 2**20, "rate": 2e6}
+        code, answer = post(a, "report", {"session": sid, "need": full, "progress": progress})
+        assert code == 200, answer
+        job = room.app.job(a.job.id)
+        assert (job.phase, job.bytes_done, job.bytes_total) == ("restore", 3 * 2**20, 16 * 2**20)
     finally:
         room.close()
 
