@@ -10,7 +10,6 @@ WARNING and returned, and the job's log says so (a BitLocker volume is never tou
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import tempfile
@@ -21,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import DiskRefused, SlateError
+from appliance.imagefmt import partitions
+from appliance.imagefmt.chunkio import pread_fn
+from appliance.imagefmt.manifest import Partition
 from bootimage.client import linuxroot, windows
 from bootimage.client.api import API, Api
 from bootimage.client.loopdev import attached, load_module, run
+from bootimage.client.target import open_target
 
 LINUX_FS = ("ext2", "ext3", "ext4", "xfs", "btrfs")
 Log = Callable[[str], None]
@@ -43,13 +46,19 @@ def apply(api: Api, paths: Sequence[str], ident: dict[str, Any] | None, log: Log
     problems: list[str] = []
     found = 0
     for path in paths:
-        for number, start, size in _partitions(path):
+        try:
+            found_parts = _partitions(path)
+        except (SlateError, OSError) as exc:  # the disk is verified: say it, go on
+            why = exc.message if isinstance(exc, SlateError) else str(exc)
+            log(f"identity: WARNING: {path}: identity not set: {why}")
+            problems.append(f"{path}: identity not set: {why}")
+            continue
+        for part in found_parts:
             try:
-                found += _one(path, number, start, size, hostname, machine_id, keys, problems,
-                              log)  # fmt: skip
+                found += _one(path, part, hostname, machine_id, keys, problems, log)
             except (SlateError, OSError) as exc:  # the disk is verified: say it, go on
                 why = exc.message if isinstance(exc, SlateError) else str(exc)
-                text = f"{path} partition {number}: identity not set: {why}"
+                text = f"{path} partition {part.number}: identity not set: {why}"
                 log(f"identity: WARNING: {text}")
                 problems.append(text)
     if not found:
@@ -73,56 +82,43 @@ def kept_host_keys(api: Api, ident: dict[str, Any], log: Log) -> list[dict[str, 
     return keys
 
 
-def _partitions(path: str) -> list[tuple[int, int, int]]:
-    """(number, byte start, byte size) from the disk's table as it is now (after any
-    grow), or the whole disk when it has none."""
+def _partitions(path: str) -> list[Partition]:
+    """The partitions of the disk's table as it is now (after any grow), each with its
+    filesystem by its magic — the pure-Python reader import and capture use, no sfdisk
+    or blkid process per disk and partition — or the whole disk when it has none."""
+    target = open_target(path, writable=False)
     try:
-        out = run(["sfdisk", "--json", path], f"read the partition table of {path}")
-    except SlateError:  # no partition table: the whole disk may be one filesystem
-        with open(path, "rb") as f:
-            return [(0, 0, f.seek(0, os.SEEK_END))]
-    table = json.loads(out).get("partitiontable", {})
-    sector = int(table.get("sectorsize", 512))
-    found = []
-    for p in table.get("partitions", []):
-        node = str(p.get("node", ""))
-        digits = node[len(node.rstrip("0123456789")) :]
-        found.append((int(digits or 0), int(p["start"]) * sector, int(p["size"]) * sector))
-    return found
-
-
-def _probe(path: str, start: int, size: int) -> str:
-    """The filesystem type at ``start`` of ``path`` (blkid reads the range itself: no loop
-    device is attached for a partition that holds no system)."""
-    cmd = ["blkid", "-p", "-o", "export", "--offset", str(start), "--size", str(size), path]
-    out = run(cmd, "probe a filesystem", ok=(0, 2))
-    fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    return fields.get("TYPE", "")
+        read = pread_fn(target.fd)
+        size = target.size
+        table = partitions.detect(read, size, target.logical_sector_size or 512)
+        if table.kind == "none":  # the whole disk may be one filesystem
+            return [Partition(0, 0, size, "", fs=partitions.fs_type(read, 0))]
+        return list(table.partitions)
+    finally:
+        target.close()
 
 
 def _one(
     path: str,
-    number: int,
-    start: int,
-    size: int,
+    part: Partition,
     hostname: str,
     machine_id: str,
     keys: list[dict[str, str]] | None,
     problems: list[str],
     log: Log,
 ) -> int:
-    where = f"{path} partition {number}"
+    where = f"{path} partition {part.number}"
     with open(path, "rb") as f:
-        f.seek(start)
+        f.seek(part.start)
         if windows.is_bitlocker(f.read(512)):
             text = f"{where} is BitLocker-encrypted: left untouched; its computer name was not set"
             log(f"identity: WARNING: {text}")
             problems.append(text)
             return 1
-    fs = _probe(path, start, size)
+    fs = part.fs
     if fs != "ntfs" and fs not in LINUX_FS:
-        return 0
-    with attached(path, start, size, read_only=False) as dev:
+        return 0  # a loop device is attached only for a system's filesystem
+    with attached(path, part.start, part.size, read_only=False) as dev:
         if fs == "ntfs":
             return _windows(dev, where, hostname, problems, log)
         return _linux(dev, fs, where, hostname, machine_id, keys, problems, log)
@@ -271,7 +267,8 @@ def capture_checks(path: str, log: Log) -> list[str]:
     cannot be deduplicated or resized, and its key is sealed to the reference machine's
     TPM); return a warning for each Windows that was not generalized."""
     warnings: list[str] = []
-    for number, start, size in _partitions(path):
+    for part in _partitions(path):
+        number, start, size = part.number, part.start, part.size
         with open(path, "rb") as f:
             f.seek(start)
             if windows.is_bitlocker(f.read(512)):
@@ -282,7 +279,7 @@ def capture_checks(path: str, log: Log) -> list[str]:
                     hint="turn BitLocker off on the reference machine (manage-bde -off C:,"
                     " wait for decryption to finish), then capture again",
                 )
-        if _probe(path, start, size) != "ntfs":
+        if part.fs != "ntfs":
             continue
         with attached(path, start, size, read_only=True) as dev:
             try:
