@@ -1,5 +1,5 @@
 """Roomcast's control plane in the client API: a seat joins its version's room session
-with the chunks it still needs, reports about twice a second (its job's progress
+with the chunks it still needs, reports about once a second (its job's progress
 rides on the report: no /progress meanwhile), and leaves.  The data
 plane is multicast (:mod:`appliance.roomcast.sender`); see docs/roomcast.md."""
 
