@@ -10,7 +10,10 @@ WARNING and returned, and the job's log says so (a BitLocker volume is never tou
 
 from __future__ import annotations
 
+import fcntl
 import os
+import stat
+import struct
 import subprocess
 import tempfile
 import time
@@ -26,7 +29,7 @@ from appliance.imagefmt.manifest import Partition
 from bootimage.client import linuxroot, windows
 from bootimage.client.api import API, Api
 from bootimage.client.loopdev import attached, load_module, run
-from bootimage.client.target import open_target
+from bootimage.client.target import BLKSSZGET
 
 LINUX_FS = ("ext2", "ext3", "ext4", "xfs", "btrfs")
 Log = Callable[[str], None]
@@ -85,17 +88,22 @@ def kept_host_keys(api: Api, ident: dict[str, Any], log: Log) -> list[dict[str, 
 def _partitions(path: str) -> list[Partition]:
     """The partitions of the disk's table as it is now (after any grow), each with its
     filesystem by its magic — the pure-Python reader import and capture use, no sfdisk
-    or blkid process per disk and partition — or the whole disk when it has none."""
-    target = open_target(path, writable=False)
+    or blkid process per disk and partition — or the whole disk when it has none.
+
+    Opened without O_EXCL: the restore (or capture) holds the disk exclusively itself."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        read = pread_fn(target.fd)
-        size = target.size
-        table = partitions.detect(read, size, target.logical_sector_size or 512)
+        read = pread_fn(fd)
+        size = os.lseek(fd, 0, os.SEEK_END)
+        sector = 512
+        if stat.S_ISBLK(os.fstat(fd).st_mode):
+            (sector,) = struct.unpack("i", fcntl.ioctl(fd, BLKSSZGET, b"\0" * 4))
+        table = partitions.detect(read, size, sector)
         if table.kind == "none":  # the whole disk may be one filesystem
             return [Partition(0, 0, size, "", fs=partitions.fs_type(read, 0))]
         return list(table.partitions)
     finally:
-        target.close()
+        os.close(fd)
 
 
 def _one(

@@ -212,3 +212,26 @@ def test_capture_warns_on_a_windows_not_generalized(tmp_path: Path) -> None:
     assert len(found[False]) == 1 and "sysprep /generalize /oobe" in found[False][0]
     assert "cannot authenticate to each other" in found[False][0]
     assert found[True] == ()
+
+
+def test_identity_on_a_block_device_the_restore_holds_exclusively(tmp_path: Path) -> None:
+    """A machine's target is a block device that the restore holds open with O_EXCL
+    until it ends: the identity step reads its partitions beside that hold (a second
+    exclusive open would be refused, EBUSY, and the machine keep the image's name)."""
+    from client_kit import attach, detach
+
+    source = tmp_path / "linux.img"
+    mnt = tmp_path / "mnt"
+    part = make_linux_disk(source, mnt, "ext4", 64 * MIB)
+    with Appliance(tmp_path / "home") as app:
+        _hosts(app)
+        app.import_disk(source)
+        backing = _fresh(tmp_path / "pc2-disk.img", 64 * MIB)
+        dev = attach(backing)
+        try:
+            log = _restore(app, "pc2", Path(dev), tmp_path)
+        finally:
+            detach(dev)
+        assert any(f"identity: Linux (ext4) on {dev} partition 1" in x for x in log), log
+        assert not [x for x in log if "WARNING" in x], log
+        assert read_linux(backing, mnt, part, "ext4")["etc/hostname"] == "pc2\n"
