@@ -135,7 +135,7 @@ def post_state() -> Response:
 @bp.post("/progress")
 def post_progress() -> Response:
     job = client_job()
-    if not _progress_allowed(job.id):
+    if not progress_allowed(job.id):
         response = jsonify({"error": f"more than {PROGRESS_PER_SECOND} progress calls a second"})
         response.status_code = 429
         response.headers["Retry-After"] = "1"
@@ -169,7 +169,7 @@ class _Window:
         self.counts: dict[int, tuple[int, int]] = {}  # job → (second, calls)
 
 
-def _progress_allowed(job_id: int) -> bool:
+def progress_allowed(job_id: int) -> bool:
     window: _Window = current_app.extensions.setdefault("slate.progress_window", _Window())
     now = int(time.monotonic())
     with window.lock:

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from appliance.errors import SlateError
 from appliance.http.auth import appliance, client_job, fail
-from appliance.http.client_api import record_progress
+from appliance.http.client_api import progress_allowed, record_progress
 from appliance.imagefmt.roomwire import MAX_PIECES, chunk_table, decode_bitmap, encode_bitmap
 from appliance.jobs import Job
 from appliance.roomcast.session import STAT_KEYS, RoomSession
@@ -124,7 +124,8 @@ def report() -> Response:
     if progress is not None:
         if not isinstance(progress, dict):
             fail(400, "'progress' must be an object: phase, done, total, rate, eta")
-        record_progress(job, progress)
+        if progress_allowed(job.id):  # a loss storm's reports: the job's row not each time
+            record_progress(job, progress)
     try:
         share = session.report(
             job.id,
