@@ -140,9 +140,11 @@ class Appliance:
         self.close()
 
 
-def client_argv(url: str, job: Job, token: str, disk: Path | str, *extra: str) -> list[str]:
+def client_argv(
+    url: str, job: Job, token: str, disk: Path | str, *extra: str, python: str = sys.executable
+) -> list[str]:
     return [
-        sys.executable,
+        python,
         "-m",
         "bootimage.client",
         "--url",
