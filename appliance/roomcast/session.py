@@ -40,9 +40,18 @@ class Seat:
     # (when, the first pass's cursor, seats still expected): why a seat took much by HTTP.
     handed: set[int] = field(default_factory=set)
     first_handed: dict[str, float] | None = None
+    seen: int | None = None  # the data counter its latest report had seen (None: not said)
 
-    def view(self) -> schedule.SeatNeeds:
-        return schedule.SeatNeeds(frozenset(self.need), dict(self.partial), self.http_only)
+    def view(self, settled: Mapping[int, int]) -> schedule.SeatNeeds:
+        """What the scheduler goes by.  Lost pieces of a chunk sent again since this
+        seat's latest report (its ``seen`` is short of the send's end) are not asked for:
+        that report was made before the seat could have them, and repeating the repair
+        on it sent the same pieces twice (its next report says what is still lost)."""
+        partial = {
+            k: lost if self.seen is None or self.seen >= settled.get(k, 0) else frozenset()
+            for k, lost in self.partial.items()
+        }
+        return schedule.SeatNeeds(frozenset(self.need), partial, self.http_only)
 
 
 class RoomSession:
@@ -138,13 +147,14 @@ class RoomSession:
                     fresh[k] = lost
                 partial = fresh
             seat.need, seat.partial = set(need), dict(partial)
+            seat.seen = seen
             seat.last_report = now
             if http_only and not seat.http_only:
                 seat.http_only, seat.why = True, why or "the seat chose HTTP"
             seat.stats.update({k: float(v) for k, v in (stats or {}).items() if k in STAT_KEYS})
             seat.catch = catch
             views = self._views(now)
-            mine = seat.view()
+            mine = seat.view(self.settled)
             cursor = self.cursor
             least = self._min_demand(now)
         expected = self._expected()
@@ -227,7 +237,7 @@ class RoomSession:
         return 1 if any(s.forced for s in self._live(now)) else 2
 
     def _views(self, now: float) -> list[schedule.SeatNeeds]:
-        return [s.view() for s in self._live(now)]
+        return [s.view(self.settled) for s in self._live(now)]
 
     def _expected(self) -> int:
         """Machines whose jobs will join this session and have not joined yet."""

@@ -215,11 +215,13 @@ class Chunks:
         return asm
 
     def passed(self, k: int) -> None:
-        """The sender has gone past chunk ``k``: what it lacks is lost (ask for it now)."""
+        """A send of chunk ``k`` has ended: what the seat still lacks of it is lost — ask
+        for it now.  Also after a repair that left it short: the appliance repairs a chunk
+        only on a report made after that send's end (RoomSession), so waiting for the
+        next report a second away would hold the chunk, and in the end the room, back."""
         for asm in self.partial.get(k, {}).values():
-            if not asm.passed:
-                asm.passed = True
-                self.wake.set()
+            asm.passed = True
+            self.wake.set()
 
     def complete(self, k: int) -> None:
         """Chunk ``k`` has a whole frame: its candidates go (none counts as dropped)."""
@@ -280,6 +282,7 @@ class Receiver:
         self.ending = False
         self.rate = 0
         self._current = -1  # the chunk the last data datagram was of
+        self._active = True  # the newest beacon's state was ACTIVE
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="roomcast-rx", daemon=True)
 
@@ -346,7 +349,8 @@ class Receiver:
         self.last_beacon = now
         self.rate = b.rate
         self.ending = self.ending or b.state == roomwire.ENDING
-        if b.state != roomwire.ACTIVE and self.chunks.partial:  # nothing more is coming
+        active, self._active = self._active, b.state == roomwire.ACTIVE
+        if active and not self._active and self.chunks.partial:  # nothing more is coming
             with self.chunks.lock:
                 for k in list(self.chunks.partial):
                     self.chunks.passed(k)

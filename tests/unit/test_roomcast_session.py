@@ -84,3 +84,34 @@ def test_lost_pieces_reported_before_the_seat_saw_their_repair_go_out_are_not_se
     s.report(2, {1, 2, 3}, {0: frozenset({9})})
     pick = s.next_send()
     assert (pick.chunk, pick.pieces) == (0, frozenset({4, 9}))
+
+
+def test_a_repair_is_not_sent_again_on_a_report_older_than_the_repair() -> None:
+    clock = Clock()
+    s = _session(clock, frozenset())
+    s.join(1, "pc1", "10.0.0.1", {0, 1, 2, 3})
+    s.join(2, "pc2", "10.0.0.2", {0, 1, 2, 3})
+    assert s.next_send().chunk == 0
+    s.count_sent(10_000)
+    s.sent_out(0)
+    assert s.next_send().chunk == 1
+    s.report(1, {1, 2, 3}, {0: frozenset({3, 4})}, seen=10_000)
+    pick = s.next_send()
+    assert (pick.chunk, pick.pieces) == (0, frozenset({3, 4}))
+    s.count_sent(3_000)
+    s.sent_out(0)  # the repair is out at 13000
+    clock.now += 1.0  # past the repair holdoff, and seat 1 has not reported since
+    # Its latest report still names pieces 3 and 4, but it was made before the repair:
+    # the next send is the first pass's chunk 2, not the same repair again.
+    pick = s.next_send()
+    assert (pick.chunk, pick.pieces) == (2, None)
+    # Seat 1's next report, made after it read past the repair, says 4 is still lost.
+    s.report(1, {1, 2, 3}, {0: frozenset({4})}, seen=13_500)
+    pick = s.next_send()
+    assert (pick.chunk, pick.pieces) == (0, frozenset({4}))
+    # A chunk the seat holds in part stays its own to fetch when it goes HTTP-only.
+    s.count_sent(1_000)
+    s.sent_out(0)
+    assert s.report(1, {1, 2, 3}, {0: frozenset({4})}, seen=13_800, http_only=True) == {
+        0, 1, 2, 3,
+    }  # fmt: skip
