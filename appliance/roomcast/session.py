@@ -132,20 +132,17 @@ class RoomSession:
         ``seen``: the data counter of the last beacon the seat had read when it made the
         report.  Pieces it reports lost from a chunk whose last send ended after that
         were on their way to it still (the report crossed the repair): they are not
-        asked for again until a report that has seen the send's end says so."""
+        asked for again until a report that has seen the send's end says so (Seat.view;
+        here they are only counted)."""
         now = self.clock()
         with self._lock:
             seat = self.seats.get(job)
             if seat is None or seat.left:
                 raise KeyError(job)
             if seen is not None:
-                fresh = {}
-                for k, lost in partial.items():
-                    if lost and seen < self.settled.get(k, 0):
-                        self.stale_repairs += 1
-                        lost = frozenset()
-                    fresh[k] = lost
-                partial = fresh
+                self.stale_repairs += sum(
+                    1 for k, lost in partial.items() if lost and seen < self.settled.get(k, 0)
+                )
             seat.need, seat.partial = set(need), dict(partial)
             seat.seen = seen
             seat.last_report = now
