@@ -59,6 +59,8 @@ def room_status(jobs: Jobs, home: Path, room: str) -> dict[str, Any]:
                     "catch": rc["catch"],
                     "mcast_bytes": rc["mcast_bytes"],
                     "http_bytes": rc["http_bytes"],
+                    "forged": int(rc.get("forged", 0)),
+                    "forgers": list(rc.get("forgers", [])),
                 }
         totals[_bucket(job.state if job else None)] += 1
         seats.append(seat)

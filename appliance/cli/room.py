@@ -116,6 +116,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             how = f"{rc['transport']} {mcast} + {http} by HTTP"
             if rc.get("catch") is not None:
                 how += f" catch {rc['catch']:.0%}"
+            if rc.get("forged"):
+                how += f" forged {rc['forged']} dropped"
         pct = s.get("percent")
         rows.append(
             (
@@ -146,4 +148,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         for seat in sess.get("seats", []):
             if seat["transport"] == "http" and seat["why"]:
                 print(f"  {seat['name']}: HTTP only: {seat['why']}")
+        if sess.get("warning"):
+            print(f"  warning: {sess['warning']}")
     return 0

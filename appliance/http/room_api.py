@@ -5,6 +5,7 @@ plane is multicast (:mod:`appliance.roomcast.sender`); see docs/roomcast.md."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -14,6 +15,8 @@ from appliance.http.auth import appliance, client_job, fail
 from appliance.http.client_api import progress_allowed, record_progress
 from appliance.imagefmt.roomwire import MAX_PIECES, chunk_table, decode_bitmap, encode_bitmap
 from appliance.jobs import Job
+from appliance.notify.events import Event
+from appliance.notify.outbox import record_event, utc_now
 from appliance.roomcast.session import STAT_KEYS, RoomSession
 
 bp = Blueprint("room_api", __name__, url_prefix="/api/client/v1/room")
@@ -120,6 +123,11 @@ def report() -> Response:
     seen = data.get("seen")
     if seen is not None and (not isinstance(seen, int) or isinstance(seen, bool) or seen < 0):
         fail(400, "'seen' must be the data counter of the last beacon read (an integer >= 0)")
+    forgers = data.get("forgers") or []
+    if not isinstance(forgers, list) or not all(
+        isinstance(a, str) and _is_address(a) for a in forgers
+    ):
+        fail(400, "'forgers' must be a list of IPv4 addresses (where forged datagrams came from)")
     progress = data.get("progress")
     if progress is not None:
         if not isinstance(progress, dict):
@@ -136,10 +144,38 @@ def report() -> Response:
             stats=_stats(data),
             catch=None if catch is None else float(catch),
             seen=seen,
+            forgers=forgers,
         )
     except KeyError:
         fail(403, f"job {job.id} has left roomcast session {session.id}")
+    if forgers and session.first_forgery():
+        _notify_forgery(session, job, forgers)
     return jsonify({"state": "active", "http": encode_bitmap(share, session.chunks)})
+
+
+def _notify_forgery(session: RoomSession, job: Job, forgers: list[str]) -> None:
+    """Once a session: "forged traffic on the imaging VLAN" to whoever wants to know
+    (``slate notify``), and a line in the reporting seat's job log."""
+    details = {
+        "session": f"{session.id:08x}",
+        "image": session.image,
+        "version": session.version,
+        "reported_by": job.host_name,
+        "sources": forgers,
+        "what": "datagrams on the room's multicast group without the session's key;"
+        " the seats dropped them (none was believed)",
+    }
+    app = appliance()
+    record_event(app.db(), Event("forged-traffic", ", ".join(forgers), utc_now(), details))
+    app.jobs.log(job.id, [f"roomcast: forged datagrams on the group from {', '.join(forgers)}"])
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 @bp.post("/leave")

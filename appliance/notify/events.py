@@ -15,8 +15,9 @@ from typing import Any
 from appliance.errors import UsageError
 
 # job ended failed · job ended done · every job of a room's batch ended · a disk the
-# client refused to write because of its health (reported by the client, issue 14).
-EVENTS = ("failed", "done", "room-done", "disk-refused")
+# client refused to write because of its health (reported by the client, issue 14) ·
+# seats of a room session dropped forged datagrams on its group (issue 29).
+EVENTS = ("failed", "done", "room-done", "disk-refused", "forged-traffic")
 SIGNATURE_HEADER = "X-Slate-Signature"
 EVENT_HEADER = "X-Slate-Event"
 # Attempt n (1-based) failed → wait BACKOFF_BASE * 2**(n-1) seconds, capped; give up
@@ -62,6 +63,7 @@ def subject_line(event: Event) -> str:
         "done": "job done on",
         "room-done": "every job ended in room",
         "disk-refused": "disk refused for its health on",
+        "forged-traffic": "forged traffic on the imaging VLAN from",
     }[event.kind]
     return f"[Slate] {what} {event.subject}"
 

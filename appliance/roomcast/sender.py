@@ -55,7 +55,11 @@ def pacer_burst(rate: int) -> int:
 
 
 class Pacer:
-    """A token bucket of ``rate`` bit/s holding at most ``burst`` bytes."""
+    """A token bucket of ``rate`` bit/s holding at most ``burst`` bytes.
+
+    ``follow``: where the rate comes from (the session's ``rate``, its share of the
+    appliance's budget, which changes as other sessions start and end): looked at before
+    each send, and a new rate is taken at once (:meth:`set_rate`)."""
 
     def __init__(
         self,
@@ -63,15 +67,32 @@ class Pacer:
         burst: int = 64 * 1024,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        follow: Callable[[], int] | None = None,
     ) -> None:
+        self.bits = rate
         self.rate = max(1, rate) / 8.0  # bytes per second
         self.burst = float(burst)
         self.clock, self.sleep = clock, sleep
+        self.follow = follow
         self.tokens = self.burst
         self.at = clock()
 
+    def set_rate(self, rate: int, burst: int | None = None) -> None:
+        """Pace to ``rate`` bit/s from now on, the bucket ``burst`` bytes deep (default
+        :func:`pacer_burst` of the rate).  Tokens earned so far count at the old rate; a
+        shallower bucket drops what it no longer holds."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        self.bits = rate
+        self.rate = max(1, rate) / 8.0
+        self.burst = float(pacer_burst(rate) if burst is None else burst)
+        self.tokens = min(self.tokens, self.burst)
+
     def take(self, nbytes: int) -> None:
         while True:
+            if self.follow is not None and (bits := self.follow()) != self.bits:
+                self.set_rate(bits)
             now = self.clock()
             self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
             self.at = now
@@ -122,8 +143,17 @@ def open_socket(address: str, ttl: int = 1) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(address))
+    # A few GSO sends' worth (the kernel doubles it: 512 KiB, ~4 ms at 1 Gbit/s), not
+    # 4 MiB: a send then waits while the interface's queue still holds this much of
+    # ours, so a session offered more than the link carries is held to the link instead
+    # of filling the queue until it drops, unseen (udp sends do not report a qdisc's
+    # drops).  Measured on a veth shaped to 50 Mbit/s with a 3 MB queue, two sockets
+    # paced at 45 Mbit/s each: 4 MiB offered 87 Mbit/s and the queue dropped 281 GSO
+    # sends in 4 s; 256 KiB held them to 50 and dropped none.  Unshaped, a veth frees a
+    # send at once: 256 KiB still passes 37 Gbit/s unpaced (the 970 Mbit/s row is the
+    # pacer's).  Roomcast's budget keeps the sessions within the link in the first place.
     with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 256 * 1024)
     sock.bind((address, 0))
     return sock
 
@@ -145,7 +175,7 @@ class Sender:
         self.address = address
         self.frames = FrameCache(path_of)
         self.on_end = on_end
-        self.pacer = Pacer(session.rate, pacer_burst(session.rate))
+        self.pacer = Pacer(session.rate, pacer_burst(session.rate), follow=lambda: session.rate)
         self._sock = open_socket(address)
         try:
             self._sock.setsockopt(socket.IPPROTO_UDP, UDP_SEGMENT, roomwire.MAX_DATAGRAM)
@@ -153,7 +183,8 @@ class Sender:
         except OSError as exc:
             log.info("no UDP segmentation offload here (%s): one send per datagram", exc)
             self.gso = False
-        self.seq = 0
+        self.seq = 0  # the beacons' sequence number: a seat believes only a newer one
+        self.data_seq = 0  # the data datagrams' (a replayed one shows itself by it)
         self.datagrams = 0
         self._next_beacon = 0.0
         self._stop = threading.Event()
@@ -198,8 +229,9 @@ class Sender:
         finally:
             for _ in range(3):  # tell the seats, in case one of them still listens
                 end = roomwire.encode_beacon(
-                    s.id, self._seq(), s.rate, s.sent_bytes, s.chunks, s.cursor, roomwire.ENDING
-                )
+                    s.wire_key, s.id, self._seq(), s.rate, s.sent_bytes, s.chunks, s.cursor,
+                    roomwire.ENDING,
+                )  # fmt: skip
                 self._send([end], data=False)
             self._sock.close()
             s.ended = True
@@ -236,7 +268,7 @@ class Sender:
         self._next_beacon = t + BEACON_EVERY
         s = self.session
         beacon = roomwire.encode_beacon(
-            s.id, self._seq(), s.rate, s.sent_bytes, s.chunks, s.cursor, state
+            s.wire_key, s.id, self._seq(), s.rate, s.sent_bytes, s.chunks, s.cursor, state
         )
         self.pacer.take(len(beacon) + WIRE_OVERHEAD)
         self._send([beacon], data=False)
@@ -244,7 +276,9 @@ class Sender:
     def _send_chunk(self, chunk: int, pieces: frozenset[int] | None) -> None:
         s = self.session
         frame = self.frames.get(s.table[chunk])
-        for run in batches(roomwire.encode_pieces(s.id, chunk, frame, pieces)):
+        grams = roomwire.encode_pieces(s.wire_key, s.id, chunk, frame, pieces, seq=self.data_seq)
+        for run in batches(grams):
+            self.data_seq += len(run)
             self.pacer.take(sum(len(d) for d in run) + WIRE_OVERHEAD * len(run))
             self._send(run)
             self._beacon_if_due(roomwire.ACTIVE)

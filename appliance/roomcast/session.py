@@ -9,16 +9,21 @@ machine switched off) no longer counts.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from appliance.imagefmt.roomwire import KEY_SIZE, SessionKey
 from appliance.roomcast import schedule
 
 SEAT_TIMEOUT = 15.0
-STAT_KEYS = ("mcast_bytes", "http_bytes", "chunks_mcast", "chunks_http", "lost", "dropped", "bad")
+STAT_KEYS = (
+    "mcast_bytes", "http_bytes", "chunks_mcast", "chunks_http", "lost", "dropped", "bad", "forged",
+)  # fmt: skip
+MAX_FORGERS = 8  # source addresses of forged datagrams kept per seat
 
 
 @dataclass
@@ -41,6 +46,7 @@ class Seat:
     handed: set[int] = field(default_factory=set)
     first_handed: dict[str, float] | None = None
     seen: int | None = None  # the data counter its latest report had seen (None: not said)
+    forgers: list[str] = field(default_factory=list)  # where forged datagrams came from
 
     def view(self, settled: Mapping[int, int]) -> schedule.SeatNeeds:
         """What the scheduler goes by.  Lost pieces of a chunk sent again since this
@@ -67,8 +73,13 @@ class RoomSession:
         rate: int,
         expected: Callable[[], frozenset[int]] = frozenset,
         clock: Callable[[], float] = time.monotonic,
+        key: bytes | None = None,
     ) -> None:
         self.id = sid
+        # The datagrams' key: given to a seat only in the answer to its join (over the
+        # pinned TLS client API), never in the status a technician or a file sees.
+        self.key = key or secrets.token_bytes(KEY_SIZE)
+        self.wire_key = SessionKey(self.key)
         self.image, self.version = image, version
         self.table = table
         self.group, self.port, self.rate = group, port, rate
@@ -87,6 +98,7 @@ class RoomSession:
         # names pieces that were still on their way to it (see :meth:`report`).
         self.settled: dict[int, int] = {}
         self.stale_repairs = 0  # chunks' lost pieces not asked for, being out of date
+        self._forgery_told = False
         self.ended = False
         self._lock = threading.Lock()
 
@@ -103,7 +115,7 @@ class RoomSession:
             self.seats[job] = Seat(
                 job, name, address, now, set(need), last_report=now, forced=forced
             )
-        return self.describe()
+        return {**self.describe(), "key": self.key.hex()}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -126,6 +138,7 @@ class RoomSession:
         stats: Mapping[str, float] | None = None,
         catch: float | None = None,
         seen: int | None = None,
+        forgers: list[str] | None = None,
     ) -> frozenset[int]:
         """Record a seat's report; returns the chunks it should fetch by HTTP now.
 
@@ -150,6 +163,8 @@ class RoomSession:
                 seat.http_only, seat.why = True, why or "the seat chose HTTP"
             seat.stats.update({k: float(v) for k, v in (stats or {}).items() if k in STAT_KEYS})
             seat.catch = catch
+            if forgers:
+                seat.forgers = list(forgers)[:MAX_FORGERS]
             views = self._views(now)
             mine = seat.view(self.settled)
             cursor = self.cursor
@@ -168,6 +183,13 @@ class RoomSession:
                     }
                 seat.handed.update(share)
         return share
+
+    def first_forgery(self) -> bool:
+        """True the first time it is asked: a notification of forged traffic goes out
+        once a session, not once a report."""
+        with self._lock:
+            told, self._forgery_told = self._forgery_told, True
+            return not told
 
     def leave(self, job: int, stats: Mapping[str, float] | None = None) -> None:
         with self._lock:
@@ -206,6 +228,13 @@ class RoomSession:
     def count_sent(self, nbytes: int) -> None:
         with self._lock:
             self.sent_bytes += nbytes
+
+    def set_rate(self, bits: int) -> None:
+        """The session's share of the appliance's multicast budget, set by Roomcast as
+        other sessions start and end: what its sender paces to from its next send on,
+        and what its beacons and status say."""
+        with self._lock:
+            self.rate = bits
 
     def sent_out(self, chunk: int) -> None:
         """The sender has put the last datagram of its send of ``chunk`` on the wire."""
@@ -264,6 +293,7 @@ class RoomSession:
                     if now - s.last_report >= SEAT_TIMEOUT
                     else "live",
                     **{k: s.stats.get(k, 0) for k in STAT_KEYS},
+                    "forgers": list(s.forgers),
                     "handed_http": len(s.handed),
                     "first_handed": s.first_handed,
                 }
@@ -280,4 +310,20 @@ class RoomSession:
                 "stale_repairs": self.stale_repairs,
                 "sent_bytes": self.sent_bytes,
                 "seats": seats,
+                **forgery(seats),
             }
+
+
+def forgery(seats: list[dict[str, Any]]) -> dict[str, Any]:
+    """The room's forged datagrams: how many its seats dropped, the addresses they came
+    from, and the warning a technician reads (empty when there were none)."""
+    forged = int(sum(s.get("forged", 0) for s in seats))
+    sources = sorted({a for s in seats for a in s.get("forgers", [])})
+    warning = ""
+    if forged:
+        warning = (
+            f"forged traffic on the imaging VLAN: the seats dropped {forged} datagrams that"
+            f" did not carry the session's key, from {', '.join(sources) or 'unknown'}"
+            " (none was believed; find that machine on the switch)"
+        )
+    return {"forged": forged, "forgers": sources, "warning": warning}

@@ -10,8 +10,6 @@ the partition table, and grow the last partition when the job asks.
 
 from __future__ import annotations
 
-import os
-import stat
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -23,8 +21,9 @@ from bootimage.client import checkup, finish, hooks, identity, keep
 from bootimage.client import disks as disks_mod
 from bootimage.client.api import API, Api
 from bootimage.client.progress import Reporter
+from bootimage.client.roomcast import restore_room
 from bootimage.client.select import Need, choose, truthy
-from bootimage.client.target import BlockTarget, FileTarget, busy_reason, open_target
+from bootimage.client.target import BlockTarget, FileTarget, busy_reason, is_fresh, open_target
 
 
 def restore(
@@ -67,8 +66,6 @@ def restore(
             for target, disk in zip(targets, written.disks, strict=True):
                 verified += restore_disk(api, job, written, disk, target, reporter, workers)
         else:  # the appliance decides at the join: a room session, or HTTP
-            from bootimage.client.roomcast import restore_room
-
             verified = restore_room(
                 api, job, written, targets[: len(manifest.disks)], reporter, workers
             )
@@ -128,12 +125,6 @@ def restore_disk(
         f"{fetched / 2**20:,.0f} MiB fetched at {fetched / 2**20 / took:,.1f} MiB/s)"
     )
     return stats.verified
-
-
-def is_fresh(target: FileTarget) -> bool:
-    """A regular file with no data blocks: nothing to compare, holes can stay holes."""
-    st = os.fstat(target.fd)
-    return stat.S_ISREG(st.st_mode) and st.st_blocks == 0
 
 
 def open_checked(path: str, disk: Disk, ref: str, *, allow_removable: bool = False) -> FileTarget:

@@ -198,3 +198,9 @@ def _root_disk() -> str | None:
         return None  # root on tmpfs/initramfs: no disk is the system disk
     real = link.resolve()
     return real.parent.name if (real / "partition").exists() else real.name
+
+
+def is_fresh(target: FileTarget) -> bool:
+    """A regular file with no data blocks: nothing to compare, holes can stay holes."""
+    st = os.fstat(target.fd)
+    return stat.S_ISREG(st.st_mode) and st.st_blocks == 0

@@ -300,7 +300,7 @@ def test_targets_list_hides_secrets(jobs: Jobs) -> None:
     shown = json.dumps([t.public() for t in outbox.targets(jobs.conn)])
     assert SECRET not in shown and "pw-not-shown" not in shown
     hook, mail = outbox.targets(jobs.conn)
-    assert hook.events == ("failed", "done", "room-done", "disk-refused")
+    assert hook.events == ("failed", "done", "room-done", "disk-refused", "forged-traffic")
     assert mail.events == ("done",) and mail.starttls
     outbox.remove(jobs.conn, hook.id, "t")
     assert [t.id for t in outbox.targets(jobs.conn)] == [mail.id]

@@ -5,6 +5,7 @@ byte-identical to the image, whatever the network or the other seats do."""
 from __future__ import annotations
 
 import filecmp
+import json
 import re
 import shutil
 import subprocess
@@ -14,10 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from client_kit import MIB, change_chunks, log_lines, make_disk
+from client_kit import MIB, ROOT, change_chunks, log_lines, make_disk
 from room_kit import SERVER, Room, SeatProc, make_room
 
 from appliance.imagefmt import roomwire
+from appliance.notify import outbox
 from tests.conftest import require_root
 
 SUMMARY = re.compile(
@@ -252,56 +254,63 @@ def test_appliance_restarted_mid_session(tmp_path: Path, image: Path) -> None:
         room.close()
 
 
-def test_garbage_and_spoofed_datagrams_never_cause_a_write(tmp_path: Path, image: Path) -> None:
-    room = make_room(tmp_path, image, 3, rate="36M", seat_mbit=40)
-    attacker = room.lab.add_host("evil", "10.83.0.200/24")
+FORGER = str(Path(__file__).with_name("forger.py"))
+
+
+def test_a_forger_on_the_vlan_neither_writes_nor_pushes_a_seat_off_multicast(
+    tmp_path: Path, image: Path
+) -> None:
+    """A student's PC on the bridge joins the group, sniffs it and sends every forgery
+    it can make (tests/interop/forger.py) at 2,500 datagrams a second for the whole
+    session: every seat stays on multicast, ends byte-identical, and counts them."""
+    room = make_room(tmp_path, image, 8)
+    evil = "10.83.0.200"
+    attacker = room.lab.add_host("evil", f"{evil}/24")
+    outbox.add_webhook(room.app.conn, "http://127.0.0.1:9/", "s", "forged-traffic", "test")
     try:
         for s in room.seats:
             room.start(s)
         sid = wait_joined(room, room.seats[0])
         group = _group(room, room.seats[0])
-        spray = attacker.popen(
-            [sys.executable, "-c", SPRAY, str(sid), group, "5483", "8", "10.83.0.200"],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        forger = attacker.popen(
+            [sys.executable, FORGER, str(sid), group, "5483", evil, "2500"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT),
+        )  # fmt: skip
         try:
             finish(room, image)
         finally:
-            spray.kill()
-            _, err = spray.communicate()
+            forger.terminate()
+            out, err = forger.communicate(timeout=10)
         assert "Traceback" not in err, err
-        bad = sum(summary(s)["bad"] for s in room.seats)
-        dropped = [s.out for s in room.seats if "datagrams dropped: " in s.out]
-        # Forged chunks reached the seats and were refused by their hash (or their
-        # headers were refused first); every disk is the image regardless.
-        assert bad > 0 or dropped, [s.out[-1500:] for s in room.seats]
+        sent = json.loads(out)
+        assert sent["seconds"] > 0 and sent["sent"] >= 2000 * sent["seconds"] * 0.8, sent
+        assert sent["captured"] > 0 and len(sent["by_kind"]) == 10, sent  # every forgery
+        for s in room.seats:
+            assert "going HTTP-only" not in s.out, (s.name, s.out[-2000:])
+            assert summary(s)["bad"] == 0, s.name  # nothing forged got as far as a hash
+            m = re.search(r"roomcast: (\d+) forged datagrams on the group were dropped, from "
+                          r"([0-9., ]+)", s.out)  # fmt: skip
+            assert m and int(m.group(1)) > 0 and m.group(2).strip() == evil, (s.name, s.out[-2000:])
+        status = room_status_json(room)
+        seats = {x["host"]: x["roomcast"] for x in status["seats"]}
+        for s in room.seats:
+            assert seats[s.name]["transport"] == "multicast", seats[s.name]
+            assert seats[s.name]["forged"] > 0 and seats[s.name]["forgers"] == [evil]
+        (session,) = status["sessions"]
+        assert session["forgers"] == [evil] and evil in session["warning"]
+        assert session["warning"].startswith("forged traffic on the imaging VLAN")
+        events = room.app.conn.execute(
+            "SELECT subject, body FROM notify_outbox WHERE event='forged-traffic'"
+        ).fetchall()
+        assert len(events) == 1 and events[0][0] == evil, events  # once a session
+        assert json.loads(events[0][1])["sources"] == [evil]
+        text = subprocess.run(
+            [sys.executable, "-m", "appliance.cli", "--home", str(room.app.home), "room",
+             "status", "lab1"], capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert "warning: forged traffic on the imaging VLAN" in text and evil in text, text
     finally:
         room.close()
-
-
-# Sends, for a few seconds: random bytes, truncated and mutated headers, and well-formed
-# datagrams of the live session whose payload is garbage (every piece of chunks 0-15).
-SPRAY = r"""
-import random, socket, sys, time
-sys.path.insert(0, ".")
-from appliance.imagefmt import roomwire
-sid, group, port, secs = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[5]))
-rng = random.Random(5)
-end = time.monotonic() + secs
-while time.monotonic() < end:
-    for chunk in range(16):
-        frame = rng.randbytes(200_000)
-        for d in roomwire.encode_pieces(sid, chunk, frame):
-            s.sendto(d, (group, port))
-        s.sendto(rng.randbytes(rng.randrange(0, 1500)), (group, port))
-        good = roomwire.encode_beacon(sid, 1, 1, 0, 10, 0)
-        s.sendto(good[: rng.randrange(len(good))], (group, port))
-    time.sleep(0.05)
-"""
 
 
 def test_delta_seats_each_write_only_their_own_changes(tmp_path: Path, image: Path) -> None:

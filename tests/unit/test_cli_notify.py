@@ -22,7 +22,7 @@ def test_add_list_test_rm(slate, home) -> None:
     rows = json.loads(listed)
     assert [(r["id"], r["kind"], r["events"]) for r in rows] == [
         (1, "webhook", ["failed", "room-done"]),
-        (2, "email", ["failed", "done", "room-done", "disk-refused"]),
+        (2, "email", ["failed", "done", "room-done", "disk-refused", "forged-traffic"]),
     ]
     assert rows[1]["starttls"] is True and rows[1]["user"] == "slate"
     assert "test event queued" in slate("notify", "test", "1", check=True).stdout

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from bootimage.client.roomcast import UDP_GRO, gro_size
+from bootimage.client.roomrx import UDP_GRO, gro_size
 
 UDP_SEGMENT = 103
 

@@ -9,7 +9,9 @@ from test_webui_kit import audit_actions, slate
 
 from appliance.notify import outbox
 
-ALL = {f"event-{e}": "on" for e in ("failed", "done", "room-done", "disk-refused")}
+ALL = {
+    f"event-{e}": "on" for e in ("failed", "done", "room-done", "disk-refused", "forged-traffic")
+}
 
 
 def test_admin_adds_tests_and_removes_targets(app, admin) -> None:

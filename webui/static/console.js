@@ -116,7 +116,8 @@ document.addEventListener("DOMContentLoaded", () => {
 function seatRow(s) {
   const rc = s.roomcast;
   const how = rc ? [`${rc.transport}: ${bytes(rc.mcast_bytes)} multicast, ${bytes(rc.http_bytes)} HTTP`,
-    rc.why ? el("span", { class: "small muted" }, ` (${rc.why})`) : ""] : ["–"];
+    rc.why ? el("span", { class: "small muted" }, ` (${rc.why})`) : "",
+    rc.forged ? el("span", { class: "small warn", "data-forged": String(rc.forged) }, ` · ${rc.forged} forged datagrams dropped`) : ""] : ["–"];
   const pct = s.percent === null || s.percent === undefined ? "–" :
     el("div", { class: "bar" }, el("progress", { max: "100", value: String(s.percent) }), el("em", {}, `${s.percent} %`));
   return el("tr", { "data-host": s.host },
@@ -138,9 +139,10 @@ function liveRoom(name) {
       document.getElementById("room-totals").replaceChildren(
         `${t.done} done · ${t.running} running · ${t.failed} failed · ${t.waiting} not yet booted · ${t.idle} without a job`);
       document.getElementById("room-seats").replaceChildren(...st.seats.map(seatRow));
-      document.getElementById("room-sessions").replaceChildren(...st.sessions.map((s) => el("p", { class: "card" },
+      document.getElementById("room-sessions").replaceChildren(...st.sessions.flatMap((s) => [el("p", { class: "card" },
         "Served by roomcast (multicast): ", el("span", { class: "mono" }, `${s.image}@${s.version}`),
-        ` on ${s.group}:${s.port} at ${Math.round(s.rate / 1e6)} Mbit/s — ${bytes(s.sent_bytes)} sent` + (s.ended ? " (ended)" : ""))));
+        ` on ${s.group}:${s.port} at ${Math.round(s.rate / 1e6)} Mbit/s — ${bytes(s.sent_bytes)} sent` + (s.ended ? " (ended)" : "")),
+        s.warning ? el("p", { class: "card warn", "data-warning": "forged" }, s.warning) : ""]));
     } catch (e) { /* the next tick tries again */ }
   };
   setInterval(tick, 2000);
