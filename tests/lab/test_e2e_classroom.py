@@ -10,6 +10,7 @@ reading the lab appliance's data directory, as tests/browser/test_room_browser.p
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,10 +22,12 @@ from appliance.lab import steps
 from appliance.lab.qemu import Machine
 from tests.browser.test_console_browser import page as page
 from tests.browser.test_console_browser import shot
-from tests.browser.test_room_browser import MULTICAST_BYTES, _log_in
+from tests.browser.test_room_browser import _log_in
 from tests.lab.conftest import E2ELab, record_figure
 
 ROOM = "room101"
+# A seat's transport cell: "multicast: 41.0 MiB multicast, 3.0 MiB HTTP" or "http: ..."
+TRANSPORT_SHOWN = re.compile(r"(multicast|http): [\d.,]+ \w+ multicast, [\d.,]+ \w+ HTTP")
 
 
 def test_three_machines_in_a_room_reimaged_by_one_command(e2e: E2ELab, page: Page) -> None:
@@ -54,7 +57,10 @@ def test_three_machines_in_a_room_reimaged_by_one_command(e2e: E2ELab, page: Pag
         for m in machines:
             row = page.locator(f"#room-seats tr[data-host='{m.name}']")
             expect(row).to_contain_text("done")
-            expect(row).to_contain_text(MULTICAST_BYTES)  # its MiB by multicast, not 0
+            # Its transport and what came by each are shown.  Whether a TCG seat kept up
+            # with the multicast on a loaded 2-core machine is not up to this test (it
+            # may fall back, as designed; interop proves "every seat stays on multicast").
+            expect(row).to_contain_text(TRANSPORT_SHOWN)
         shot(page, "lab-room-done")
     firmware = {m.name: fw for m, (fw, _) in zip(machines, kinds, strict=True)}
     steps.wait_booted(machines, lambda m: e2e.image.marker_line(firmware[m.name]), 300)
@@ -66,12 +72,16 @@ def test_three_machines_in_a_room_reimaged_by_one_command(e2e: E2ELab, page: Pag
     booted_as = {m.name: e2e.image.identities(m.console()) for m in machines}
     assert booted_as == {m.name: [(m.name, kept[m.name])] for m in machines}, booted_as
     assert len(set(kept.values())) == 3
-    # The room restored through roomcast: each job says what came by multicast and by HTTP.
+    # The room restored through roomcast: each job says what came by multicast and by
+    # HTTP, and a seat that went HTTP-only says why.
     split = {}
     for m, j in zip(machines, job_ids, strict=True):
         got = split[m.name] = steps.transfer_split(e2e.home, j)
         log = steps.slate(e2e.home, "job", "show", str(j)).stdout
-        assert got is not None and got[0] > 0, f"{m.name}: {got}\n{log}"  # MiB by multicast
+        assert got is not None, f"{m.name}: no roomcast summary\n{log}"
+        assert "roomcast: joined session" in log, f"{m.name}: it joined no session\n{log}"
+        if got[0] == 0:
+            assert "roomcast: going HTTP-only: " in log, f"{m.name}: no reason given\n{log}"
     record_figure(
         "classroom-3",
         all_restored_seconds=max(watch.seen[j]["done"] for j in job_ids) - started,
