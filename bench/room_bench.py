@@ -51,6 +51,7 @@ from _common import median
 from client_kit import MIB, change_chunks, make_disk
 from room_kit import Room, boot_python, make_room
 
+from appliance.imagefmt.roomwire import MAX_DATAGRAM, PIECE_SIZE
 from appliance.store import Store
 
 SUMMARY = re.compile(r"roomcast: ([\d,]+) MiB by multicast, ([\d,]+) MiB by HTTP")
@@ -88,7 +89,7 @@ def netns_tx(pid: int, dev: str = "eth0") -> tuple[int, int]:
 # UDP_SEGMENT send crosses a veth as one packet of up to 40 datagrams with one set of
 # headers, so its tx_bytes are nearly all payload (a NIC puts 40 frames on the wire).
 HEADERS = 14 + 20 + 8
-PIECE, DATAGRAM = 1444, 1468  # appliance.imagefmt.roomwire: frame bytes per datagram
+PIECE, DATAGRAM = PIECE_SIZE, MAX_DATAGRAM  # frame bytes per datagram (roomwire)
 
 
 class TxSampler(threading.Thread):
