@@ -9,6 +9,8 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
+from appliance.jobs import queries
+
 FIELDS = (
     "job",
     "action",
@@ -36,7 +38,7 @@ def host_history(conn: sqlite3.Connection, mac: str) -> list[dict[str, Any]]:
     """``mac``'s jobs, oldest first.  ``version`` is what it restored, or for a capture
     the version it committed; ``bytes`` the verified bytes of a job that got that far,
     else what it had moved; ``duration_s`` from the client's first call to the end."""
-    rows = conn.execute("SELECT * FROM jobs WHERE host=? ORDER BY id", (mac.lower(),)).fetchall()
+    rows = queries.of_host(conn, mac.lower())
     out = []
     for r in rows:
         started = r["started_at"]

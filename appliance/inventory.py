@@ -259,12 +259,10 @@ class Inventory:
         return [_host(r) for r in rows.fetchall()]
 
     def remove_host(self, ref: str, *, actor: str) -> Host:
+        from appliance.jobs import queries  # appliance.jobs imports this module
+
         host = self.get_host(ref)
-        busy = self.conn.execute(
-            "SELECT id, state FROM jobs WHERE host=? AND state IN"
-            " ('pending','booting','running','verifying')",
-            (host.mac,),
-        ).fetchone()
+        busy = queries.active_on_host(self.conn, host.mac)
         if busy:
             raise Conflict(
                 f"host {host.name} has an active job ({busy['id']}, {busy['state']})",

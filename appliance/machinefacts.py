@@ -21,6 +21,7 @@ from appliance.db import transaction
 from appliance.diskhealth import Verdict
 from appliance.errors import Conflict, UsageError
 from appliance.inventory import Inventory
+from appliance.jobs import queries
 
 POWER_COMMANDS = ("reboot", "poweroff")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -189,13 +190,11 @@ def record_health(
 
 def health_of_host(conn: sqlite3.Connection, mac: str) -> list[dict[str, Any]]:
     """The disk health the host's latest job that read any reported."""
-    row = conn.execute(
-        "SELECT MAX(d.job) FROM disk_health d JOIN jobs j ON j.id=d.job WHERE j.host=?", (mac,)
-    ).fetchone()
-    if row is None or row[0] is None:
+    job = queries.last_disk_health_job(conn, mac)
+    if job is None:
         return []
     rows = conn.execute(
-        "SELECT job, path, status, facts, at FROM disk_health WHERE job=? ORDER BY id", (row[0],)
+        "SELECT job, path, status, facts, at FROM disk_health WHERE job=? ORDER BY id", (job,)
     ).fetchall()
     return [
         {"job": r[0], "path": r[1], "status": r[2], "facts": json.loads(r[3]), "at": r[4]}
@@ -225,17 +224,14 @@ def note_poll(conn: sqlite3.Connection, job_id: int) -> str | None:
 
 def waiting_job(conn: sqlite3.Connection, mac: str, now: datetime | None = None) -> int | None:
     """The job whose client is waiting in the boot environment on host ``mac``, if any."""
-    row = conn.execute(
-        "SELECT p.job, p.at FROM power_polls p JOIN jobs j ON j.id=p.job WHERE j.host=?"
-        " ORDER BY p.job DESC LIMIT 1",
-        (mac,),
-    ).fetchone()
-    if row is None:
+    poll = queries.last_power_poll(conn, mac)
+    if poll is None:
         return None
-    at = datetime.strptime(row[1], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    job, polled = poll
+    at = datetime.strptime(polled, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     if ((now or datetime.now(UTC)) - at).total_seconds() > WAITING_FOR:
         return None
-    return int(row[0])
+    return job
 
 
 def request_power(conn: sqlite3.Connection, host_ref: str, command: str, *, actor: str) -> int:
@@ -268,11 +264,7 @@ def request_power(conn: sqlite3.Connection, host_ref: str, command: str, *, acto
 def power_state(conn: sqlite3.Connection, mac: str) -> dict[str, Any]:
     """What the console shows: is the machine waiting, and the last request."""
     job = waiting_job(conn, mac)
-    row = conn.execute(
-        "SELECT r.job, r.command, r.actor, r.at, r.taken_at FROM power_requests r"
-        " JOIN jobs j ON j.id=r.job WHERE j.host=? ORDER BY r.at DESC LIMIT 1",
-        (mac,),
-    ).fetchone()
+    row = queries.last_power_request(conn, mac)
     last = None
     if row is not None:
         last = {"job": row[0], "command": row[1], "actor": row[2], "at": row[3], "taken_at": row[4]}

@@ -14,7 +14,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from appliance.jobstates import TRANSITIONS
+from appliance.jobs import queries
+from appliance.jobs.states import STATES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -66,8 +67,8 @@ def render(conn: sqlite3.Connection, home: Path) -> str:
     from appliance.roomcast import read_status
 
     lines: list[str] = []
-    by_state = dict.fromkeys(TRANSITIONS, 0)
-    for state, n in conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+    by_state = dict.fromkeys(STATES, 0)
+    for state, n in queries.count_by_state(conn):
         by_state[state] = n
     jobs = [_sample("slate_jobs", [("state", s)], n) for s, n in by_state.items()]
     lines += _family("slate_jobs", "gauge", "Jobs in the database, by state.", jobs)

@@ -15,8 +15,7 @@ from flask import current_app
 from appliance import audit, machinefacts
 from appliance.errors import Conflict, UsageError
 from appliance.inventory import normalize_mac
-from appliance.jobs import parse_when, versions_in_use
-from appliance.jobstates import ACTIVE
+from appliance.jobs import parse_when, queries, versions_in_use
 
 
 def slate() -> Any:
@@ -41,16 +40,8 @@ def active_jobs() -> list[dict[str, Any]]:
 def _recent_ids(limit: int, *, ended: bool, host: str | None = None) -> list[int]:
     """Newest job ids, read from the documented ``jobs`` table through the facade's
     ``db()``: the jobs API lists every job, and a dashboard asks once a second."""
-    where, args = [], []
-    if ended:
-        where.append(f"state NOT IN ({','.join('?' * len(ACTIVE))})")
-        args.extend(sorted(ACTIVE))
-    if host:
-        where.append("host = ?")
-        args.append(normalize_mac(host))
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
-    sql = f"SELECT id FROM jobs{clause} ORDER BY id DESC LIMIT ?"  # noqa: S608 (fixed clauses, bound values)
-    return [int(r[0]) for r in slate().db().execute(sql, [*args, limit]).fetchall()]
+    mac = normalize_mac(host) if host else None
+    return queries.recent_ids(slate().db(), limit, ended=ended, host=mac)
 
 
 def ended_jobs(limit: int = 50) -> list[dict[str, Any]]:

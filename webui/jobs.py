@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from appliance import jobscope
+from appliance.jobs import scope as jobscope
 from webui import backend, errors
 from webui.security import actor, require
 

@@ -11,7 +11,7 @@ from typing import Any
 from appliance import audit
 from appliance.backups import retention
 from appliance.errors import Conflict, SlateError
-from appliance.jobs import versions_in_use
+from appliance.jobs import queries, versions_in_use
 from appliance.store import Store
 from appliance.store import policy as policies
 from appliance.store.collect import GcResult, collect
@@ -44,11 +44,7 @@ def images_uploading(conn: sqlite3.Connection) -> frozenset[str]:
     has asked which chunks its image already had and will name them in its commit.  A
     capture still pending (its machine not booted yet) asks after the prune, and uploads
     what the prune took away."""
-    rows = conn.execute(
-        "SELECT DISTINCT image FROM jobs WHERE action='capture'"
-        " AND state IN ('booting', 'running', 'verifying')"
-    ).fetchall()
-    return frozenset(r[0] for r in rows)
+    return queries.images_uploading(conn)
 
 
 def rule_specs(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -145,13 +141,10 @@ def after_captures(store: Store, *, actor: str = "retention") -> list[PruneResul
     for pol in policies.every(conn):
         if not pol.retains or pol.image in busy:
             continue
-        row = conn.execute(
-            "SELECT MAX(finished_at) FROM jobs WHERE action='capture' AND state='done' AND image=?",
-            (pol.image,),
-        ).fetchone()
+        finished = queries.last_capture_finished(conn, pol.image)
         # ">=": a capture that finished in the second of the last prune may be newer than
         # it (at worst one prune too many, never one too few).
-        if row[0] is None or (pol.pruned_at is not None and row[0] < pol.pruned_at):
+        if finished is None or (pol.pruned_at is not None and finished < pol.pruned_at):
             continue
         try:
             results.append(prune(store, pol.image, actor=actor))

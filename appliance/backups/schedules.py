@@ -22,7 +22,7 @@ from appliance.config import Layout
 from appliance.db import transaction
 from appliance.errors import Conflict, NotFound, SlateError, UsageError
 from appliance.imagefmt.names import is_image_name
-from appliance.jobs import Jobs
+from appliance.jobs import Jobs, queries
 from appliance.refs import check_spec
 
 log = logging.getLogger("slate.schedule")
@@ -222,13 +222,9 @@ class Schedules:
         problems: list[str] = []
         for mac in macs:
             assert mac is not None
-            existing = self.conn.execute(
-                "SELECT id FROM jobs WHERE host=? AND json_extract(options, '$.schedule')=?"
-                " AND json_extract(options, '$.occurrence')=?",
-                (mac, s.id, when),
-            ).fetchone()
-            if existing:  # made before a restart, not yet recorded
-                made.append(int(existing[0]))
+            existing = queries.scheduled(self.conn, mac, s.id, when)
+            if existing is not None:  # made before a restart, not yet recorded
+                made.append(existing)
                 continue
             try:
                 if s.action == "capture":

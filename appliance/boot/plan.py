@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 
 from appliance import audit
 from appliance.boot.decide import BootSpec, HostFacts, JobFacts, Machine, decide
 from appliance.errors import Conflict, SlateError
-from appliance.jobs import Jobs
+from appliance.jobs import Jobs, queries
 
 log = logging.getLogger(__name__)
 AUTO_ACTOR = "auto-restore"
@@ -26,7 +25,7 @@ def facts_for(jobs: Jobs, machine: Machine, unknown_policy: str) -> HostFacts:
     if host is None:
         return HostFacts(known=False, unknown_policy=unknown_policy)
     job = jobs.due_for(host.mac)
-    last = _last_job(jobs, host.mac)
+    last = queries.last_of_host(jobs.conn, host.mac)
     fresh = (
         last is not None
         and last["action"] == "restore"
@@ -41,14 +40,6 @@ def facts_for(jobs: Jobs, machine: Machine, unknown_policy: str) -> HostFacts:
         fresh_restore=fresh,
         unknown_policy=unknown_policy,
     )
-
-
-def _last_job(jobs: Jobs, mac: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = jobs.conn.execute(
-        "SELECT id, action, state, options FROM jobs WHERE host=? ORDER BY id DESC LIMIT 1",
-        (mac,),
-    ).fetchone()
-    return row
 
 
 def plan_boot(jobs: Jobs, machine: Machine, unknown_policy: str) -> BootSpec | None:
@@ -120,10 +111,6 @@ def _auto_restore(
 
 
 def _mark_booted_after(jobs: Jobs, mac: str) -> None:
-    last = _last_job(jobs, mac)
+    last = queries.last_of_host(jobs.conn, mac)
     if last is not None:
-        opts = json.loads(last["options"])
-        opts["booted_after"] = True
-        jobs.conn.execute(
-            "UPDATE jobs SET options=? WHERE id=?", (json.dumps(opts, sort_keys=True), last["id"])
-        )
+        jobs.mark_booted_after(last["id"])

@@ -1,5 +1,5 @@
 """Client authentication: ``Authorization: Bearer TOKEN`` ↔ exactly one job, bound to
-the address of its first call (see :mod:`appliance.jobscope`, docs/security.md)."""
+the address of its first call (see :mod:`appliance.jobs.scope`, docs/security.md)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any, NoReturn
 
 from flask import abort, current_app, jsonify, request
 
-from appliance import jobscope
 from appliance.jobs import Job
+from appliance.jobs import scope as jobscope
 
 SLATE = "slate"
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Any
 import zstandard
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from appliance import identity, jobscope, timeline
+from appliance import identity, timeline
 from appliance.errors import SlateError
 from appliance.http.auth import appliance, client_job, fail
 from appliance.http.listeners import is_tls_request
@@ -22,6 +22,7 @@ from appliance.http.scope import may_name
 from appliance.imagefmt.manifest import Manifest
 from appliance.imagefmt.names import is_digest, manifest_relpath
 from appliance.jobs import Job, utc_now
+from appliance.jobs import scope as jobscope
 
 bp = Blueprint("client_api", __name__, url_prefix="/api/client/v1")
 MAX_LOG_LINES = 1000

@@ -1,15 +1,15 @@
 """What the job of this request may read from the store and name in a commit — the
-HTTP side of :mod:`appliance.jobscope` (restore: its version; capture: its bases and
+HTTP side of :mod:`appliance.jobs.scope` (restore: its version; capture: its bases and
 its own uploads)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from appliance import jobscope
 from appliance.errors import NotFound
 from appliance.http.auth import appliance
 from appliance.jobs import Job
+from appliance.jobs import scope as jobscope
 
 
 def readable_versions(job: Job) -> list[str]:

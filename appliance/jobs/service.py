@@ -1,25 +1,16 @@
-"""Jobs: what a machine must do at its next network boot, and how it went.
+"""The :class:`Jobs` service: create, find and move jobs — every write on ``jobs``.
 
 A job = (host, action, image version, options) that moves through the state table of
-:mod:`appliance.jobstates`.  Each job carries a secret token that authorises exactly
-that job's client calls.  The token is never stored: ``token = HMAC-SHA256(server
-secret, "slate-job:<id>:<nonce>")`` where the secret is a 0600 file in the data dir and
-the nonce a random column.  The database keeps only ``sha256(token)`` for lookups, so a
-copy of ``slate.db`` (a backup, a support bundle) reveals no token, yet the boot script
-of a machine that reboots mid-job can be rendered again with the same token.
+:mod:`appliance.jobs.states`.  Each job carries a secret token that authorises exactly
+that job's client calls (:mod:`appliance.jobs.tokens`: derived, never stored).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import os
-import secrets
 import sqlite3
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 from appliance import audit
@@ -28,7 +19,9 @@ from appliance.db import transaction
 from appliance.errors import Conflict, NotFound, PeerError, UsageError
 from appliance.imagefmt.names import is_image_name
 from appliance.inventory import Host, Inventory, parse_disk_hint
-from appliance.jobstates import ACTIVE, FINAL, check_transition
+from appliance.jobs import tokens
+from appliance.jobs.states import ACTIVE, FINAL, RETRYABLE, STARTED, check_transition, sql_in
+from appliance.jobs.when import utc_now
 from appliance.store import Store
 
 ACTIONS = ("restore", "capture", "register", "wipe")
@@ -43,41 +36,6 @@ BOOT_TIMEOUT = 30 * 60
 # A client that stopped reporting is given its own give_up_after plus this margin
 # (it retries for that long before it gives up itself).
 STALE_MARGIN = 5 * 60
-SECRET_FILE = "job-secret"  # noqa: S105 (a file name, not a secret)
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_when(text: str, now: datetime | None = None) -> str:
-    """``--at`` value → UTC ``YYYY-MM-DDTHH:MM:SSZ``.
-
-    Accepts ISO 8601 (``2026-11-25T18:30``, with or without zone; no zone = this
-    machine's local time), ``HH:MM`` (the next such local time) and ``+N{m,h,d}``.
-    """
-    now = now or datetime.now(UTC)
-    text = text.strip()
-    try:
-        if text.startswith("+") and text[-1:] in "mhd" and text[1:-1].isdigit():
-            unit = {"m": "minutes", "h": "hours", "d": "days"}[text[-1]]
-            when = now + timedelta(**{unit: int(text[1:-1])})
-        elif len(text) == 5 and text[2] == ":":
-            local = now.astimezone()
-            hour, minute = int(text[:2]), int(text[3:])
-            when = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
-            if when <= local:
-                when += timedelta(days=1)
-        else:
-            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            if when.tzinfo is None:
-                when = when.astimezone()
-    except ValueError as exc:
-        raise UsageError(
-            f"{text!r} is not a time",
-            hint="write 2026-11-25T18:30 (local), 2026-11-25T17:30Z (UTC), 18:30 or +2h",
-        ) from exc
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -121,27 +79,7 @@ _SELECT = (
     "SELECT j.*, COALESCE(h.name, j.host) AS host_name"
     " FROM jobs j LEFT JOIN hosts h ON h.mac=j.host"
 )
-
-
-def versions_in_use(conn: sqlite3.Connection) -> frozenset[tuple[str, str]]:
-    """(image, version) pairs that an active job needs: they must not be deleted."""
-    marks = ",".join("?" * len(ACTIVE))
-    rows = conn.execute(
-        f"SELECT DISTINCT image, version FROM jobs WHERE state IN ({marks})"  # noqa: S608 (?,?)
-        " AND image IS NOT NULL AND version IS NOT NULL",
-        tuple(sorted(ACTIVE)),
-    ).fetchall()
-    return frozenset((r[0], r[1]) for r in rows)
-
-
-def images_being_captured(conn: sqlite3.Connection) -> frozenset[str]:
-    """Image names an active capture job will add a version to."""
-    marks = ",".join("?" * len(ACTIVE))
-    rows = conn.execute(
-        f"SELECT DISTINCT image FROM jobs WHERE action='capture' AND state IN ({marks})",  # noqa: S608
-        tuple(sorted(ACTIVE)),
-    ).fetchall()
-    return frozenset(r[0] for r in rows)
+_ACTIVE_SQL = sql_in(ACTIVE)
 
 
 def resolve_image(layout: Layout, name: str, version: str | None) -> tuple[str, str]:
@@ -156,33 +94,6 @@ def resolve_spec(layout: Layout, spec: str) -> tuple[str, str]:
     return manifest.image, manifest.version
 
 
-def load_secret(layout: Layout) -> bytes:
-    """The server secret tokens derive from; created (0600) on first use."""
-    path: Path = layout.home / SECRET_FILE
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pass
-    tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, secrets.token_bytes(32))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # atomic "create if absent": a racing process keeps its own
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
-    return path.read_bytes()
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class Jobs:
     """Create, find and move jobs; one instance per database connection."""
 
@@ -195,9 +106,8 @@ class Jobs:
     # -- tokens ------------------------------------------------------------------------
     def _derive(self, job_id: int, nonce: str) -> str:
         if self._secret is None:
-            self._secret = load_secret(self.layout)
-        msg = f"slate-job:{job_id}:{nonce}".encode()
-        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
+            self._secret = tokens.load_secret(self.layout)
+        return tokens.derive(self._secret, job_id, nonce)
 
     def token(self, job_id: int) -> str:
         """The job's secret token, for its boot script only."""
@@ -208,7 +118,9 @@ class Jobs:
 
     def find_by_token(self, token: str) -> Job | None:
         """The job a client token belongs to, or None."""
-        row = self.conn.execute(f"{_SELECT} WHERE j.token_hash=?", (token_hash(token),)).fetchone()
+        row = self.conn.execute(
+            f"{_SELECT} WHERE j.token_hash=?", (tokens.token_hash(token),)
+        ).fetchone()
         return _job(row) if row else None
 
     def by_token(self, token: str) -> Job:
@@ -256,7 +168,7 @@ class Jobs:
                 hint=f"wait for it, or cancel it with `slate job cancel {busy.id}`",
             )
         opts = self._options(host.disk_hint, self._room_after(action, host, options))
-        nonce = secrets.token_hex(16)
+        nonce = tokens.new_nonce()
         cur = self.conn.execute(
             "INSERT INTO jobs(host, action, image, version, options, token_hash, token_nonce,"
             " created_by, not_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -274,7 +186,9 @@ class Jobs:
         )
         job_id = int(cur.lastrowid or 0)
         token = self._derive(job_id, nonce)
-        self.conn.execute("UPDATE jobs SET token_hash=? WHERE id=?", (token_hash(token), job_id))
+        self.conn.execute(
+            "UPDATE jobs SET token_hash=? WHERE id=?", (tokens.token_hash(token), job_id)
+        )
         return self.get(job_id)
 
     def _room_after(self, action: str, host: Host, given: dict[str, Any]) -> dict[str, Any]:
@@ -379,8 +293,7 @@ class Jobs:
     def list_jobs(self, *, include_ended: bool = False, host: str | None = None) -> list[Job]:
         where, args = [], []
         if not include_ended:
-            where.append(f"j.state IN ({','.join('?' * len(ACTIVE))})")
-            args.extend(sorted(ACTIVE))
+            where.append(f"j.state IN {_ACTIVE_SQL}")
         if host is not None:
             where.append("j.host=?")
             args.append(self.inventory.get_host(host).mac)
@@ -389,10 +302,9 @@ class Jobs:
         return [_job(r) for r in rows]
 
     def active_for(self, mac: str) -> Job | None:
-        marks = ",".join("?" * len(ACTIVE))
         row = self.conn.execute(
-            f"{_SELECT} WHERE j.host=? AND j.state IN ({marks}) ORDER BY j.id DESC LIMIT 1",
-            (mac, *sorted(ACTIVE)),
+            f"{_SELECT} WHERE j.host=? AND j.state IN {_ACTIVE_SQL} ORDER BY j.id DESC LIMIT 1",
+            (mac,),
         ).fetchone()
         return _job(row) if row else None
 
@@ -482,6 +394,18 @@ class Jobs:
     def set_result_version(self, job_id: int, version: str) -> None:
         self.conn.execute("UPDATE jobs SET result_version=? WHERE id=?", (version, job_id))
 
+    def mark_booted_after(self, job_id: int) -> None:
+        """Note in the options of a done restore that its machine has since booted its
+        local disk (``booted_after``: the boot planner's "fresh restore" is over)."""
+        row = self.conn.execute("SELECT options FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            return
+        opts = json.loads(row[0])
+        opts["booted_after"] = True
+        self.conn.execute(
+            "UPDATE jobs SET options=? WHERE id=?", (json.dumps(opts, sort_keys=True), job_id)
+        )
+
     def cancel(self, job_id: int, *, actor: str, reason: str = "") -> Job:
         with transaction(self.conn):
             job = self._move(job_id, "cancelled", reason or f"cancelled by {actor}")
@@ -491,7 +415,7 @@ class Jobs:
     def retry(self, job_id: int, *, actor: str) -> Job:
         """A new job doing what a failed or cancelled one should have done."""
         old = self.get(job_id)
-        if old.state not in ("failed", "cancelled"):
+        if old.state not in RETRYABLE:
             raise Conflict(
                 f"job {job_id} is {old.state}; only a failed or cancelled job can be retried",
                 hint="see `slate job show " + str(job_id) + "`",
@@ -518,9 +442,7 @@ class Jobs:
         limit) plus :data:`STALE_MARGIN`.  Returns the jobs failed."""
         now = now or datetime.now(UTC)
         failed = []
-        rows = self.conn.execute(
-            f"{_SELECT} WHERE j.state IN ('booting', 'running', 'verifying')"
-        ).fetchall()
+        rows = self.conn.execute(f"{_SELECT} WHERE j.state IN {sql_in(STARTED)}").fetchall()
         for job in map(_job, rows):
             since = datetime.strptime(job.updated_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
             silent = (now - since).total_seconds()

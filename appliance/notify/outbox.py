@@ -17,9 +17,9 @@ from typing import Any
 from appliance import audit
 from appliance.db import transaction
 from appliance.errors import NotFound, UsageError
+from appliance.jobs import queries
+from appliance.jobs.states import FINAL, ordered
 from appliance.notify.events import Event, backoff, parse_events, payload
-
-FINAL = ("done", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -208,26 +208,16 @@ def record_job_end(conn: sqlite3.Connection, job: Any) -> int:
     room = conn.execute("SELECT room FROM hosts WHERE mac=?", (job.host,)).fetchone()
     if room is None or not room[0]:
         return queued
-    marks = ",".join("?" * len(FINAL))
-    active = conn.execute(
-        f"SELECT COUNT(*) FROM jobs j JOIN hosts h ON h.mac=j.host"  # noqa: S608 (?,?)
-        f" WHERE h.room=? AND j.state NOT IN ({marks})",
-        (room[0], *FINAL),
-    ).fetchone()[0]
-    if active == 0:
+    if queries.unfinished_in_room(conn, room[0]) == 0:
         queued += enqueue(conn, room_event(conn, room[0]))
     return queued
 
 
 def room_event(conn: sqlite3.Connection, room: str) -> Event:
     """``room-done``: each seat's last job and how it ended."""
-    rows = conn.execute(
-        "SELECT h.name, j.id, j.state, j.reason FROM hosts h JOIN jobs j ON j.id ="
-        " (SELECT MAX(id) FROM jobs WHERE host=h.mac) WHERE h.room=? ORDER BY h.name",
-        (room,),
-    ).fetchall()
+    rows = queries.last_of_room(conn, room)
     seats = [{"host": r[0], "job": r[1], "state": r[2], "reason": r[3]} for r in rows]
-    totals = {s: sum(1 for x in seats if x["state"] == s) for s in FINAL}
+    totals = {s: sum(1 for x in seats if x["state"] == s) for s in ordered(FINAL)}
     return Event("room-done", room, utc_now(), {"room": room, "seats": seats, "totals": totals})
 
 

@@ -2,7 +2,7 @@ import pytest
 
 from appliance import db
 from appliance.errors import IllegalTransition
-from appliance.jobstates import STATES, TRANSITIONS, check_transition
+from appliance.jobs.states import STATES, TRANSITIONS, check_transition
 
 
 def test_migrations_apply_once(tmp_path):

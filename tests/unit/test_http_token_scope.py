@@ -9,11 +9,11 @@ import os
 import pytest
 from http_kit import V1, bearer, chunk_url, write_image
 
-from appliance import jobscope
 from appliance.config import Layout
 from appliance.http import client_api, create_app
 from appliance.imagefmt.chunkio import compress_chunk, hash_chunk
 from appliance.imagefmt.manifest import ZERO, Chunk, Disk, Manifest
+from appliance.jobs import scope as jobscope
 from appliance.store import Store
 
 API = "/api/client/v1"
