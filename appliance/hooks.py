@@ -19,7 +19,7 @@ from typing import Any
 
 from appliance import audit
 from appliance.errors import Conflict, NotFound, UsageError
-from appliance.inventory import Inventory, normalize_mac
+from appliance.machines import Inventory, normalize_mac
 from appliance.store.library import check_name
 
 SCOPES = ("image", "room", "host")

@@ -27,6 +27,7 @@ from appliance.boot.chainload import Chainload
 from appliance.config import Layout
 from appliance.dns import DnsServer, Resolver
 from appliance.errors import SlateError
+from appliance.machines.queries import fixed_addresses, names_by_mac
 from appliance.settings import Settings
 from appliance.tftp import TftpServer
 
@@ -108,12 +109,13 @@ _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 def dns_names(conn: sqlite3.Connection, settings: Settings) -> dict[str, str]:
     """Names DNS answers for: the appliance, reserved hosts, and bound leases."""
     names: dict[str, str] = {}
-    rows = conn.execute(
-        "SELECT COALESCE(h.name, l.hostname), l.ip FROM leases l"
-        " LEFT JOIN hosts h ON h.mac = l.mac WHERE l.state='bound' AND l.expires > ?",
+    hosts = names_by_mac(conn)
+    leases = conn.execute(
+        "SELECT mac, hostname, ip FROM leases WHERE state='bound' AND expires > ?",
         (time.time(),),
     ).fetchall()
-    rows += conn.execute("SELECT name, ip FROM hosts WHERE ip IS NOT NULL AND ip != ''").fetchall()
+    rows = [(hosts.get(mac, hostname), ip) for mac, hostname, ip in leases]
+    rows += fixed_addresses(conn)
     for name, ip in rows:
         name = (name or "").lower()
         if _LABEL.match(name):  # a client's DHCP host name may be anything
@@ -165,8 +167,8 @@ class Housekeeping:
         """Scheduled jobs, then retention; ``now`` is a test clock."""
         from appliance.backups import prune
         from appliance.backups.schedules import Schedules
+        from appliance.machines.power import waker
         from appliance.store import Store
-        from appliance.wol import waker
 
         try:
             Schedules(self.connect(), self.layout).run_once(now, wake=waker(self.settings))
@@ -257,7 +259,7 @@ class Appliance:
     def _tftp_generated(self, name: str, client_ip: str) -> bytes | Path | None:
         """Files of the Secure Boot chain that are not in the TFTP root.  (Every read
         request passes here first: the machine's timeline gets the file it asked for.)"""
-        from appliance import timeline
+        from appliance.machines import timeline
 
         conn = self.db()
         mac = timeline.mac_for_ip(conn, client_ip)
@@ -354,8 +356,8 @@ class Appliance:
 
     def _dhcp_seen(self, client: Any, reply: Any) -> None:
         """A boot answer sent: the machine's timeline gets its firmware and address."""
-        from appliance import timeline
         from appliance.dhcp.options import MESSAGE_TYPES
+        from appliance.machines import timeline
 
         if not client.firmware:  # a plain lease (full mode), not a boot
             return

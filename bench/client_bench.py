@@ -44,9 +44,9 @@ from _common import Row, median, print_rows
 from appliance import db
 from appliance.config import Layout
 from appliance.imagefmt.chunkio import hash_chunk, is_zero
-from appliance.inventory import Inventory
 from appliance.jobs import Jobs
 from appliance.lab.netns import Lab
+from appliance.machines import Inventory
 from appliance.store import Store
 from appliance.store.importer import import_image
 from bootimage.builder import initscript

@@ -1,7 +1,7 @@
 """Everything the console asks of the appliance, in one place.
 
 Only the appliance's public API is used: the facade ``app.extensions["slate"]`` with
-``.inventory`` (appliance.inventory.Inventory), ``.jobs`` (appliance.jobs.Jobs),
+``.inventory`` (appliance.machines.Inventory), ``.jobs`` (appliance.jobs.Jobs),
 ``.store`` (appliance.store.Store), ``.db()`` and ``appliance.audit``.  Views and the
 JSON API both call these functions, so the page and the API can never disagree.
 """
@@ -12,10 +12,11 @@ from typing import Any
 
 from flask import current_app
 
-from appliance import audit, machinefacts
+from appliance import audit
 from appliance.errors import Conflict, UsageError
-from appliance.inventory import normalize_mac
 from appliance.jobs import parse_when, queries, versions_in_use
+from appliance.machines import facts as machine_facts
+from appliance.machines import normalize_mac
 
 
 def slate() -> Any:
@@ -61,7 +62,7 @@ def hosts(q: str = "", room: str | None = None) -> list[dict[str, Any]]:
     a = slate()
     needle = q.strip().lower()
     active = {j.host: j.id for j in a.jobs.list_jobs()}
-    by_facts = machinefacts.matching_macs(a.db(), needle)  # serial, SMBIOS UUID, model…
+    by_facts = machine_facts.matching_macs(a.db(), needle)  # serial, SMBIOS UUID, model…
     out = []
     for h in a.inventory.hosts(room):
         d = h.to_dict()

@@ -7,10 +7,11 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
-from appliance import audit, identity
+from appliance import audit
 from appliance.backups import prune
 from appliance.backups.schedules import Schedules
 from appliance.errors import UsageError
+from appliance.machines import identity
 from appliance.store import policy as policies
 from appliance.store.history import history
 from webui.backend import slate

@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from appliance import machinefacts
 from appliance.errors import UsageError
+from appliance.machines import facts as machine_facts
 from webui import backend, errors
 from webui.security import actor, require
 
@@ -25,9 +25,9 @@ def show(mac: str) -> Any:
     return render_template(
         "machine_hardware.html",
         host=host,
-        found=machinefacts.facts_of(conn, host.mac),
-        health=machinefacts.health_of_host(conn, host.mac),
-        power=machinefacts.power_state(conn, host.mac),
+        found=machine_facts.facts_of(conn, host.mac),
+        health=machine_facts.health_of_host(conn, host.mac),
+        power=machine_facts.power_state(conn, host.mac),
         active=a.jobs.active_for(host.mac),
     )
 
@@ -36,10 +36,10 @@ def show(mac: str) -> Any:
 @require("job.start")
 def power(mac: str) -> Any:
     command = request.form.get("command", "")
-    if command not in machinefacts.POWER_COMMANDS:
+    if command not in machine_facts.POWER_COMMANDS:
         raise UsageError(f"{command!r} is not a power command", hint="reboot or poweroff")
     host = backend.slate().inventory.get_host(mac)
-    job = machinefacts.request_power(backend.slate().db(), host.mac, command, actor=actor())
+    job = machine_facts.request_power(backend.slate().db(), host.mac, command, actor=actor())
     flash(
         f"{host.name}: {command} requested (job {job}); it takes it within a few seconds.", "info"
     )
@@ -62,7 +62,7 @@ def register(mac: str) -> Any:
 @require("job.start")
 def power_room(name: str) -> Any:
     command = request.form.get("command", "")
-    result = machinefacts.request_power_room(backend.slate().db(), name, command, actor=actor())
+    result = machine_facts.request_power_room(backend.slate().db(), name, command, actor=actor())
     left = f"; not waiting: {', '.join(result['not_waiting'])}" if result["not_waiting"] else ""
     flash(f"{command} requested for {len(result['requested'])} machine(s) of {name}{left}.", "info")
     return redirect(request.referrer or url_for("machines.index"))

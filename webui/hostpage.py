@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, render_template
 
-from appliance import history, timeline
+from appliance.machines import history, timeline
 from webui import backend, errors
 from webui.security import require
 

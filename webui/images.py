@@ -73,7 +73,7 @@ def policy(name: str) -> Any:
 @bp.post("/<name>/identity")
 @require("image.edit")
 def identity(name: str) -> Any:
-    from appliance import identity as ident
+    from appliance.machines import identity as ident
 
     backend.slate().store.resolve(name)  # an image that exists (NotFound: the 404 page)
     on = request.form.get("enabled", "") == "1"

@@ -97,8 +97,8 @@ def image(name: str) -> dict[str, Any]:
 
 
 def image_identity(name: str) -> bool:
-    """Whether restores of ``name`` write each machine's identity (appliance/identity.py)."""
-    from appliance import identity
+    """Whether restores of ``name`` write each machine's identity (appliance.machines.identity)."""
+    from appliance.machines import identity
 
     return identity.image_enabled(slate().db(), name)
 

@@ -12,6 +12,7 @@ from appliance import audit
 from appliance.backups import retention
 from appliance.errors import Conflict, SlateError
 from appliance.jobs import queries, versions_in_use
+from appliance.machines.queries import host_rules
 from appliance.store import Store
 from appliance.store import policy as policies
 from appliance.store.collect import GcResult, collect
@@ -49,8 +50,7 @@ def images_uploading(conn: sqlite3.Connection) -> frozenset[str]:
 
 def rule_specs(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     """(who, image reference) of every standing rule: hosts', rooms', scheduled restores."""
-    out = [(f"host {r[0]}", r[1]) for r in conn.execute(
-        "SELECT name, auto_restore FROM hosts WHERE auto_restore IS NOT NULL")]  # fmt: skip
+    out = [(f"host {name}", spec) for name, spec in host_rules(conn)]
     out += [(f"room {r[0]}", r[1]) for r in conn.execute(
         "SELECT name, auto_restore FROM rooms WHERE auto_restore IS NOT NULL")]  # fmt: skip
     out += [(f"schedule {r[0]}", r[1]) for r in conn.execute(

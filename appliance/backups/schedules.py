@@ -23,6 +23,7 @@ from appliance.db import transaction
 from appliance.errors import Conflict, NotFound, SlateError, UsageError
 from appliance.imagefmt.names import is_image_name
 from appliance.jobs import Jobs, queries
+from appliance.machines.queries import name_of, names_by_mac
 from appliance.refs import check_spec
 
 log = logging.getLogger("slate.schedule")
@@ -76,13 +77,11 @@ class Schedule:
         return d
 
 
-_SELECT = "SELECT s.*, h.name AS host_name FROM schedules s LEFT JOIN hosts h ON h.mac = s.host"
-
-
-def _row(r: sqlite3.Row) -> Schedule:
-    data = {k: r[k] for k in Schedule.__dataclass_fields__}
+def _row(r: sqlite3.Row, host_name: str | None) -> Schedule:
+    """A schedule of its row; ``host_name`` is its host's (None: a room's schedule)."""
+    data = {k: r[k] for k in Schedule.__dataclass_fields__ if k != "host_name"}
     data["wake"], data["paused"] = bool(r["wake"]), bool(r["paused"])
-    return Schedule(**data)
+    return Schedule(**data, host_name=host_name)
 
 
 Waker = Callable[[Sequence[str]], object]
@@ -140,13 +139,15 @@ class Schedules:
         return s
 
     def get(self, sid: int) -> Schedule:
-        row = self.conn.execute(f"{_SELECT} WHERE s.id=?", (sid,)).fetchone()
+        row = self.conn.execute("SELECT * FROM schedules WHERE id=?", (sid,)).fetchone()
         if row is None:
             raise NotFound(f"no schedule {sid}", hint="see `slate schedule list`")
-        return _row(row)
+        return _row(row, name_of(self.conn, row["host"]))
 
     def all(self) -> list[Schedule]:
-        return [_row(r) for r in self.conn.execute(f"{_SELECT} ORDER BY s.id").fetchall()]
+        names = names_by_mac(self.conn)
+        rows = self.conn.execute("SELECT * FROM schedules ORDER BY id").fetchall()
+        return [_row(r, names.get(r["host"])) for r in rows]
 
     def remove(self, sid: int, *, actor: str) -> Schedule:
         s = self.get(sid)

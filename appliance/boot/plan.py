@@ -64,7 +64,7 @@ def plan_boot(jobs: Jobs, machine: Machine, unknown_policy: str) -> BootSpec | N
 
 def _timeline(jobs: Jobs, machine: Machine, spec: BootSpec | None, known: bool) -> None:
     """What was decided, on the machine's timeline: a job, the local disk, or unknown."""
-    from appliance import timeline
+    from appliance.machines import timeline
 
     if not known:
         decision, what = "unknown", f"unknown machine ({spec.kind if spec else 'no answer'})"

@@ -6,13 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from appliance import db, machinefacts
+from appliance import db
 from appliance.audit import cli_actor
 from appliance.cli import hostfacts, hostlog
 from appliance.cli.output import add_group, add_json_flag, print_json, print_table
 from appliance.config import Layout, resolve_home
 from appliance.errors import UsageError
-from appliance.inventory import RULE_TRANSPORTS, Inventory
+from appliance.machines import RULE_TRANSPORTS, Inventory
+from appliance.machines import facts as machine_facts
 
 
 def inventory(args: argparse.Namespace) -> Inventory:
@@ -113,7 +114,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     inv = inventory(args)
     hosts = inv.hosts(args.room)
     if args.search:
-        hosts = machinefacts.search_hosts(inv.conn, hosts, args.search)
+        hosts = machine_facts.search_hosts(inv.conn, hosts, args.search)
     if args.json:
         print_json([h.to_dict() for h in hosts])
         return 0

@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from appliance import db, machinefacts
+from appliance import db
 from appliance.audit import cli_actor
 from appliance.cli.output import add_json_flag, human_bytes, print_json, print_table
 from appliance.config import Layout, resolve_home
-from appliance.inventory import Inventory
+from appliance.machines import Inventory
+from appliance.machines import facts as machine_facts
 
 
 def _conn(args: argparse.Namespace) -> Any:
@@ -31,7 +32,7 @@ def add_commands(sub: Any) -> None:
         " (after a register job, a refused disk or a failed job)",
     )
     p.add_argument("host", metavar="NAME|MAC")
-    p.add_argument("command", choices=machinefacts.POWER_COMMANDS)
+    p.add_argument("command", choices=machine_facts.POWER_COMMANDS)
     add_json_flag(p)
     p.set_defaults(func=cmd_power)
 
@@ -50,13 +51,13 @@ def add_room_commands(sub: Any) -> None:
         help="reboot or power off every machine of the room waiting in Slate's boot environment",
     )
     p.add_argument("name", metavar="ROOM")
-    p.add_argument("command", choices=machinefacts.POWER_COMMANDS)
+    p.add_argument("command", choices=machine_facts.POWER_COMMANDS)
     add_json_flag(p)
     p.set_defaults(func=cmd_room_power)
 
 
 def cmd_room_power(args: argparse.Namespace) -> int:
-    result = machinefacts.request_power_room(
+    result = machine_facts.request_power_room(
         _conn(args), args.name, args.command, actor=cli_actor()
     )
     if args.json:
@@ -74,8 +75,8 @@ def cmd_room_power(args: argparse.Namespace) -> int:
 def cmd_facts(args: argparse.Namespace) -> int:
     conn = _conn(args)
     host = Inventory(conn).get_host(args.host)
-    found = machinefacts.facts_of(conn, host.mac)
-    health = machinefacts.health_of_host(conn, host.mac)
+    found = machine_facts.facts_of(conn, host.mac)
+    health = machine_facts.health_of_host(conn, host.mac)
     if args.json:
         print_json({"host": host.name, "mac": host.mac, "facts": found, "disk_health": health})
         return 0
@@ -123,18 +124,18 @@ def cmd_facts(args: argparse.Namespace) -> int:
 def cmd_power(args: argparse.Namespace) -> int:
     conn = _conn(args)
     host = Inventory(conn).get_host(args.host)
-    job = machinefacts.request_power(conn, host.name, args.command, actor=cli_actor())
+    job = machine_facts.request_power(conn, host.name, args.command, actor=cli_actor())
     if args.json:
         print_json({"host": host.name, "job": job, "command": args.command})
         return 0
     print(f"{host.name}: {args.command} requested; its client (job {job}) takes it within"
-          f" {machinefacts.POLL_EVERY} s")  # fmt: skip
+          f" {machine_facts.POLL_EVERY} s")  # fmt: skip
     return 0
 
 
 def cmd_forget_uuid(args: argparse.Namespace) -> int:
     conn = _conn(args)
-    old = machinefacts.forget_uuid(conn, args.host, actor=cli_actor())
+    old = machine_facts.forget_uuid(conn, args.host, actor=cli_actor())
     if args.json:
         print_json({"host": args.host, "forgot_uuid": old})
         return 0

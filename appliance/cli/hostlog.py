@@ -7,10 +7,10 @@ import argparse
 import sys
 from typing import Any
 
-from appliance import db, history, timeline
+from appliance import db
 from appliance.cli.output import add_json_flag, human_bytes, print_json, print_table
 from appliance.config import Layout, resolve_home
-from appliance.inventory import Inventory
+from appliance.machines import Inventory, history, timeline
 
 
 def add_commands(sub: Any) -> None:

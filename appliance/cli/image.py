@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from appliance import audit, identity
+from appliance import audit
 from appliance.audit import cli_actor
 from appliance.backups import prune
 from appliance.cli.output import (
@@ -27,6 +27,7 @@ from appliance.errors import Conflict, IntegrityError, UsageError
 from appliance.imagefmt.manifest import MAX_CHUNK_SIZE, MIB, MIN_CHUNK_SIZE, Manifest
 from appliance.imagefmt.partitions import type_name
 from appliance.jobs import versions_in_use
+from appliance.machines import identity
 from appliance.store import Store, parse_ref
 from appliance.store import policy as policies
 from appliance.store.collect import collect

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from appliance.errors import UsageError
+from appliance.machines.queries import mac_with_ip, reserved_ip
 
 log = logging.getLogger("slate.dhcp")
 
@@ -116,14 +117,12 @@ class LeaseBook:
         return [le for le in self._by_ip.values() if le.state == "bound" and le.expires > now]
 
     def reservation(self, mac: str) -> IPv4Address | None:
-        row = self.conn.execute(
-            "SELECT ip FROM hosts WHERE mac = ? AND ip IS NOT NULL AND ip != ''", (mac,)
-        ).fetchone()
-        return _ip_or_none(row[0]) if row else None
+        ip = reserved_ip(self.conn, mac)
+        return _ip_or_none(ip) if ip is not None else None
 
     def _reserved_for_other(self, ip: IPv4Address, mac: str) -> bool:
-        row = self.conn.execute("SELECT mac FROM hosts WHERE ip = ?", (str(ip),)).fetchone()
-        return row is not None and row[0] != mac
+        other = mac_with_ip(self.conn, str(ip))
+        return other is not None and other != mac
 
     def _free_for(self, ip: IPv4Address, mac: str) -> bool:
         if ip in self.excluded:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from appliance import timeline
 from appliance.boot.decide import Machine
 from appliance.boot.plan import plan_boot
 from appliance.boot.render import render_grub, render_ipxe
@@ -13,7 +12,7 @@ from appliance.errors import UsageError
 from appliance.http.auth import appliance
 from appliance.http.files import send_path
 from appliance.http.listeners import client_api_url, served_bootenv
-from appliance.inventory import normalize_mac
+from appliance.machines import normalize_mac, timeline
 
 bp = Blueprint("boot", __name__)
 BOOTENV_FILES = frozenset({"vmlinuz", "initrd.img"})

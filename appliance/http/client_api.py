@@ -14,7 +14,6 @@ from typing import Any
 import zstandard
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from appliance import identity, timeline
 from appliance.errors import SlateError
 from appliance.http.auth import appliance, client_job, fail
 from appliance.http.listeners import is_tls_request
@@ -23,6 +22,7 @@ from appliance.imagefmt.manifest import Manifest
 from appliance.imagefmt.names import is_digest, manifest_relpath
 from appliance.jobs import Job, utc_now
 from appliance.jobs import scope as jobscope
+from appliance.machines import identity, timeline
 
 bp = Blueprint("client_api", __name__, url_prefix="/api/client/v1")
 MAX_LOG_LINES = 1000
@@ -81,7 +81,7 @@ def get_job() -> Response:
         payload["roomcast"] = appliance().roomcast.wants_multicast(
             transport, job.image, job.version
         )
-        # Host name and kept machine-id for the restored system (appliance/identity.py).
+        # Host name and kept machine-id for the restored system (appliance/machines/identity.py).
         payload["identity"] = identity.for_restore(
             appliance().db(), job.host, job.host_name, job.image, tls=is_tls_request()
         ).to_dict()

@@ -1,7 +1,7 @@
 """Client API calls about the machine itself (issue 14): its hardware facts (and identity
 by SMBIOS UUID), its disks' health before a write, and power requests while it waits in
-the boot environment.  Shapes: docs/client-api.md; decisions: appliance.diskhealth and
-appliance.machinefacts.
+the boot environment.  Shapes: docs/client-api.md; decisions: appliance.machines.diskhealth and
+appliance.machine_facts.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from appliance import diskhealth, machinefacts
 from appliance.http.auth import appliance, client_job, fail
+from appliance.machines import diskhealth
+from appliance.machines import facts as machine_facts
 from appliance.notify import outbox
 
 bp = Blueprint("machine_api", __name__, url_prefix="/api/client/v1")
@@ -44,8 +45,8 @@ def post_facts() -> Response:
         fail(400, "'facts' must be a JSON object", 'send {"facts": {...}}')
     conn = appliance().db()
     try:
-        uuid = machinefacts.record_facts(conn, job, facts)
-    except machinefacts.IdentityMismatch as exc:
+        uuid = machine_facts.record_facts(conn, job, facts)
+    except machine_facts.IdentityMismatch as exc:
         reason = f"{exc.message} (hint: {exc.hint})"
         appliance().jobs.log(job.id, [f"REFUSED: {exc.message}"])
         appliance().jobs.failed(job.id, reason)
@@ -67,7 +68,7 @@ def post_health() -> Response:
     verdicts = diskhealth.judge_all(disks, max_reallocated=max_reallocated, max_pending=max_pending)
     ignored = bool(job.options.get("ignore_disk_health"))
     conn = appliance().db()
-    machinefacts.record_health(conn, job.id, verdicts, ignored=ignored)
+    machine_facts.record_health(conn, job.id, verdicts, ignored=ignored)
     appliance().jobs.log(job.id, [v.line() for v in verdicts])
     reason = diskhealth.refusal(verdicts)
     answer: dict[str, Any] = {"verdicts": [v.to_dict() for v in verdicts], "refused": None}
@@ -88,7 +89,7 @@ def get_power() -> Response:
     ``{"command": "reboot" | "poweroff" | null, "poll": seconds}``.  Allowed after the
     job has ended (that is when the machine waits), from the job's own address only."""
     job = client_job(allow_ended=True)
-    command = machinefacts.note_poll(appliance().db(), job.id)
+    command = machine_facts.note_poll(appliance().db(), job.id)
     if command:
         appliance().jobs.log(job.id, [f"power request handed to the machine: {command}"])
-    return jsonify({"command": command, "poll": machinefacts.POLL_EVERY})
+    return jsonify({"command": command, "poll": machine_facts.POLL_EVERY})

@@ -13,7 +13,6 @@ This package is the only owner of the ``jobs`` table: no SQL on it lives elsewhe
 
 from __future__ import annotations
 
-from appliance.inventory import parse_disk_hint
 from appliance.jobs.queries import images_being_captured, versions_in_use
 from appliance.jobs.service import (
     ACTIONS,
@@ -29,6 +28,7 @@ from appliance.jobs.service import (
 )
 from appliance.jobs.tokens import SECRET_FILE, load_secret, token_hash
 from appliance.jobs.when import parse_when, utc_now
+from appliance.machines import parse_disk_hint
 
 __all__ = [
     "ACTIONS",

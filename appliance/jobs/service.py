@@ -18,10 +18,10 @@ from appliance.config import Layout
 from appliance.db import transaction
 from appliance.errors import Conflict, NotFound, PeerError, UsageError
 from appliance.imagefmt.names import is_image_name
-from appliance.inventory import Host, Inventory, parse_disk_hint
 from appliance.jobs import tokens
 from appliance.jobs.states import ACTIVE, FINAL, RETRYABLE, STARTED, check_transition, sql_in
 from appliance.jobs.when import utc_now
+from appliance.machines import Host, Inventory, parse_disk_hint
 from appliance.store import Store
 
 ACTIONS = ("restore", "capture", "register", "wipe")
@@ -337,12 +337,12 @@ class Jobs:
             " finished_at=CASE WHEN ? THEN ? ELSE finished_at END WHERE id=?",
             (new, utc_now(), reason, reason, new in FINAL, utc_now(), job_id),
         )
-        if new == "running":  # the history's duration runs from here (appliance/history.py)
+        if new == "running":  # the history's duration runs from here (machines/history.py)
             self.conn.execute(
                 "UPDATE jobs SET started_at=COALESCE(started_at, ?) WHERE id=?", (utc_now(), job_id)
             )
         if new in FINAL:  # callers hold a transaction: the job's end and its events commit as one
-            from appliance import timeline
+            from appliance.machines import timeline
             from appliance.notify.outbox import record_job_end
 
             ended = self.get(job_id)
@@ -370,7 +370,7 @@ class Jobs:
             (phase, int(done), int(total), float(rate), eta, utc_now(), job_id),
         )
         if before is not None and phase and phase != before["phase"]:
-            from appliance import timeline
+            from appliance.machines import timeline
 
             timeline.record(self.conn, before["host"], "phase", f"job {job_id}: {phase}",
                             job=job_id, phase=phase)  # fmt: skip

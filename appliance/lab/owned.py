@@ -31,8 +31,8 @@ from typing import Any
 from appliance import db, users
 from appliance.config import Layout
 from appliance.errors import NotFound, SlateError
-from appliance.inventory import Inventory
 from appliance.jobs import Jobs
+from appliance.machines import Inventory
 
 ACTOR = "lab"
 LOGIN_USER = "lab"

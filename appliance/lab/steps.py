@@ -21,10 +21,10 @@ from typing import Any
 from appliance import db
 from appliance.config import Layout
 from appliance.errors import NotFound, SlateError
-from appliance.inventory import Inventory
 from appliance.jobs import Job, Jobs
 from appliance.lab.masterimage import MasterImage
 from appliance.lab.qemu import Machine
+from appliance.machines import Inventory
 
 SAMPLE_IMAGE = "sample"
 ACTOR = "lab"

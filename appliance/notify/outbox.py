@@ -19,6 +19,7 @@ from appliance.db import transaction
 from appliance.errors import NotFound, UsageError
 from appliance.jobs import queries
 from appliance.jobs.states import FINAL, ordered
+from appliance.machines.queries import room_of
 from appliance.notify.events import Event, backoff, parse_events, payload
 
 
@@ -205,11 +206,11 @@ def record_job_end(conn: sqlite3.Connection, job: Any) -> int:
     queued = 0
     if job.state in ("done", "failed"):
         queued += enqueue(conn, job_event(job.state, job))
-    room = conn.execute("SELECT room FROM hosts WHERE mac=?", (job.host,)).fetchone()
-    if room is None or not room[0]:
+    room = room_of(conn, job.host)
+    if room is None:
         return queued
-    if queries.unfinished_in_room(conn, room[0]) == 0:
-        queued += enqueue(conn, room_event(conn, room[0]))
+    if queries.unfinished_in_room(conn, room) == 0:
+        queued += enqueue(conn, room_event(conn, room))
     return queued
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from appliance import db
 from appliance.config import Layout
-from appliance.inventory import Inventory
 from appliance.jobs import Job, Jobs
+from appliance.machines import Inventory
 from appliance.store import Store
 from appliance.store.importer import import_image
 

@@ -25,7 +25,7 @@ from client_kit import (
 )
 
 from appliance import hooks
-from appliance.inventory import Inventory
+from appliance.machines import Inventory
 from appliance.store import Store
 from appliance.store.importer import import_image
 

@@ -26,8 +26,7 @@ from identity_kit import (
     system_hive,
 )
 
-from appliance import identity
-from appliance.inventory import Inventory
+from appliance.machines import Inventory, identity
 from appliance.store import Store
 
 MACHINES = {MAC: "pc1", "52:54:00:12:34:57": "pc2", "52:54:00:12:34:58": "lab-pc3"}

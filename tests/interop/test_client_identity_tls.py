@@ -10,9 +10,10 @@ from pathlib import Path
 from client_kit import MAC, MIB, ROOT, Appliance, client_argv, log_lines
 from identity_kit import make_linux_disk, read_linux
 
-from appliance import db, identity
+from appliance import db
 from appliance.http.listeners import CLIENT_FILES
 from appliance.lab.netns import Lab
+from appliance.machines import identity
 from tests.conftest import require_root
 
 TLS_PORT = 8444

@@ -21,8 +21,8 @@ from appliance import db
 from appliance.config import Layout
 from appliance.http import create_app
 from appliance.http.server import HttpServer
-from appliance.inventory import Inventory
 from appliance.jobs import Jobs
+from appliance.machines import Inventory
 from appliance.store import Store
 from appliance.store.importer import import_image
 from bootimage.builder.build import BUDGET, build

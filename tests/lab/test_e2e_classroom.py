@@ -17,9 +17,10 @@ from contextlib import contextmanager
 
 from playwright.sync_api import Page, expect
 
-from appliance import identity, users
+from appliance import users
 from appliance.lab import steps
 from appliance.lab.qemu import Machine
+from appliance.machines import identity
 from tests.browser.test_console_browser import page as page
 from tests.browser.test_console_browser import shot
 from tests.browser.test_room_browser import _log_in

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from appliance import identity
 from appliance.lab import steps
+from appliance.machines import identity
 from tests.lab.conftest import E2ELab, first_difference, record_figure
 
 RESTORE_TIMEOUT = 600

@@ -17,12 +17,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from appliance import db, diskhealth, machinefacts, users
+from appliance import db, users
 from appliance.config import Layout
 from appliance.http import create_app
 from appliance.http.server import HttpServer
-from appliance.inventory import Inventory
 from appliance.jobs import Jobs
+from appliance.machines import Inventory, diskhealth
+from appliance.machines import facts as machine_facts
 from bootimage.client.checkup import SMART_BEGIN, SMART_END
 from bootimage.client.health import health_record
 
@@ -167,13 +168,13 @@ def test_register_job_reports_facts_in_qemu_and_waits_for_power_off(bootenv: Pat
     proc = _qemu(bootenv, append, [*_disks(tmp_path), *smbios], log)
     try:
         deadline = time.monotonic() + 240
-        while machinefacts.waiting_job(conn, MAC) is None:  # done, and polling for power
+        while machine_facts.waiting_job(conn, MAC) is None:  # done, and polling for power
             assert proc.poll() is None, f"QEMU ended early:\n{_tail(log)}"
             assert time.monotonic() < deadline, f"the machine never waited:\n{_tail(log)}"
             time.sleep(1)
         waited = time.monotonic() - started
         assert jobs.get(job.id).state == "done", jobs.get(job.id).reason
-        machinefacts.request_power(conn, "lab-facts", "poweroff", actor="test")
+        machine_facts.request_power(conn, "lab-facts", "poweroff", actor="test")
         out = _wait(proc, log, 60)
     finally:
         if proc.poll() is None:
@@ -183,7 +184,7 @@ def test_register_job_reports_facts_in_qemu_and_waits_for_power_off(bootenv: Pat
     print(f"boot + register + wait under TCG: {waited:.0f} s; to power-off: "
           f"{time.monotonic() - started:.0f} s")  # fmt: skip
     assert "the appliance asks for poweroff" in out and "poweroff in 5 s" in out, out[-3000:]
-    found = machinefacts.facts_of(conn, MAC)
+    found = machine_facts.facts_of(conn, MAC)
     assert found is not None
     assert (found["uuid"], found["serial"]) == (UUID, SERIAL)
     facts = found["facts"]
@@ -195,7 +196,7 @@ def test_register_job_reports_facts_in_qemu_and_waits_for_power_off(bootenv: Pat
     assert [n["mac"] for n in facts["nics"]] == [MAC]
     health = {
         h["facts"].get("serial") or h["path"]: h["status"]
-        for h in machinefacts.health_of_host(conn, MAC)
+        for h in machine_facts.health_of_host(conn, MAC)
     }
     assert sorted(health.values()) == ["ok", "ok", "unknown"], health
     log_lines = "\n".join(x["line"] for x in jobs.log_lines(job.id))
@@ -225,7 +226,7 @@ def test_a_known_mac_in_another_machine_is_refused_before_a_write(bootenv: Path,
     jobs = Jobs(conn, layout)
     # lab-facts registered earlier, from its own mainboard:
     earlier = jobs.create("register", "lab-facts", actor="test")
-    machinefacts.record_facts(
+    machine_facts.record_facts(
         conn, earlier, {"system_uuid": "11111111-2222-4333-8444-555555555555"}
     )
     jobs.cancel(earlier.id, actor="test")
@@ -242,11 +243,11 @@ def test_a_known_mac_in_another_machine_is_refused_before_a_write(bootenv: Path,
     proc = _qemu(bootenv, append, [*disks, "-smbios", f"type=1,serial={SERIAL},uuid={UUID}"], log)
     try:
         deadline = time.monotonic() + 240
-        while machinefacts.waiting_job(conn, MAC) is None:  # failed, and waiting
+        while machine_facts.waiting_job(conn, MAC) is None:  # failed, and waiting
             assert proc.poll() is None, f"QEMU ended early:\n{_tail(log)}"
             assert time.monotonic() < deadline, f"the machine never waited:\n{_tail(log)}"
             time.sleep(1)
-        machinefacts.request_power(conn, "lab-facts", "poweroff", actor="test")
+        machine_facts.request_power(conn, "lab-facts", "poweroff", actor="test")
         out = _wait(proc, log, 60)
     finally:
         if proc.poll() is None:
@@ -259,5 +260,5 @@ def test_a_known_mac_in_another_machine_is_refused_before_a_write(bootenv: Path,
     assert f"has SMBIOS UUID {UUID}" in ended.reason and "nothing was written" in ended.reason
     for name in ("sata", "nvme", "virtio"):
         assert (tmp_path / f"{name}.img").stat().st_blocks == 0, name  # untouched
-    found = machinefacts.facts_of(conn, MAC)
+    found = machine_facts.facts_of(conn, MAC)
     assert found is not None and found["uuid"] == "11111111-2222-4333-8444-555555555555"

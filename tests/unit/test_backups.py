@@ -291,8 +291,8 @@ def test_housekeeping_runs_schedules_and_wakes(env):
     import socket
     from types import SimpleNamespace
 
+    from appliance.machines.power import magic_packet
     from appliance.server import Housekeeping
-    from appliance.wol import magic_packet
 
     _, jobs = env
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

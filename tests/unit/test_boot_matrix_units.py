@@ -25,8 +25,8 @@ from appliance.dhcp.policy import (
     proxy_reply,
 )
 from appliance.errors import DiskRefused
-from appliance.inventory import Inventory
 from appliance.lab.qemu import Machine, MachineError
+from appliance.machines import Inventory
 from appliance.server import Appliance
 from appliance.settings import Settings
 from bootimage.client.select import Need, choose

@@ -85,7 +85,7 @@ def test_import_csv_all_or_nothing(slate, tmp_path):
 
 def test_seen_lists_unknown_machines(slate, home):
     from appliance import db
-    from appliance.inventory import Inventory
+    from appliance.machines import Inventory
 
     inv = Inventory(db.connect(home / "slate.db"))
     inv.record_seen("aa:bb:cc:00:00:09", "uefi", 7, ip="10.0.0.9")

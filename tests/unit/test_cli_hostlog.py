@@ -8,9 +8,10 @@ import json
 
 from http_kit import V1, write_image
 
-from appliance import db, timeline
+from appliance import db
 from appliance.config import Layout
 from appliance.jobs import Jobs
+from appliance.machines import timeline
 
 MAC = "aa:bb:cc:00:00:01"
 

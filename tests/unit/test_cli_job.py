@@ -8,7 +8,7 @@ from http_kit import V1, V2, write_image
 
 from appliance import db
 from appliance.config import Layout
-from appliance.inventory import Inventory
+from appliance.machines import Inventory
 
 
 def _setup(slate, home):

@@ -20,8 +20,8 @@ from appliance.http.listeners import (
     console_server,
     ensure_certificate,
 )
-from appliance.inventory import Inventory
 from appliance.jobs import Jobs
+from appliance.machines import Inventory
 from appliance.server import Appliance
 from appliance.settings import Settings
 

@@ -1,6 +1,6 @@
 """Disk health before writing: smartctl's JSON (the shapes smartmontools 7.3 documents and
 prints, and output captured in QEMU by tests/lab/test_machine_facts.py) → the client's
-record (bootimage.client.health) → the appliance's verdict (appliance.diskhealth)."""
+record (bootimage.client.health) → the appliance's verdict (appliance.machines.diskhealth)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import diskhealth
+from appliance.machines import diskhealth
 from bootimage.client.health import health_record, read_health
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "smart"

@@ -7,10 +7,10 @@ import re
 import pytest
 from http_kit import V1, V2, bearer, chunk_url, write_image
 
-from appliance import identity
 from appliance.config import Layout
 from appliance.http import create_app
 from appliance.imagefmt.chunkio import decode_chunk
+from appliance.machines import identity
 
 
 @pytest.fixture

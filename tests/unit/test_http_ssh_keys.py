@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from http_kit import V1, bearer, write_image
 
-from appliance import identity
 from appliance.config import Layout
 from appliance.http import create_app
 from appliance.http.listeners import TLS_ENVIRON
+from appliance.machines import identity
 from bootimage.client import linuxroot
 from bootimage.client.api import Api
 from bootimage.client.identity import kept_host_keys

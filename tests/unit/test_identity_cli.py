@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
-from appliance import db, identity
+from appliance import db
 from appliance.config import Layout
+from appliance.machines import identity
 
 
 def test_identity_off_and_on_by_the_cli(slate, home) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance import db, identity
-from appliance.inventory import Inventory
+from appliance import db
+from appliance.machines import Inventory, identity
 from bootimage.client import linuxroot, sshkey, windows
 
 MASTER_HOSTS = "127.0.0.1\tlocalhost\n127.0.1.1\tmaster.lab master\n\n::1\tlocalhost\n"

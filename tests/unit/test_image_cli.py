@@ -222,8 +222,8 @@ def test_qcow2_in_place_and_with_backing_file(slate, tmp_path):
 def test_note_changes_only_the_note_and_rm_refuses_a_version_in_use(slate, tmp_path, home):
     from appliance import db
     from appliance.config import Layout
-    from appliance.inventory import Inventory
     from appliance.jobs import Jobs
+    from appliance.machines import Inventory
 
     disk = make_disk(tmp_path / "n.img", seed=9)
     v = slate("image", "import", str(disk), "--name", "lab", "--note", "old", check=True)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from appliance import db
 from appliance.errors import Conflict, NotFound, UsageError
-from appliance.inventory import Inventory, normalize_mac, parse_image_spec
+from appliance.machines import Inventory, normalize_mac, parse_image_spec
 
 
 @pytest.fixture

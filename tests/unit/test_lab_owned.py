@@ -10,10 +10,10 @@ from pathlib import Path
 
 from appliance import db, users
 from appliance.config import Layout
-from appliance.inventory import Inventory
 from appliance.jobs import Jobs
 from appliance.lab import owned
 from appliance.lab.owned import Planned, hosts_to_remove, plan_machines
+from appliance.machines import Inventory
 
 
 def _macs(*macs: str) -> Callable[[], str]:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from http_kit import V1, bearer, write_image
 
-from appliance import db, machinefacts
+from appliance import db
 from appliance.config import Layout
 from appliance.http import create_app
+from appliance.machines import facts as machine_facts
 from appliance.notify import outbox
 from bootimage.client.health import health_record
 
@@ -73,7 +74,7 @@ def test_facts_are_stored_and_pin_the_smbios_uuid(world):
     job, headers = world.start("pc1")
     resp = world.client.post(f"{API}/facts", json={"facts": facts(UUID_A.upper())}, headers=headers)
     assert resp.status_code == 200 and resp.get_json() == {"ok": True, "uuid": UUID_A}
-    stored = machinefacts.facts_of(world.f.db(), "aa:bb:cc:00:00:01")
+    stored = machine_facts.facts_of(world.f.db(), "aa:bb:cc:00:00:01")
     assert stored is not None and stored["uuid"] == UUID_A and stored["serial"] == "CZC1234XYZ"
     assert stored["facts"]["cpu"]["threads"] == 12 and stored["job"] == job
     assert world.f.jobs.get(job).state == "running"
@@ -95,7 +96,7 @@ def test_a_known_mac_with_another_machines_uuid_is_refused_before_any_write(worl
     ended = world.f.jobs.get(job2)
     assert ended.state == "failed" and "nothing was written" in ended.reason
     assert "REFUSED" in world.log(job2)
-    stored = machinefacts.facts_of(world.f.db(), "aa:bb:cc:00:00:01")
+    stored = machine_facts.facts_of(world.f.db(), "aa:bb:cc:00:00:01")
     assert stored is not None and stored["serial"] == "CZC1234XYZ"  # the right machine's
     # The client cannot go on: every further call of the job is 409.
     assert (
@@ -112,14 +113,14 @@ def test_a_uuid_pinned_to_another_host_is_refused_too(world):
     assert resp.status_code == 409
     assert "which is host pc1" in resp.get_json()["error"]
     assert world.f.jobs.get(job2).state == "failed"
-    assert machinefacts.facts_of(world.f.db(), "aa:bb:cc:00:00:02") is None
+    assert machine_facts.facts_of(world.f.db(), "aa:bb:cc:00:00:02") is None
 
 
 def test_forget_uuid_lets_a_new_mainboard_pin_its_own(world):
     job, headers = world.start("pc1")
     world.client.post(f"{API}/facts", json={"facts": facts(UUID_A)}, headers=headers)
     world.f.jobs.cancel(job, actor="t")
-    assert machinefacts.forget_uuid(world.f.db(), "pc1", actor="t") == UUID_A
+    assert machine_facts.forget_uuid(world.f.db(), "pc1", actor="t") == UUID_A
     _job2, headers2 = world.start("pc1")
     resp = world.client.post(f"{API}/facts", json={"facts": facts(UUID_B)}, headers=headers2)
     assert resp.status_code == 200 and resp.get_json()["uuid"] == UUID_B
@@ -170,7 +171,7 @@ def test_a_failing_disk_fails_the_job_logs_the_facts_and_queues_disk_refused(wor
     assert events == ["disk-refused"]  # the webhook wants only disk-refused
     sent = json.loads(bytes(rows[0][1]))
     assert sent["host"] == "pc1" and sent["disks"][0]["facts"]["serial"] == "Z1D5XK3M"
-    health = machinefacts.health_of_host(world.f.db(), "aa:bb:cc:00:00:01")
+    health = machine_facts.health_of_host(world.f.db(), "aa:bb:cc:00:00:01")
     assert [(h["path"], h["status"]) for h in health] == [
         ("/dev/vda", "unknown"),
         ("/dev/sda", "refused"),
@@ -185,7 +186,7 @@ def test_ignore_disk_health_writes_anyway_with_a_warning(world):
     assert resp.status_code == 200 and resp.get_json()["refused"] is None
     assert world.f.jobs.get(job).state == "running"
     assert "written anyway (--ignore-disk-health)" in world.log(job)
-    health = machinefacts.health_of_host(world.f.db(), "aa:bb:cc:00:00:01")
+    health = machine_facts.health_of_host(world.f.db(), "aa:bb:cc:00:00:01")
     assert [h["status"] for h in health] == ["ignored"]
 
 
@@ -200,8 +201,8 @@ def test_limits_come_from_the_serve_settings(world):
 
 def test_power_request_reaches_a_waiting_machine_once(world):
     job, headers = world.start("pc1")
-    with pytest.raises(machinefacts.Conflict, match="not waiting in Slate's boot environment"):
-        machinefacts.request_power(world.f.db(), "pc1", "poweroff", actor="t")
+    with pytest.raises(machine_facts.Conflict, match="not waiting in Slate's boot environment"):
+        machine_facts.request_power(world.f.db(), "pc1", "poweroff", actor="t")
     world.client.post(f"{API}/failed", json={"reason": "test"}, headers=headers)
     # The failed job's client waits and polls: its ended token may ask, nothing else.
     resp = world.client.get(f"{API}/power", headers=headers)
@@ -209,10 +210,10 @@ def test_power_request_reaches_a_waiting_machine_once(world):
     assert (
         world.client.post(f"{API}/log", json={"lines": ["x"]}, headers=headers).status_code == 409
     )
-    assert machinefacts.request_power(world.f.db(), "pc1", "poweroff", actor="t") == job
+    assert machine_facts.request_power(world.f.db(), "pc1", "poweroff", actor="t") == job
     assert world.client.get(f"{API}/power", headers=headers).get_json()["command"] == "poweroff"
     assert world.client.get(f"{API}/power", headers=headers).get_json()["command"] is None
-    state = machinefacts.power_state(world.f.db(), "aa:bb:cc:00:00:01")
+    state = machine_facts.power_state(world.f.db(), "aa:bb:cc:00:00:01")
     assert state["last_request"]["command"] == "poweroff" and state["last_request"]["taken_at"]
     # from another address the token is refused
     other = world.client.get(
@@ -296,15 +297,15 @@ def test_room_power_reaches_only_the_machines_waiting(world):
         inv.update_host(host, actor="t", room="lab")
     job, headers = world.start("pc1")
     world.start("pc2")  # restoring: not waiting
-    with pytest.raises(machinefacts.Conflict, match="no machine of room lab is waiting"):
-        machinefacts.request_power_room(world.f.db(), "lab", "reboot", actor="t")
+    with pytest.raises(machine_facts.Conflict, match="no machine of room lab is waiting"):
+        machine_facts.request_power_room(world.f.db(), "lab", "reboot", actor="t")
     world.client.post(f"{API}/failed", json={"reason": "test"}, headers=headers)
     assert world.client.get(f"{API}/power", headers=headers).get_json()["command"] is None
-    got = machinefacts.request_power_room(world.f.db(), "lab", "reboot", actor="t")
+    got = machine_facts.request_power_room(world.f.db(), "lab", "reboot", actor="t")
     assert got == {"requested": [{"host": "pc1", "job": job}], "not_waiting": ["pc2"]}
     assert world.client.get(f"{API}/power", headers=headers).get_json()["command"] == "reboot"
-    with pytest.raises(machinefacts.UsageError):
-        machinefacts.request_power_room(world.f.db(), "lab", "halt", actor="t")
+    with pytest.raises(machine_facts.UsageError):
+        machine_facts.request_power_room(world.f.db(), "lab", "halt", actor="t")
 
 
 def test_cli_room_power_says_who_was_not_waiting(slate):

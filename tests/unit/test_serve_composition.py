@@ -14,7 +14,7 @@ from appliance import db
 from appliance.config import Layout
 from appliance.dhcp.policy import BootTarget, ClientInfo
 from appliance.errors import SlateError
-from appliance.inventory import Inventory
+from appliance.machines import Inventory
 from appliance.server import Appliance, dns_names, populate_tftp_root
 from appliance.settings import Settings
 

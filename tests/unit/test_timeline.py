@@ -9,9 +9,9 @@ from pathlib import Path
 
 from http_kit import V1, bearer, chunk_url, write_image
 
-from appliance import history, timeline
 from appliance.config import Layout
 from appliance.http import create_app
+from appliance.machines import history, timeline
 
 MAC = "aa:bb:cc:00:00:01"
 IP = "10.0.0.5"

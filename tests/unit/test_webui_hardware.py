@@ -8,7 +8,8 @@ from test_webui_kit import MAC1, MAC2, add_host, add_image, app, slate
 from test_webui_kit import tech as tech
 from test_webui_kit import viewer as viewer
 
-from appliance import diskhealth, machinefacts
+from appliance.machines import diskhealth
+from appliance.machines import facts as machine_facts
 
 __all__ = ["app"]
 UUID = "5f1c0e2a-7b3d-4c8e-9a10-2233445566aa"
@@ -30,11 +31,11 @@ def _reported(app) -> int:
         a = slate(app)
         job = a.jobs.create("register", "pc1", actor="t")
         a.jobs.transition(job.id, "running")
-        machinefacts.record_facts(a.db(), a.jobs.get(job.id), FACTS)
+        machine_facts.record_facts(a.db(), a.jobs.get(job.id), FACTS)
         verdict = diskhealth.judge(
             {"path": "/dev/sda", "kind": "ata", "passed": True, "reallocated": 3, "pending": 0}
         )
-        machinefacts.record_health(a.db(), job.id, [verdict], ignored=False)
+        machine_facts.record_health(a.db(), job.id, [verdict], ignored=False)
         a.jobs.done(job.id)
         return job.id
 
@@ -68,14 +69,14 @@ def test_power_buttons_reach_a_machine_waiting_in_the_boot_environment(app, tech
     refused = tech.post(f"/machines/{MAC1}/power", {"command": "poweroff"})
     assert refused.status_code == 409 and "not waiting" in refused.text
     with app.app_context():
-        assert machinefacts.note_poll(slate(app).db(), job) is None  # the client polls
+        assert machine_facts.note_poll(slate(app).db(), job) is None  # the client polls
     page = tech.get(f"/machines/{MAC1}/hardware").text
     assert 'id="power-waiting"' in page and 'id="power-off"' in page
     resp = tech.post(f"/machines/{MAC1}/power", {"command": "poweroff"})
     assert resp.status_code == 302
     assert tech.post(f"/machines/{MAC1}/power", {"command": "explode"}).status_code == 400
     with app.app_context():
-        assert machinefacts.note_poll(slate(app).db(), job) == "poweroff"
+        assert machine_facts.note_poll(slate(app).db(), job) == "poweroff"
     assert "Last request: poweroff by web:tom" in tech.get(f"/machines/{MAC1}/hardware").text
 
 
@@ -117,8 +118,8 @@ def test_room_power_off_button(app, tech):
     assert 'action="/machines/rooms/lab-a/power"' in tech.get("/machines").text
     assert tech.post("/machines/rooms/lab-a/power", {"command": "poweroff"}).status_code == 409
     with app.app_context():
-        machinefacts.note_poll(slate(app).db(), job)
+        machine_facts.note_poll(slate(app).db(), job)
     resp = tech.post("/machines/rooms/lab-a/power", {"command": "poweroff"})
     assert resp.status_code == 302
     with app.app_context():
-        assert machinefacts.note_poll(slate(app).db(), job) == "poweroff"
+        assert machine_facts.note_poll(slate(app).db(), job) == "poweroff"

@@ -9,7 +9,7 @@ from test_webui_kit import MAC1, add_host, add_image, slate
 from test_webui_kit import app as app
 from test_webui_kit import viewer as viewer
 
-from appliance import timeline
+from appliance.machines import timeline
 
 
 def test_machine_page_shows_timeline_and_history(app, viewer) -> None:

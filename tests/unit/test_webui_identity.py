@@ -9,7 +9,7 @@ from test_webui_kit import admin as admin
 from test_webui_kit import app as app
 from test_webui_kit import tech as tech
 
-from appliance import identity
+from appliance.machines import identity
 
 
 def test_identity_turned_off_and_on_from_the_image_page(app, admin, tech):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.db import transaction
+from appliance.machines.queries import mac_with_ip
 
 log = logging.getLogger("slate.timeline")
 
@@ -91,6 +92,11 @@ def _insert(
         )
 
 
+def forget(conn: sqlite3.Connection, mac: str) -> None:
+    """Drop ``mac``'s timeline (inside the caller's transaction): its host was removed."""
+    conn.execute("DELETE FROM host_events WHERE mac=?", (mac.lower(),))
+
+
 def first_chunk(conn: sqlite3.Connection, mac: str, job: int, digest: str) -> None:
     """Record ``first-chunk`` once per job (the chunk route calls this on every chunk)."""
     key = (str(conn.execute("PRAGMA database_list").fetchone()[2]), job)
@@ -141,8 +147,7 @@ def mac_for_ip(conn: sqlite3.Connection, ip: str | None) -> str | None:
     mac = _neighbour(ip)
     if mac:
         return mac
-    row = conn.execute("SELECT mac FROM hosts WHERE ip=?", (ip,)).fetchone()
-    return str(row[0]) if row else None
+    return mac_with_ip(conn, ip)
 
 
 def _neighbour(ip: str, table: Path = Path("/proc/thread-self/net/arp")) -> str | None:

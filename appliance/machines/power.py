@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from appliance.errors import UsageError
-from appliance.inventory import normalize_mac
+from appliance.machines.inventory import normalize_mac
 
 DEFAULT_PORT = 9
 

@@ -20,6 +20,7 @@ from appliance import audit
 from appliance.db import transaction
 from appliance.errors import Conflict, NotFound, UsageError
 from appliance.imagefmt.names import is_image_name, is_version
+from appliance.machines import timeline
 from appliance.refs import check_spec
 
 _HEX12 = re.compile(r"^[0-9a-f]{12}$")
@@ -259,10 +260,10 @@ class Inventory:
         return [_host(r) for r in rows.fetchall()]
 
     def remove_host(self, ref: str, *, actor: str) -> Host:
-        from appliance.jobs import queries  # appliance.jobs imports this module
+        from appliance.jobs.queries import active_on_host  # appliance.jobs imports this module
 
         host = self.get_host(ref)
-        busy = queries.active_on_host(self.conn, host.mac)
+        busy = active_on_host(self.conn, host.mac)
         if busy:
             raise Conflict(
                 f"host {host.name} has an active job ({busy['id']}, {busy['state']})",
@@ -270,8 +271,7 @@ class Inventory:
             )
         with transaction(self.conn):
             self.conn.execute("DELETE FROM hosts WHERE mac=?", (host.mac,))
-            # Its timeline too (appliance/timeline.py): a machine added again starts afresh.
-            self.conn.execute("DELETE FROM host_events WHERE mac=?", (host.mac,))
+            timeline.forget(self.conn, host.mac)  # a machine added again starts afresh
             audit.record(self.conn, actor, "host.rm", host.name, host.mac)
         return host
 

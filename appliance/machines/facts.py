@@ -18,10 +18,10 @@ from typing import Any
 
 from appliance import audit
 from appliance.db import transaction
-from appliance.diskhealth import Verdict
 from appliance.errors import Conflict, UsageError
-from appliance.inventory import Inventory
 from appliance.jobs import queries
+from appliance.machines.diskhealth import Verdict
+from appliance.machines.inventory import Inventory
 
 POWER_COMMANDS = ("reboot", "poweroff")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

@@ -1,0 +1,91 @@
+"""appliance/machines/ is the only owner of ``hosts`` and ``host_events``: no SQL on them
+elsewhere, but for the schema (appliance/db/) and job queries that join ``hosts``
+(appliance/jobs/).
+
+The same ``git grep`` as issue 26 asks for, run in the repository.  The patterns are
+written with ``[ ]`` or groups so that this file does not match them itself.  ``tests/``
+is left out: tests read and set host rows directly to check and stage what the package
+does.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+OWNERS = ("appliance/machines/", "appliance/jobs/", "appliance/db/")
+
+
+def _grep(*patterns: str, ignore_case: bool = False) -> list[str]:
+    """``path:line:text`` of every line matching one of ``patterns`` (extended regexps)
+    in the files git tracks or would track (new ones too), outside tests/."""
+    args = ["git", "grep", "--untracked", "-n", "-E", *(["-i"] if ignore_case else [])]
+    for pattern in patterns:
+        args += ["-e", pattern]
+    args += ["--", ".", ":(exclude)tests/"]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode in (0, 1), done.stderr  # 1: nothing found
+    return done.stdout.splitlines()
+
+
+def _outside(hits: list[str]) -> list[str]:
+    return [h for h in hits if not h.startswith(OWNERS)]
+
+
+def _files(hits: list[str], under: str) -> list[str]:
+    return sorted({h.split(":", 1)[0] for h in hits if h.startswith(under)})
+
+
+@pytest.fixture(autouse=True)
+def _in_a_git_checkout() -> None:
+    assert shutil.which("git"), "git is needed for this test"
+    assert (ROOT / ".git").exists(), f"{ROOT} is not a git checkout"
+
+
+def test_the_issue_grep_finds_sql_on_hosts_only_in_its_package_and_migrations() -> None:
+    hits = _grep(
+        r"FROM[ ]hosts\b",
+        r"JOIN[ ]hosts\b",
+        r"UPDATE[ ]hosts\b",
+        r"INTO[ ]hosts\b",
+        r"FROM[ ]host_events\b",
+        r"INTO[ ]host_events\b",
+        r"UPDATE[ ]host_events\b",
+        r"JOIN[ ]host_events\b",
+    )
+    assert _outside(hits) == []
+    # and it does find the package's own statements: the grep itself works
+    assert any(h.startswith("appliance/machines/inventory.py:") for h in hits)
+    assert any(h.startswith("appliance/machines/queries.py:") for h in hits)
+    assert any(h.startswith("appliance/machines/timeline.py:") for h in hits)
+    assert any(h.startswith("appliance/db/migrations/") for h in hits)
+    # host_events: written and read by the timeline alone
+    events = [h for h in hits if "host_events" in h]
+    assert _files(events, "") == ["appliance/machines/timeline.py"]
+    # the one exception outside: job queries of appliance/jobs/ that join hosts
+    assert _files(hits, "appliance/jobs/") == [
+        "appliance/jobs/queries.py",
+        "appliance/jobs/service.py",
+    ]
+    assert all(" jobs j " in h for h in hits if h.startswith("appliance/jobs/"))
+
+
+def test_no_lower_case_or_aliased_sql_on_hosts_elsewhere() -> None:
+    hits = _grep(
+        # any case: "from hosts", "Join  host_events"
+        r"\b(from|update|into|join)[[:space:]]+(hosts|host_events)\b",
+        r"\b(hosts|host_events)[[:space:]]+(as[[:space:]]+)?(h|e)\b",  # "hosts h", "hosts AS h"
+        ignore_case=True,
+    )
+    assert _outside(hits) == []
+
+
+def test_no_sql_on_hosts_split_over_two_string_literals_elsewhere() -> None:
+    # "SELECT ... FROM" at a line's end, then " hosts WHERE ..." on the next.
+    assert _outside(_grep(r"\b(FROM|UPDATE|INTO|JOIN)[[:space:]]*[\"']$")) == []
+    second = r"^[[:space:]]*f?[\"'][[:space:]]+(hosts|host_events)([[:space:]]|[\"'(]|$)"
+    assert _outside(_grep(second)) == []
