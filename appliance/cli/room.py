@@ -148,6 +148,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         for seat in sess.get("seats", []):
             if seat["transport"] == "http" and seat["why"]:
                 print(f"  {seat['name']}: HTTP only: {seat['why']}")
+        if sess.get("tx_drops"):
+            print(
+                f"  warning: the appliance's interface dropped {sess['tx_drops']} packets on"
+                " transmit (the sessions offer more than the link carries: lower"
+                " --multicast-rate, or set --link-rate to the link's real speed)"
+            )
         if sess.get("warning"):
             print(f"  warning: {sess['warning']}")
     return 0

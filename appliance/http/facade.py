@@ -10,8 +10,9 @@ from typing import Any
 
 from appliance import db
 from appliance.config import Layout
-from appliance.inventory import Inventory
-from appliance.jobs import Jobs
+from appliance.jobs import Jobs, queries
+from appliance.jobs.states import FINAL
+from appliance.machines import Inventory
 from appliance.store import Session, Store
 
 
@@ -81,9 +82,9 @@ class Appliance:
         with self._lock:
             ids = list(self._capture_sessions)
         for job_id in ids:  # a handful: the captures uploading right now
-            row = self.db().execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
-            if row is None or row[0] in ("done", "failed", "cancelled"):
-                self.end_capture(job_id, ok=row is not None and row[0] == "done")
+            state = queries.state_of(self.db(), job_id)
+            if state is None or state in FINAL:
+                self.end_capture(job_id, ok=state == "done")
 
     def end_capture(self, job_id: int, *, ok: bool = True) -> None:
         """Release a capture's pins; when it did not commit, drop the chunks it added."""
@@ -112,11 +113,19 @@ class Appliance:
                     group=str(getattr(s, "multicast_group", "") or DEFAULT_GROUP),
                     port=int(getattr(s, "multicast_port", 0) or DEFAULT_PORT),
                     rate=int(getattr(s, "multicast_rate", 0) or 0),
+                    link=int(getattr(s, "link_rate", 0) or 0),
                     status_dir=self.layout.home / "roomcast",
                     query_interval=float(getattr(s, "igmp_query_interval", 60.0)),
                     nice=int(getattr(s, "multicast_nice", DEFAULT_NICE)),
                 )
             return self._roomcast
+
+    def chunk_pace(self) -> Any:
+        """What each block of a chunk served by HTTP must pass while room sessions run
+        (the link less their rates), else None: chunks go unpaced, by sendfile."""
+        with self._lock:
+            roomcast = self._roomcast  # none made yet: no session runs
+        return None if roomcast is None else roomcast.http_pace()
 
     def close(self) -> None:
         if self._roomcast is not None:

@@ -4,7 +4,11 @@ by HTTP (see docs/roomcast.md).
 :class:`Roomcast` is the appliance's registry of sessions: it decides at a seat's join
 whether it restores by multicast (``transport`` auto / multicast / unicast), makes one
 session per image version, starts its :class:`~appliance.roomcast.sender.Sender`, and
-forgets the session when the sender ends it.
+forgets the session when the sender ends it.  The sessions in use at once share one
+multicast budget (:mod:`.budget`: equal shares, stepping down when a session starts and
+back up when one ends or has no seat listening any more), and while any runs, chunks
+served by HTTP are paced to what they leave of the link
+(:class:`~appliance.roomcast.link.HttpPacer`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import Any
 
 from appliance.imagefmt.manifest import Manifest
 from appliance.imagefmt.roomwire import chunk_table
+from appliance.roomcast import budget
+from appliance.roomcast.link import DropCounter, HttpPacer, interface_of, interface_speed
 from appliance.roomcast.priority import DEFAULT_NICE, Priority
 from appliance.roomcast.session import RoomSession
 
@@ -30,6 +36,8 @@ log = logging.getLogger("slate.roomcast")
 DEFAULT_GROUP = "239.255.83.0/24"  # administratively scoped (RFC 2365), TTL 1
 DEFAULT_PORT = 5483
 DEFAULT_RATE = 900_000_000  # bit/s: 90 % of 1 GbE when the link's speed is unknown
+MULTICAST_SHARE = 0.9  # of the link: the default multicast budget (--multicast-rate)
+REBALANCE_EVERY = 1.0  # s: the shares are looked at again (seats leave, go silent)
 
 
 def parse_rate(text: str) -> int:
@@ -56,21 +64,9 @@ def parse_group(text: str) -> str:
 
 def link_rate(address: str) -> int:
     """90 % of the speed of the interface holding ``address`` (sysfs), else the default."""
-    import json
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["ip", "-j", "-4", "addr"], capture_output=True, text=True, check=True
-        ).stdout
-        for link in json.loads(out or "[]"):
-            if any(a.get("local") == address for a in link.get("addr_info", [])):
-                speed = int(Path(f"/sys/class/net/{link['ifname']}/speed").read_text())
-                if speed > 0:
-                    return int(speed * 1_000_000 * 0.9)
-    except (OSError, ValueError, subprocess.CalledProcessError, KeyError):
-        pass
-    return DEFAULT_RATE
+    ifname = interface_of(address)
+    speed = interface_speed(ifname) if ifname else 0
+    return int(speed * MULTICAST_SHARE) if speed else DEFAULT_RATE
 
 
 STATUS_DIR = "roomcast"  # in the data directory: one JSON file per session
@@ -102,10 +98,14 @@ class Roomcast:
         group: str = DEFAULT_GROUP,
         port: int = DEFAULT_PORT,
         rate: int = 0,
+        link: int = 0,
         status_dir: Path | None = None,
         query_interval: float = 60.0,
         nice: int = DEFAULT_NICE,
     ) -> None:
+        """``rate``: the multicast budget in bit/s, shared by the sessions running at
+        once (0: 90 % of ``link``).  ``link``: the imaging link's bit/s (0: ``rate`` /
+        0.9 when ``rate`` is given, else the interface's speed)."""
         self.address = address
         self.priority = Priority(nice)  # raised while any session runs (see .priority)
         self.status_dir = status_dir  # where each session's status is kept, for the CLI
@@ -116,18 +116,48 @@ class Roomcast:
         self.groups = ipaddress.IPv4Network(group)
         self.port = port
         self._rate = rate
+        self._rate_given = rate
+        self._link = link
+        self._ifname: str | None = None
+        self.drops = DropCounter(self.interface)
+        self.http = HttpPacer()  # chunks served by HTTP, paced while sessions run
         self._lock = threading.Lock()
         self._sessions: dict[int, RoomSession] = {}
         self._by_version: dict[tuple[str, str], RoomSession] = {}
         self._senders: dict[int, Any] = {}
+        self._keeper: threading.Thread | None = None  # re-splits the budget while any runs
         self._next_group = 0
         self._expected_cache: dict[tuple[str, str], tuple[float, frozenset[int]]] = {}
 
     @property
     def rate(self) -> int:
+        """The multicast budget (bit/s) the running sessions share."""
         if not self._rate:
-            self._rate = link_rate(self.address)
+            if self._link:
+                self._rate = int(self._link * MULTICAST_SHARE)
+            else:
+                self._rate = link_rate(self.address)
         return self._rate
+
+    @property
+    def link(self) -> int:
+        """The imaging link's bit/s: ``--link-rate``, else the multicast rate / 0.9 when
+        it was given (it is 90 % of the link by definition), else the interface's speed
+        (else the default rate / 0.9)."""
+        if not self._link:
+            if self._rate_given:
+                self._link = int(self._rate_given / MULTICAST_SHARE)
+            else:
+                ifname = self.interface()
+                speed = interface_speed(ifname) if ifname else 0
+                self._link = speed or int(DEFAULT_RATE / MULTICAST_SHARE)
+        return self._link
+
+    def interface(self) -> str | None:
+        """The interface holding the appliance's address (looked up once)."""
+        if self._ifname is None and self.address:
+            self._ifname = interface_of(self.address) or ""
+        return self._ifname or None
 
     # -- joining --------------------------------------------------------------------------
     def wants_multicast(self, transport: str, image: str, version: str) -> str:
@@ -145,17 +175,9 @@ class Roomcast:
 
     def restoring(self, image: str, version: str) -> int:
         """Machines with an active, not-unicast restore job of this version."""
-        row = (
-            self.connect()
-            .execute(
-                "SELECT COUNT(*) FROM jobs WHERE action='restore' AND image=? AND version=?"
-                " AND state IN ('pending','booting','running','verifying')"
-                " AND COALESCE(json_extract(options, '$.transport'), 'auto') != 'unicast'",
-                (image, version),
-            )
-            .fetchone()
-        )
-        return int(row[0])
+        from appliance.jobs import queries
+
+        return queries.multicast_restores(self.connect(), image, version)
 
     def expected(self, image: str, version: str) -> frozenset[int]:
         """Jobs that will join this version's session: active, due, not unicast
@@ -167,18 +189,9 @@ class Roomcast:
             cached = self._expected_cache.get(key)
         if cached is not None and now - cached[0] < 1.0:
             return cached[1]
-        rows = (
-            self.connect()
-            .execute(
-                "SELECT id FROM jobs WHERE action='restore' AND image=? AND version=?"
-                " AND state IN ('pending','booting','running')"
-                " AND (not_before IS NULL OR not_before <= strftime('%Y-%m-%dT%H:%M:%SZ','now'))"
-                " AND COALESCE(json_extract(options, '$.transport'), 'auto') != 'unicast'",
-                key,
-            )
-            .fetchall()
-        )
-        ids = frozenset(int(r[0]) for r in rows)
+        from appliance.jobs import queries
+
+        ids = queries.session_joiners(self.connect(), image, version)
         with self._lock:
             self._expected_cache[key] = (now, ids)
         return ids
@@ -192,10 +205,18 @@ class Roomcast:
             session = self._by_version.get(key)
             if session is not None and not session.ended:
                 return session
+        # tc, and the link's speed and the budget: looked up outside the lock
+        drops_at_start, link, rate = self.drops(fresh=True), self.link, self.rate
+        with self._lock:
+            session = self._by_version.get(key)
+            if session is not None and not session.ended:
+                return session
             sid = secrets.randbits(32) or 1
             n = self.groups.num_addresses  # .0 of the range is skipped where there is room
             group = self.groups[self._next_group % (n - 1) + 1 if n > 1 else 0]
             self._next_group += 1
+            # Its share of the budget: the running sessions step down to theirs below.
+            split = budget.shares(rate, [*self._using(), sid])
             session = RoomSession(
                 sid,
                 manifest.image,
@@ -203,9 +224,10 @@ class Roomcast:
                 chunk_table(manifest),
                 group=str(group),
                 port=self.port,
-                rate=self.rate,
+                rate=split[sid],
                 expected=lambda: self.expected(*key),
             )
+            session.tx_drops = _since(self.drops, drops_at_start)
             sender = Sender(
                 session,
                 self.address,
@@ -216,6 +238,12 @@ class Roomcast:
             self._sessions[sid] = session
             self._by_version[key] = session
             self._senders[sid] = sender
+            self._share(split, link)
+            if self._keeper is None:
+                self._keeper = threading.Thread(
+                    target=self._keep_budget, name="roomcast-budget", daemon=True
+                )
+                self._keeper.start()
             start_querier = self._querier is None and self.query_interval > 0
             if start_querier:
                 from appliance.roomcast.igmp import Querier
@@ -254,6 +282,54 @@ class Roomcast:
             key = (session.image, session.version)
             if self._by_version.get(key) is session:
                 del self._by_version[key]
+            self._rebalance()  # the others step back up
+
+    # -- the budget -----------------------------------------------------------------------
+    def _using(self) -> list[int]:
+        """The sessions in use, oldest first (with the lock held): not ended, and with a
+        seat listening or none joined yet.  A session whose seats have all left (or all
+        went HTTP-only) sends nothing but beacons until it ends, 30 s later: its share
+        goes to the others meanwhile."""
+        return [
+            sid
+            for sid, s in self._sessions.items()
+            if not s.ended and (not s.seats or s.listening())
+        ]
+
+    def _rebalance(self) -> None:
+        """Split the budget again among the sessions in use (with the lock held)."""
+        self._share(budget.shares(self.rate, self._using()), self.link)
+
+    def _keep_budget(self) -> None:
+        """Once a second while any session runs: seats leave and go silent without the
+        registry hearing of it, and a session without listeners gives its share back."""
+        while True:
+            time.sleep(REBALANCE_EVERY)
+            if not self.rebalance():
+                return
+
+    def rebalance(self) -> bool:
+        """Split the budget again now; False (and the keeper ends) when none runs."""
+        with self._lock:
+            if not self._sessions:
+                self._keeper = None
+                return False
+            self._rebalance()
+            return True
+
+    def _share(self, split: dict[int, int], link: int) -> None:
+        """Give each running session its share (with the lock held), and HTTP what the
+        sessions leave of the link."""
+        for sid, bits in split.items():
+            using = self._sessions.get(sid)
+            if using is not None and using.rate != bits:
+                using.set_rate(bits)
+        rates = [s.rate for sid, s in self._sessions.items() if sid in split]
+        self.http.set_rate(budget.http_rate(link, rates))
+
+    def http_pace(self) -> Callable[[int], float] | None:
+        """What each block of a chunk served by HTTP must pass now (None: not paced)."""
+        return self.http.take if self.http.paced else None
 
     def stop(self) -> None:
         with self._lock:
@@ -263,3 +339,14 @@ class Roomcast:
             sender.stop()
         if querier is not None:
             querier.stop()
+
+
+def _since(count: Callable[[], int | None], start: int | None) -> Callable[[], int | None]:
+    """The interface's transmit drops since ``start`` (None when they cannot be read):
+    all of them, whatever sent them."""
+
+    def drops() -> int | None:
+        now = count()
+        return None if now is None or start is None else max(0, now - start)
+
+    return drops

@@ -99,6 +99,9 @@ class RoomSession:
         self.settled: dict[int, int] = {}
         self.stale_repairs = 0  # chunks' lost pieces not asked for, being out of date
         self._forgery_told = False
+        # The appliance's transmit drops on its imaging interface since this session
+        # started (Roomcast sets it; None: unknown), in the status once a second.
+        self.tx_drops: Callable[[], int | None] = lambda: None
         self.ended = False
         self._lock = threading.Lock()
 
@@ -277,6 +280,7 @@ class RoomSession:
     # -- what the technician sees ---------------------------------------------------------
     def status(self) -> dict[str, Any]:
         now = self.clock()
+        drops = self.tx_drops()  # may ask tc: not under the lock the reports need
         with self._lock:
             seats = [
                 {
@@ -310,6 +314,7 @@ class RoomSession:
                 "stale_repairs": self.stale_repairs,
                 "sent_bytes": self.sent_bytes,
                 "seats": seats,
+                "tx_drops": drops,
                 **forgery(seats),
             }
 

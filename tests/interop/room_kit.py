@@ -16,9 +16,9 @@ from pathlib import Path
 
 from client_kit import ROOT, Appliance, client_argv
 
-from appliance.inventory import Inventory
 from appliance.jobs import Job
 from appliance.lab.netns import IP, Lab, Netns
+from appliance.machines import Inventory
 
 SERVER = "10.83.0.1"
 BOOT_PYTHON = "/usr/bin/python3"
@@ -233,6 +233,72 @@ def make_room(
         for name, ns, disk in made:
             job = by_host[name]
             room.seats.append(SeatProc(name, ns, job, app.jobs().token(job.id), disk))
+        app.start()
+    except BaseException:
+        room.close()
+        raise
+    return room
+
+
+def make_rooms(
+    tmp: Path,
+    images: dict[str, Path],
+    seats: int,
+    *,
+    rate: str = "45M",
+    srv_mbit: float | None = None,
+    seat_mbit: float | None = 100,
+    transport: str = "auto",
+    python: str = sys.executable,
+) -> Room:
+    """One appliance serving several rooms at once: room ``R`` (each key of ``images``)
+    has ``seats`` seats (``R-s1``, ``R-s2``, ...) with a restore job each (not started) of
+    image ``R``, imported from ``images[R]``.  ``srv_mbit``: the appliance's own port
+    shaped by tbf at that rate (the egress of the srv namespace's eth0), as a link of that
+    speed would carry it.  ``room.seats`` holds every room's seats, room by room."""
+    lab = Lab()
+    try:
+        srv = lab.add_host("srv", f"{SERVER}/24")
+        if srv_mbit:
+            srv.run(["tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate",
+                     f"{srv_mbit}mbit", "burst", "64kb", "latency", "50ms"])  # fmt: skip
+        app = Appliance(
+            tmp / "home",
+            host=SERVER,
+            wrap=[IP, "netns", "exec", srv.name],
+            extra=["--multicast-rate", rate],
+        )
+    except BaseException:
+        lab.close()
+        raise
+    room = Room(lab, app, python=python)
+    try:
+        inv = Inventory(app.conn)
+        made: dict[str, list[tuple[str, Netns, Path]]] = {}
+        n = 0
+        for name, image in images.items():
+            app.import_disk(image, name)
+            inv.add_room(name, actor="test")
+            made[name] = []
+            for i in range(seats):
+                n += 1
+                seat = f"{name}-s{i + 1}"
+                inv.add_host(f"52:54:00:83:01:{n:02x}", seat, actor="test", room=name)
+                ns = lab.add_host(seat, f"10.83.0.{10 + n}/24")
+                if seat_mbit:
+                    room.shape(seat, seat_mbit)
+                disk = tmp / f"{seat}.img"
+                with disk.open("wb") as f:
+                    f.truncate(image.stat().st_size)
+                made[name].append((seat, ns, disk))
+        for name, hosts in made.items():
+            jobs = app.jobs().restore_room(
+                name, name, actor="test", options={"transport": transport}
+            )
+            by_host = {j.host_name: j for j in jobs}
+            for seat, ns, disk in hosts:
+                job = by_host[seat]
+                room.seats.append(SeatProc(seat, ns, job, app.jobs().token(job.id), disk))
         app.start()
     except BaseException:
         room.close()
