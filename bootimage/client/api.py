@@ -26,17 +26,14 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from appliance.errors import Conflict, NotFound, PeerError, SlateError
+from appliance.errors import PeerError, SlateError
 from appliance.imagefmt.names import chunk_relpath
-
-if TYPE_CHECKING:
-    from bootimage.client.fetcher import Fetcher
+from bootimage.client.answers import RETRY_STATUS, TIMEOUT, answer_error
+from bootimage.client.fetcher import Fetcher
 
 API = "/api/client/v1"
-TIMEOUT = 15.0  # a silent link is noticed after this long, then the request is retried
-RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class Unreachable(SlateError):
@@ -260,8 +257,6 @@ class Api:
         """The stored zstd frame of a chunk, in this thread's reusable buffer, pipelined
         with the other threads' requests (:mod:`bootimage.client.fetcher`; a body cut off
         midway resumes with Range): valid until the same thread fetches again."""
-        from bootimage.client.fetcher import Fetcher
-
         with self._lock:
             if self._fetcher is None:
                 self._fetcher = Fetcher(self)
@@ -275,19 +270,3 @@ class Api:
             frame,
             headers={"Content-Type": "application/zstd"},
         )
-
-
-def answer_error(method: str, path: str, status: int, data: bytes) -> SlateError:
-    """The error an answer the client cannot fix by retrying stands for, with the
-    appliance's own message and hint."""
-    try:
-        body = json.loads(data)
-        message, hint = str(body.get("error", "")), body.get("hint")
-    except (ValueError, AttributeError):
-        message, hint = data[:200].decode(errors="replace"), None
-    text = f"the appliance refused {method} {path} (HTTP {status}): {message}"
-    if status == 404:
-        return NotFound(text, hint=hint)
-    if status == 409:
-        return Conflict(text, hint=hint or "the job has ended or was cancelled")
-    return PeerError(text, hint=hint)

@@ -20,9 +20,24 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from io import BufferedReader
+from typing import Protocol
 
 from appliance.errors import PeerError, SlateError
-from bootimage.client.api import RETRY_STATUS, TIMEOUT, Api, answer_error
+from bootimage.client.answers import RETRY_STATUS, TIMEOUT, answer_error
+
+
+class Channel(Protocol):
+    """What the fetcher needs of the client API (:class:`bootimage.client.api.Api`):
+    where the store is, the job's token, and its retry bookkeeping."""
+
+    store_host: str
+    store_port: int
+    token: str
+
+    def back_off(self, method: str, path: str, problem: str, delay: float) -> None: ...
+
+    def succeeded(self, n: int) -> None: ...
+
 
 MAX_HEAD = 64 * 1024  # status line and headers of one answer
 
@@ -57,7 +72,7 @@ class Fetcher:
     lane with the fewest unanswered ones, so while the appliance looks up one request
     the other lane's answer keeps the link busy."""
 
-    def __init__(self, api: Api, lanes: int = 2) -> None:
+    def __init__(self, api: Channel, lanes: int = 2) -> None:
         self._lanes = [_Lane(api, i) for i in range(max(1, lanes))]
         self._local = threading.local()
 
@@ -84,7 +99,7 @@ class _Lane:
     """One keep-alive connection, its unanswered requests in order, and the thread
     that reads their answers."""
 
-    def __init__(self, api: Api, number: int) -> None:
+    def __init__(self, api: Channel, number: int) -> None:
         self.api = api
         self._lock = threading.Lock()
         self._queue: deque[Ticket] = deque()  # sent (or to be sent), not yet answered
