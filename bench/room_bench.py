@@ -48,8 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "interop"))
 
 from _common import median
-from client_kit import MIB, change_chunks, make_disk
-from room_kit import Room, boot_python, make_room
+from client_kit import MIB, ROOT, change_chunks, log_lines, make_disk
+from room_kit import Room, boot_python, make_room, make_rooms
 
 from appliance.imagefmt.roomwire import MAX_DATAGRAM, PIECE_SIZE
 from appliance.store import Store
@@ -89,6 +89,7 @@ def netns_tx(pid: int, dev: str = "eth0") -> tuple[int, int]:
 # UDP_SEGMENT send crosses a veth as one packet of up to 40 datagrams with one set of
 # headers, so its tx_bytes are nearly all payload (a NIC puts 40 frames on the wire).
 HEADERS = 14 + 20 + 8
+FORGER = str(Path(__file__).resolve().parent.parent / "tests" / "interop" / "forger.py")
 PIECE, DATAGRAM = PIECE_SIZE, MAX_DATAGRAM  # frame bytes per datagram (roomwire)
 
 
@@ -182,13 +183,21 @@ class Bench:
         prepare: Callable[[Room], None] | None = None,
         late: float | None = None,
         loaded: bool = False,
+        forger: bool = False,
     ) -> dict[str, object]:
         """One room restore: (seconds until the last seat is done, per-seat seconds,
-        appliance bytes, multicast/HTTP MiB per seat)."""
+        appliance bytes, multicast/HTTP MiB per seat).  ``forger``: a machine on the
+        bridge sends every forgery of tests/interop/forger.py at 2,500 datagrams a second
+        from the first join to the end."""
         room = self.room(seats, transport)
+        evil: Forger | None = None
         try:
             if prepare is not None:
                 prepare(room)
+            if forger:
+                # As in issue 29's trial: forgeries worth ~8 % of a seat's link (there
+                # 2,000 a second on 50 Mbit/s links); this forger's mix averages ~1 KB.
+                evil = Forger(room, max(100.0, self.args.seat_mbit * 1e6 * 0.08 / 8 / 1000))
             before = tx_bytes(room)
             assert room.app.proc is not None
             sampler = TxSampler(room.app.proc.pid)
@@ -204,6 +213,8 @@ class Bench:
                 if rc != 0 or not filecmp.cmp(self.image, s.disk, shallow=False):
                     raise SystemExit(f"{s.name} failed (rc {rc}):\n{s.out[-3000:]}")
             took = max(s.ended for s in room.seats) - start
+            forged = evil.stop() if evil is not None else 0
+            forged_mbit = evil.mbit if evil is not None else 0.0
             sampler.stop()
             split = [SUMMARY.search(s.out) for s in room.seats]
             return {
@@ -219,8 +230,13 @@ class Bench:
                 "appliance_bytes": tx_bytes(room) - before,
                 "mcast_mib": [int(m.group(1).replace(",", "")) if m else 0 for m in split],
                 "http_mib": [int(m.group(2).replace(",", "")) if m else 0 for m in split],
+                "forged_sent": forged,
+                "forged_mbit": forged_mbit,
+                "fell_back": sum("going HTTP-only" in s.out for s in room.seats),
             }
         finally:
+            if evil is not None:
+                evil.stop()
             room.close()
 
     def udpcast(self, seats: int) -> dict[str, object]:
@@ -301,6 +317,122 @@ class Bench:
             }
         finally:
             room.close()
+
+
+class Forger(threading.Thread):
+    """A student's PC on the bridge (tests/interop/forger.py): it waits for the room's
+    first join, then sends forgeries to the session's group until stopped."""
+
+    def __init__(self, room: Room, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.room, self.rate = room, rate
+        self.ns = room.lab.add_host("evil", "10.83.0.250/24")
+        self.proc: subprocess.Popen[str] | None = None
+        self.done = threading.Event()
+        self.sent = 0
+        self.mbit = 0.0  # what it sent, in Mbit/s of UDP payload
+        self.start()
+
+    def run(self) -> None:
+        joined = re.compile(r"roomcast: joined session ([0-9a-f]{8}) \(([0-9.]+):(\d+)")
+        while not self.done.wait(0.1):
+            for s in self.room.seats:
+                for line in log_lines(self.room.app, s.job.id):
+                    m = joined.search(line)
+                    if m:
+                        sid, group, port = str(int(m.group(1), 16)), m.group(2), m.group(3)
+                        argv = [sys.executable, FORGER, sid, group, port, "10.83.0.250",
+                                str(self.rate)]  # fmt: skip
+                        self.proc = self.ns.popen(argv, stdout=subprocess.PIPE,
+                                                  stderr=subprocess.DEVNULL, text=True,
+                                                  cwd=str(ROOT))  # fmt: skip
+                        return
+
+    def stop(self) -> int:
+        self.done.set()
+        self.join()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            out, _ = self.proc.communicate(timeout=10)
+            got = json.loads(out or "{}")
+            self.sent = int(got.get("sent", 0))
+            self.mbit = got.get("bytes", 0) * 8 / max(got.get("seconds", 1), 0.1) / 1e6
+        return self.sent
+
+
+def two_rooms(b: Bench, images: dict[str, Path]) -> dict[str, float]:
+    """Two rooms of 3 seats restoring different images through one appliance whose port
+    is as fast as a seat's, each room alone and then both started together: each room's
+    time together / alone.  Beside them udpcast, two sessions on the same links."""
+
+    def run(names: list[str]) -> dict[str, float]:
+        b.n += 1
+        tmp = b.work / f"run{b.n}"
+        tmp.mkdir()
+        room = make_rooms(tmp, {n: images[n] for n in names}, 3, rate=b.rate,
+                          srv_mbit=b.args.seat_mbit, seat_mbit=b.args.seat_mbit,
+                          python=b.python)  # fmt: skip
+        try:
+            go = room.start_together(room.seats, loaded=True)
+            codes = room.wait_all(timeout=1800)
+            for s, rc in zip(room.seats, codes, strict=True):
+                image = images[s.name.rsplit("-", 1)[0]]
+                if rc != 0 or not filecmp.cmp(image, s.disk, shallow=False):
+                    raise SystemExit(f"two rooms: {s.name} failed (rc {rc}):\n{s.out[-3000:]}")
+            return {n: max(s.ended for s in room.seats if s.name.startswith(n + "-")) - go
+                    for n in names}  # fmt: skip
+        finally:
+            room.close()
+
+    def udpcast(names: list[str]) -> dict[str, float]:
+        b.n += 1
+        tmp = b.work / f"run{b.n}"
+        tmp.mkdir()
+        room = make_rooms(tmp, {n: images[n] for n in names}, 3, rate=b.rate,
+                          srv_mbit=b.args.seat_mbit, seat_mbit=b.args.seat_mbit)  # fmt: skip
+        try:
+            room.app.stop()
+            srv = room.lab.hosts["srv"]
+            start = time.monotonic()
+            procs: dict[str, list[subprocess.Popen[bytes]]] = {}
+            for i, n in enumerate(names):
+                zst = b.work / f"{n}.zst"
+                if not zst.exists():
+                    subprocess.run(["zstd", "-q", "-3", "-T0", "-f", str(images[n]), "-o",
+                                    str(zst)], check=True)  # fmt: skip
+                port = str(9000 + 10 * i)
+                procs[n] = [
+                    s.ns.popen(["udp-receiver", "--interface", "eth0", "--nokbd", "--portbase",
+                                port, "--pipe", "zstd -d -q", "--file", str(s.disk)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    for s in room.seats if s.name.startswith(n + "-")
+                ]  # fmt: skip
+                srv.popen(["udp-sender", "--interface", "eth0", "--nokbd", "--portbase", port,
+                           "--file", str(zst), "--min-receivers", "3", "--max-bitrate",
+                           b.rate.lower(), "--no-progress"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            took = {}
+            for n, rx in procs.items():
+                for p in rx:
+                    p.wait(timeout=1800)
+                took[n] = time.monotonic() - start
+            return took
+        finally:
+            room.close()
+
+    names = list(images)
+    alone = {n: median([run([n])[n] for _ in range(b.args.runs)]) for n in names}
+    together = [run(names) for _ in range(b.args.runs)]
+    both = {n: median([t[n] for t in together]) for n in names}
+    u_alone = {n: udpcast([n])[n] for n in names}
+    u_both = udpcast(names)
+    return {
+        **{f"alone_{n}": alone[n] for n in names},
+        **{f"together_{n}": both[n] for n in names},
+        "sum_alone": sum(alone.values()),
+        **{f"udpcast_alone_{n}": u_alone[n] for n in names},
+        **{f"udpcast_together_{n}": u_both[n] for n in names},
+    }
 
 
 def med(results: list[dict[str, object]], key: str) -> float:
@@ -419,6 +551,41 @@ def main() -> int:
         figures.update(room=m, t_room=t_m, half_rate_others=others / t_m, slow_seat=slow_seat,
                        late_joiner=late_t / t1, loss=med(loss, "seconds") / t_m,
                        delta=med(dl, "seconds") / t_m)  # fmt: skip
+
+        forged = [b.restore(m, forger=True) for _ in range(args.runs)]
+        print(f"  a forger on the VLAN (every forgery of tests/interop/forger.py from the first"
+              f" join, {med(forged, 'forged_mbit'):.1f} Mbit/s):"
+              f" {med(forged, 'seconds') / t_m:.3f} x without it (goal <= 1.1);"
+              f" {median([float(r['forged_sent']) for r in forged]):.0f} sent,"  # type: ignore[arg-type]
+              f" seats gone HTTP-only {max(int(r['fell_back']) for r in forged)}")  # type: ignore[call-overload]  # fmt: skip
+        q = 12 if not args.quick else 3
+        plain = [b.restore(q, loaded=True) for _ in range(args.runs)]
+        fast = q - (2 if q >= 12 else 1)
+
+        def quarter(room: Room) -> None:
+            for s in room.seats[fast:]:
+                room.shape(s.name, args.seat_mbit / 4)
+
+        pair = [b.restore(q, prepare=quarter, loaded=True) for _ in range(args.runs)]
+        fast_alone = median([max(r["seat_seconds"][:fast]) for r in plain])  # type: ignore[index]
+        fast_with = median([max(r["seat_seconds"][:fast]) for r in pair])  # type: ignore[index]
+        slow_t = median([max(r["seat_seconds"][fast:]) for r in pair])  # type: ignore[index]
+        print(f"  {q - fast} of {q} seats at a quarter of the rate: the {fast} others"
+              f" {fast_with / fast_alone:.3f} x their time without them (goal <= 1.05); the"
+              f" slow ones {slow_t:.1f} s, verified")  # fmt: skip
+        figures.update(forger=med(forged, "seconds") / t_m, slow_pair=fast_with / fast_alone)
+
+        second = b.work / "second.img"
+        make_disk(second, args.image_mib * MIB, seed=77, data_fraction=0.9)
+        tr = two_rooms(b, {"r1": b.image, "r2": second})
+        print(f"  two rooms of 3, different images, started together (appliance port as fast"
+              f" as a seat's): room 1 {tr['together_r1'] / tr['alone_r1']:.2f} x alone,"
+              f" room 2 {tr['together_r2'] / tr['alone_r2']:.2f} x alone; the later one"
+              f" {max(tr['together_r1'], tr['together_r2']) / tr['sum_alone']:.2f} x the sum"
+              f" of their times alone (goal <= 1.1).  udpcast, two sessions: room 1"
+              f" {tr['udpcast_together_r1'] / tr['udpcast_alone_r1']:.2f} x, room 2"
+              f" {tr['udpcast_together_r2'] / tr['udpcast_alone_r2']:.2f} x alone")  # fmt: skip
+        figures.update(two_rooms=tr)
 
         mc = b.unshaped("multicast")
         hp = b.unshaped("unicast")

@@ -47,6 +47,7 @@ other = roomwire.SessionKey(rng.randbytes(roomwire.KEY_SIZE))
 beacons: list[bytes] = []  # captured, oldest first
 data: list[bytes] = []
 sent: Counter[str] = Counter()
+nbytes = 0
 stop = False
 
 
@@ -124,10 +125,12 @@ while not stop:
         try:
             tx.sendto(gram, (group, port))
             sent[kind] += 1
+            nbytes += len(gram)
         except OSError:
             sent["send-error"] += 1
         n += 1
     time.sleep(0.005)
 took = round(time.monotonic() - start, 1)
-report = {"sent": sum(sent.values()), "by_kind": dict(sent), "seconds": took, "captured": len(data)}
+report = {"sent": sum(sent.values()), "bytes": nbytes, "by_kind": dict(sent), "seconds": took,
+          "captured": len(data)}  # fmt: skip
 print(json.dumps(report), flush=True)

@@ -24,5 +24,6 @@ def test_room_bench_quick_runs() -> None:
     # the seats ran as in the boot environment: Debian's python3 (./run installs its zstandard)
     assert "Seats run /usr/bin/python3," in proc.stdout, proc.stdout
     for row in ("roomcast T_N/T_1", "loaded", "half-rate seat", "late joiner", "1 % loss",
-                "delta room", "unshaped veth"):  # fmt: skip
+                "delta room", "a forger on the VLAN", "at a quarter of the rate",
+                "two rooms of 3", "udpcast, two sessions", "unshaped veth"):  # fmt: skip
         assert row in proc.stdout, proc.stdout

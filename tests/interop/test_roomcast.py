@@ -164,6 +164,35 @@ def test_half_rate_seat_falls_back_and_the_others_do_not_wait(tmp_path: Path, im
         room.close()
 
 
+def test_two_quarter_rate_seats_of_twelve_are_verified_the_others_stay_on_multicast(
+    tmp_path: Path,
+) -> None:
+    """Issue 29's slow pair: 12 seats, 2 of them on links a quarter as fast.  The slow
+    ones go HTTP-only and are verified; their HTTP is paced to what the session leaves
+    of the appliance's link, so the fast seats are not pushed into repairs and stay on
+    multicast to the end.  (Their time against a room without the slow pair goes to
+    bench/room_bench.py.)"""
+    image = tmp_path / "small.img"
+    make_disk(image, 24 * MIB, data_fraction=0.9)
+    room = make_room(tmp_path, image, 12, rate="18M", seat_mbit=20)
+    room.lab.hosts["srv"].run(["tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate",
+                               "20mbit", "burst", "64kb", "latency", "50ms"])  # fmt: skip
+    slow = room.seats[-2:]
+    for s in slow:
+        room.shape(s.name, 5)
+    try:
+        room.start_together(room.seats, loaded=True)
+        finish(room, image)
+        for s in room.seats[:-2]:
+            assert "going HTTP-only" not in s.out, (s.name, s.out[-2000:])
+            assert summary(s)["mcast_chunks"] > 0, s.name
+        for s in slow:
+            assert "going HTTP-only: it caught" in s.out, s.out[-3000:]
+            assert summary(s)["http_chunks"] > 0, s.name
+    finally:
+        room.close()
+
+
 def test_late_joiner_takes_the_pass_where_it_is(tmp_path: Path, image: Path) -> None:
     room = make_room(tmp_path, image, 4, rate="36M", seat_mbit=40)
     late = room.seats[3]
