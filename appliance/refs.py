@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from appliance.errors import UsageError
-from appliance.imagefmt.names import is_image_name, is_version
+from appliance.formats.names import is_image_name, is_version
 
 _RELATIVE = re.compile(r"^-(\d{1,5})([mhdw])$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -43,7 +43,7 @@ from _common import Row, median, print_rows
 
 from appliance import db
 from appliance.config import Layout
-from appliance.imagefmt.chunkio import hash_chunk, is_zero
+from appliance.formats.chunkio import hash_chunk, is_zero
 from appliance.jobs import Jobs
 from appliance.lab.netns import Lab
 from appliance.machines import Inventory

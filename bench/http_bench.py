@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _common import Row, median, print_rows  # noqa: E402
 
 from appliance.config import Layout  # noqa: E402
-from appliance.imagefmt.chunkio import hash_chunk  # noqa: E402
-from appliance.imagefmt.manifest import Chunk, Disk, Manifest  # noqa: E402
-from appliance.imagefmt.names import chunk_relpath, manifest_relpath  # noqa: E402
+from appliance.formats.chunkio import hash_chunk  # noqa: E402
+from appliance.formats.manifest import Chunk, Disk, Manifest  # noqa: E402
+from appliance.formats.names import chunk_relpath, manifest_relpath  # noqa: E402
 
 NGINX = "/usr/sbin/nginx"
 VERSION = "20261125T120000Z"

@@ -36,7 +36,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from _common import Row, median, print_rows, run_timed  # noqa: E402
 
 from appliance.config import Layout  # noqa: E402
-from appliance.imagefmt.manifest import MIB  # noqa: E402
+from appliance.formats.manifest import MIB  # noqa: E402
 from appliance.store import Store  # noqa: E402
 from appliance.store.importer import import_image  # noqa: E402
 

@@ -51,7 +51,7 @@ from _common import median
 from client_kit import MIB, ROOT, change_chunks, log_lines, make_disk
 from room_kit import Room, boot_python, make_room, make_rooms
 
-from appliance.imagefmt.roomwire import MAX_DATAGRAM, PIECE_SIZE
+from appliance.formats.roomwire import MAX_DATAGRAM, PIECE_SIZE
 from appliance.store import Store
 
 SUMMARY = re.compile(r"roomcast: ([\d,]+) MiB by multicast, ([\d,]+) MiB by HTTP")

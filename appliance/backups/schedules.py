@@ -21,7 +21,7 @@ from appliance.backups import recurrence
 from appliance.config import Layout
 from appliance.db import transaction
 from appliance.errors import Conflict, NotFound, SlateError, UsageError
-from appliance.imagefmt.names import is_image_name
+from appliance.formats.names import is_image_name
 from appliance.jobs import Jobs, queries
 from appliance.machines.queries import name_of, names_by_mac
 from appliance.refs import check_spec

@@ -24,8 +24,8 @@ from appliance.cli.output import (
 )
 from appliance.config import Layout, resolve_home
 from appliance.errors import Conflict, IntegrityError, UsageError
-from appliance.imagefmt.manifest import MAX_CHUNK_SIZE, MIB, MIN_CHUNK_SIZE, Manifest
-from appliance.imagefmt.partitions import type_name
+from appliance.formats.manifest import MAX_CHUNK_SIZE, MIB, MIN_CHUNK_SIZE, Manifest
+from appliance.formats.partitions import type_name
 from appliance.jobs import versions_in_use
 from appliance.machines import identity
 from appliance.store import Store, parse_ref

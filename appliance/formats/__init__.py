@@ -1,24 +1,7 @@
-"""The image format (v1): manifest model, chunk names, hashing, chunk-stream reader and
-writer.  Shared by the appliance and the restore client in the boot environment, so it
-imports only the standard library and ``zstandard``.
+"""The formats the appliance and the boot environment share: the image format (v1:
+manifest model, chunk names, hashing, the chunk-stream reader and writer, partition
+tables), roomcast's wire format (datagrams, beacons, bitmaps), and the newc cpio archive
+the appliance appends its certificate in.  The restore client imports this package in
+the boot environment, so it imports only the standard library and ``zstandard``; a test
+(tests/unit/test_architecture.py) loads the client's files alone to prove it.
 """
-
-from appliance.imagefmt.names import (
-    CHUNK_SUFFIX,
-    HASH_NAME,
-    chunk_relpath,
-    is_digest,
-    is_image_name,
-    is_version,
-    manifest_relpath,
-)
-
-__all__ = [
-    "CHUNK_SUFFIX",
-    "HASH_NAME",
-    "chunk_relpath",
-    "is_digest",
-    "is_image_name",
-    "is_version",
-    "manifest_relpath",
-]

@@ -26,7 +26,7 @@ from typing import TypeVar
 import zstandard
 
 from appliance.errors import IntegrityError, SlateError
-from appliance.imagefmt.manifest import UNUSED, ZERO, Chunk, Disk
+from appliance.formats.manifest import UNUSED, ZERO, Chunk, Disk
 
 # Chosen by bench/image_bench.py; see docs/image-format.md.
 DEFAULT_LEVEL = 3

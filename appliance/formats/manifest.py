@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from appliance.errors import IntegrityError, UsageError
-from appliance.imagefmt.names import HASH_NAME, is_digest, is_image_name, is_version
+from appliance.formats.names import HASH_NAME, is_digest, is_image_name, is_version
 
 FORMAT = 1
 KINDS = ("hash", "zero", "unused")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.errors import IntegrityError
-from appliance.imagefmt.manifest import Partition
+from appliance.formats.manifest import Partition
 
 ReadFn = Callable[[int, int], bytes]
 

@@ -45,7 +45,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from appliance.imagefmt.manifest import Manifest
+from appliance.formats.manifest import Manifest
 
 MAGIC = b"SLRC"
 VERSION = 2  # 2: every datagram carries a tag, data a sequence number

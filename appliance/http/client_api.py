@@ -15,11 +15,11 @@ import zstandard
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from appliance.errors import SlateError
+from appliance.formats.manifest import Manifest
+from appliance.formats.names import is_digest, manifest_relpath
 from appliance.http.auth import appliance, client_job, fail
 from appliance.http.listeners import is_tls_request
 from appliance.http.scope import may_name
-from appliance.imagefmt.manifest import Manifest
-from appliance.imagefmt.names import is_digest, manifest_relpath
 from appliance.jobs import Job, utc_now
 from appliance.jobs import scope as jobscope
 from appliance.machines import identity, timeline

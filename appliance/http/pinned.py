@@ -25,7 +25,7 @@ import stat
 import threading
 from pathlib import Path
 
-from bootimage.builder.cpio import CpioWriter  # stdlib only: no builder dependencies
+from appliance.formats.cpio import CpioWriter  # stdlib only: no builder dependencies
 
 PIN_PATH = "etc/slate/appliance.pem"  # bootimage/client/cmdline.py PIN, without the "/"
 ALIGN = 512  # the pin archive is padded to this: the kernel skips the zeros after it

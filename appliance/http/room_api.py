@@ -11,9 +11,9 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from appliance.errors import SlateError
+from appliance.formats.roomwire import MAX_PIECES, chunk_table, decode_bitmap, encode_bitmap
 from appliance.http.auth import appliance, client_job, fail
 from appliance.http.client_api import progress_allowed, record_progress
-from appliance.imagefmt.roomwire import MAX_PIECES, chunk_table, decode_bitmap, encode_bitmap
 from appliance.jobs import Job
 from appliance.notify.events import Event
 from appliance.notify.outbox import record_event, utc_now

@@ -14,16 +14,16 @@ from collections.abc import Callable, Iterator
 
 from flask import Blueprint, Response, request
 
-from appliance.http.auth import appliance, client_job, fail
-from appliance.http.files import FileBody, send_path
-from appliance.http.scope import may_read_chunk, readable_versions
-from appliance.imagefmt.names import (
+from appliance.formats.names import (
     chunk_relpath,
     is_digest,
     is_image_name,
     is_version,
     manifest_relpath,
 )
+from appliance.http.auth import appliance, client_job, fail
+from appliance.http.files import FileBody, send_path
+from appliance.http.scope import may_read_chunk, readable_versions
 from appliance.machines import timeline
 
 bp = Blueprint("store_files", __name__, url_prefix="/store")

@@ -17,7 +17,7 @@ from appliance import audit
 from appliance.config import Layout
 from appliance.db import transaction
 from appliance.errors import Conflict, NotFound, PeerError, UsageError
-from appliance.imagefmt.names import is_image_name
+from appliance.formats.names import is_image_name
 from appliance.jobs import tokens
 from appliance.jobs.states import ACTIVE, FINAL, RETRYABLE, STARTED, check_transition, sql_in
 from appliance.jobs.when import utc_now

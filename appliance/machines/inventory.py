@@ -19,7 +19,7 @@ from typing import Any
 from appliance import audit
 from appliance.db import transaction
 from appliance.errors import Conflict, NotFound, UsageError
-from appliance.imagefmt.names import is_image_name, is_version
+from appliance.formats.names import is_image_name, is_version
 from appliance.machines import timeline
 from appliance.refs import check_spec
 

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from appliance.imagefmt.manifest import Manifest
-from appliance.imagefmt.roomwire import chunk_table
+from appliance.formats.manifest import Manifest
+from appliance.formats.roomwire import chunk_table
 from appliance.roomcast import budget
 from appliance.roomcast.link import DropCounter, HttpPacer, interface_of, interface_speed
 from appliance.roomcast.priority import DEFAULT_NICE, Priority

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from appliance import metrics
-from appliance.imagefmt import roomwire
+from appliance.formats import roomwire
 from appliance.roomcast.session import RoomSession
 
 log = logging.getLogger("slate.roomcast")

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.imagefmt.roomwire import KEY_SIZE, SessionKey
+from appliance.formats.roomwire import KEY_SIZE, SessionKey
 from appliance.roomcast import schedule
 
 SEAT_TIMEOUT = 15.0

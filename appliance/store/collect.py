@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from appliance.imagefmt.names import is_digest
+from appliance.formats.names import is_digest
 from appliance.store.sessions import live_pins
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from appliance.errors import Conflict, DiskRefused, IntegrityError, UsageError
-from appliance.imagefmt import chunkio
-from appliance.imagefmt.manifest import Disk, Manifest
+from appliance.formats import chunkio
+from appliance.formats.manifest import Disk, Manifest
 from appliance.store.library import VERIFY_HINT, Store
 
 BLKGETSIZE64 = 0x80081272

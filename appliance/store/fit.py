@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.errors import SlateError, UsageError
-from appliance.imagefmt.manifest import Disk, Manifest, Partition
+from appliance.formats.manifest import Disk, Manifest, Partition
 from appliance.store.exporter import export_image
 from appliance.store.importer import import_disk
 from appliance.store.library import Session, Store

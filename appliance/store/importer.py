@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.errors import Conflict, UsageError
-from appliance.imagefmt import chunkio, partitions
-from appliance.imagefmt.manifest import DEFAULT_CHUNK_SIZE, Chunk, Disk, Manifest
+from appliance.formats import chunkio, partitions
+from appliance.formats.manifest import DEFAULT_CHUNK_SIZE, Chunk, Disk, Manifest
 from appliance.store.library import Session, Store, check_name
 from appliance.store.sources import Source, open_source
 

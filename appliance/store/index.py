@@ -7,7 +7,7 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from appliance.db import transaction
-from appliance.imagefmt.manifest import Manifest
+from appliance.formats.manifest import Manifest
 
 if TYPE_CHECKING:
     from appliance.store.library import Store

@@ -27,9 +27,9 @@ import zstandard
 from appliance import audit, db, refs
 from appliance.config import Layout
 from appliance.errors import Conflict, IntegrityError, NotFound, SlateError, UsageError
-from appliance.imagefmt.chunkio import decode_chunk
-from appliance.imagefmt.manifest import MAX_CHUNK_SIZE, Manifest
-from appliance.imagefmt.names import chunk_relpath, is_digest, is_image_name, is_version
+from appliance.formats.chunkio import decode_chunk
+from appliance.formats.manifest import MAX_CHUNK_SIZE, Manifest
+from appliance.formats.names import chunk_relpath, is_digest, is_image_name, is_version
 from appliance.store import index, policy
 from appliance.store.sessions import GcLock, Pins
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.errors import IntegrityError, NotFound, SlateError, UsageError
-from appliance.imagefmt.chunkio import Extents, ReadFn, pread_fn, zeros
+from appliance.formats.chunkio import Extents, ReadFn, pread_fn, zeros
 
 QCOW2_MAGIC = b"QFI\xfb"
 BLKSSZGET = 0x1268

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from appliance.errors import IntegrityError, SlateError
-from appliance.imagefmt import chunkio
-from appliance.imagefmt.manifest import Manifest
+from appliance.formats import chunkio
+from appliance.formats.manifest import Manifest
 from appliance.store.library import Store
 
 

@@ -28,7 +28,8 @@ import zstandard
 import appliance
 import bootimage
 from appliance.errors import SlateError
-from bootimage.builder import cpio, initscript, modules, rootfs
+from appliance.formats import cpio
+from bootimage.builder import initscript, modules, rootfs
 from bootimage.builder.kernel import KernelFiles, fetch_kernel
 
 BUILDER_VERSION = "3"  # 2: the client is byte-compiled; 3: UNPACKED is the last file
@@ -53,7 +54,7 @@ def client_files() -> dict[str, Path]:
     files: dict[str, Path] = {}
     app_root = Path(appliance.__file__).parent
     boot_root = Path(bootimage.__file__).parent
-    for path in [app_root / "__init__.py", app_root / "errors.py", *app_root.glob("imagefmt/*.py")]:
+    for path in [app_root / "__init__.py", app_root / "errors.py", *app_root.glob("formats/*.py")]:
         files[f"appliance/{path.relative_to(app_root)}"] = path
     for path in [boot_root / "__init__.py", *boot_root.glob("client/*.py")]:
         files[f"bootimage/{path.relative_to(boot_root)}"] = path

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import PeerError, SlateError
-from appliance.imagefmt.names import chunk_relpath
+from appliance.formats.names import chunk_relpath
 from bootimage.client.answers import RETRY_STATUS, TIMEOUT, answer_error
 from bootimage.client.fetcher import Fetcher
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import DiskRefused
-from appliance.imagefmt import partitions
-from appliance.imagefmt.chunkio import (
+from appliance.formats import partitions
+from appliance.formats.chunkio import (
     Extents,
     compress_chunk,
     hash_chunk,
@@ -27,7 +27,7 @@ from appliance.imagefmt.chunkio import (
     ordered_map,
     pread_fn,
 )
-from appliance.imagefmt.manifest import (
+from appliance.formats.manifest import (
     DEFAULT_CHUNK_SIZE,
     UNUSED,
     ZERO,

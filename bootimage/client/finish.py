@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from appliance.errors import SlateError
-from appliance.imagefmt.manifest import Disk
+from appliance.formats.manifest import Disk
 from bootimage.client.loopdev import attached, load_module, run
 from bootimage.client.target import BlockTarget, FileTarget
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import SlateError
-from appliance.imagefmt.manifest import Manifest
+from appliance.formats.manifest import Manifest
 from bootimage.client.loopdev import attached
 from bootimage.client.target import FileTarget
 

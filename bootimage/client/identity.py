@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import DiskRefused, SlateError
-from appliance.imagefmt import partitions
-from appliance.imagefmt.chunkio import pread_fn
-from appliance.imagefmt.manifest import Partition
+from appliance.formats import partitions
+from appliance.formats.chunkio import pread_fn
+from appliance.formats.manifest import Partition
 from bootimage.client import linuxroot, windows
 from bootimage.client.api import API, Api
 from bootimage.client.loopdev import attached, load_module, run

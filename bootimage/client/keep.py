@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from appliance.errors import DiskRefused
-from appliance.imagefmt import partitions
-from appliance.imagefmt.chunkio import decode_chunk, pread_fn, zeros
-from appliance.imagefmt.manifest import UNUSED, Disk, Manifest, Partition
+from appliance.formats import partitions
+from appliance.formats.chunkio import decode_chunk, pread_fn, zeros
+from appliance.formats.manifest import UNUSED, Disk, Manifest, Partition
 from bootimage.client.api import Api
 from bootimage.client.target import FileTarget
 

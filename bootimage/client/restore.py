@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from appliance.errors import DiskRefused
-from appliance.imagefmt.chunkio import write_chunks
-from appliance.imagefmt.manifest import Disk, Manifest
+from appliance.formats.chunkio import write_chunks
+from appliance.formats.manifest import Disk, Manifest
 from bootimage.client import checkup, finish, hooks, identity, keep
 from bootimage.client import disks as disks_mod
 from bootimage.client.api import API, Api

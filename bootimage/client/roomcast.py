@@ -3,7 +3,7 @@ whatever multicast does not bring by HTTP — the orchestration.
 
 The plan of one restore: zero chunks are written (or checked) locally; the data chunks
 already right on the disk are kept (the delta check); the rest are the *needs*, named by
-their index in the session's chunk table (:func:`appliance.imagefmt.roomwire.chunk_table`).
+their index in the session's chunk table (:func:`appliance.formats.roomwire.chunk_table`).
 The seat joins with its needs and receives the session's key; the socket loop
 (:mod:`bootimage.client.roomrx`) feeds every datagram to the seat's state
 (:mod:`bootimage.client.roomseat`: authentication, assembly, loss, fallback reasons,
@@ -33,9 +33,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from appliance.errors import IntegrityError, NotFound, PeerError, SlateError
-from appliance.imagefmt import roomwire
-from appliance.imagefmt.chunkio import TargetIo, decode_chunk_into, missing_chunks, write_chunks
-from appliance.imagefmt.manifest import Manifest
+from appliance.formats import roomwire
+from appliance.formats.chunkio import TargetIo, decode_chunk_into, missing_chunks, write_chunks
+from appliance.formats.manifest import Manifest
 from bootimage.client.api import Api, Unreachable
 from bootimage.client.progress import Reporter
 from bootimage.client.roomrx import Receiver

@@ -21,7 +21,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-from appliance.imagefmt import roomwire
+from appliance.formats import roomwire
 
 # s between two reports when nothing is lost (a loss wakes the seat at once, after
 # REPORT_GAP): with 32 seats reporting twice a second and posting progress besides, the

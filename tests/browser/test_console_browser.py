@@ -25,8 +25,8 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from appliance.config import Layout
-from appliance.imagefmt.chunkio import compress_chunk, hash_chunk
-from appliance.imagefmt.manifest import ZERO, Chunk, Disk, Manifest, Partition
+from appliance.formats.chunkio import compress_chunk, hash_chunk
+from appliance.formats.manifest import ZERO, Chunk, Disk, Manifest, Partition
 from appliance.store import Store
 from bootimage.client.api import pinned_context
 

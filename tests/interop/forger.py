@@ -26,7 +26,7 @@ import time
 from collections import Counter
 
 sys.path.insert(0, ".")
-from appliance.imagefmt import roomwire
+from appliance.formats import roomwire
 
 sid, group, port, local, rate = (
     int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5]),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from client_kit import MIB, ROOT, Appliance, change_chunks, client_argv, make_disk, run_client
 
-from appliance.imagefmt.chunkio import compress_chunk
+from appliance.formats.chunkio import compress_chunk
 from appliance.store import Store
 
 

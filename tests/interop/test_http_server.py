@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from appliance.config import Layout
+from appliance.formats.chunkio import compress_chunk, decode_chunk, hash_chunk
+from appliance.formats.names import chunk_relpath
 from appliance.http import create_app
 from appliance.http.server import HttpServer
-from appliance.imagefmt.chunkio import compress_chunk, decode_chunk, hash_chunk
-from appliance.imagefmt.names import chunk_relpath
 from tests.unit.http_kit import V1, write_image
 
 MAC = "52:54:00:00:00:01"

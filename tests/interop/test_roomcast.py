@@ -18,7 +18,7 @@ import pytest
 from client_kit import MIB, ROOT, change_chunks, log_lines, make_disk
 from room_kit import SERVER, Room, SeatProc, make_room
 
-from appliance.imagefmt import roomwire
+from appliance.formats import roomwire
 from appliance.notify import outbox
 from tests.conftest import require_root
 

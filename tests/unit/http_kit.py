@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.config import Layout
-from appliance.imagefmt.chunkio import compress_chunk, hash_chunk
-from appliance.imagefmt.manifest import ZERO, Chunk, Disk, Manifest
-from appliance.imagefmt.names import chunk_relpath, manifest_relpath
+from appliance.formats.chunkio import compress_chunk, hash_chunk
+from appliance.formats.manifest import ZERO, Chunk, Disk, Manifest
+from appliance.formats.names import chunk_relpath, manifest_relpath
 
 CHUNK = 64 * 1024
 V1 = "20261125T100000Z"

@@ -19,9 +19,9 @@ import pytest
 from http_kit import V1, V2, bearer, chunk_url, write_image
 
 from appliance.config import Layout
+from appliance.formats.chunkio import compress_chunk, hash_chunk
+from appliance.formats.manifest import ZERO, Chunk, Disk
 from appliance.http import create_app
-from appliance.imagefmt.chunkio import compress_chunk, hash_chunk
-from appliance.imagefmt.manifest import ZERO, Chunk, Disk
 from appliance.store import Store
 
 API = "/api/client/v1"

@@ -39,7 +39,7 @@ def test_output_key_covers_kernel_epoch_and_client_files() -> None:
     assert key != build.input_key("tree", "6.1.2-1", 1700000000)
     assert key != build.input_key("tree", "6.1.1-1", 1700000001)
     files = build.client_files()
-    assert "bootimage/client/restore.py" in files and "appliance/imagefmt/chunkio.py" in files
+    assert "bootimage/client/restore.py" in files and "appliance/formats/chunkio.py" in files
     assert not any(name.startswith(("appliance/http", "appliance/store")) for name in files)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bootimage.builder.cpio import CpioWriter, Node
+from appliance.formats.cpio import CpioWriter, Node
 
 
 def _tree(root: Path, stamp: int) -> None:

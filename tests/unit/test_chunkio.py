@@ -10,8 +10,8 @@ import pytest
 import zstandard
 
 from appliance.errors import IntegrityError, UsageError
-from appliance.imagefmt import chunkio
-from appliance.imagefmt.manifest import UNUSED, ZERO, Chunk, Disk, Manifest
+from appliance.formats import chunkio
+from appliance.formats.manifest import UNUSED, ZERO, Chunk, Disk, Manifest
 
 CS = 64 * 1024
 

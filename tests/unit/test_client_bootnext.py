@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import SlateError
-from appliance.imagefmt.manifest import UNUSED, Disk, Partition
+from appliance.formats.manifest import UNUSED, Disk, Partition
 from bootimage.client import finish
 from bootimage.client.target import BlockTarget, FileTarget
 

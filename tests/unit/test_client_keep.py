@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import DiskRefused
-from appliance.imagefmt import partitions
-from appliance.imagefmt.chunkio import pread_fn
-from appliance.imagefmt.manifest import UNUSED, ZERO, Chunk, Disk, Manifest
+from appliance.formats import partitions
+from appliance.formats.chunkio import pread_fn
+from appliance.formats.manifest import UNUSED, ZERO, Chunk, Disk, Manifest
 from bootimage.client import keep
 from bootimage.client.target import FileTarget
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from appliance.imagefmt import roomwire
+from appliance.formats import roomwire
 from bootimage.client.roomseat import Chunks, Listener, Placement, Stats, fallback_reason
 
 SID = 0x5EA7

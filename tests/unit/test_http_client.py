@@ -8,8 +8,8 @@ import pytest
 from http_kit import V1, V2, bearer, chunk_url, write_image
 
 from appliance.config import Layout
+from appliance.formats.chunkio import decode_chunk
 from appliance.http import create_app
-from appliance.imagefmt.chunkio import decode_chunk
 from appliance.machines import identity
 
 

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from appliance.config import Layout
+from appliance.formats.chunkio import compress_chunk, hash_chunk
+from appliance.formats.names import chunk_relpath
 from appliance.http import create_app
-from appliance.imagefmt.chunkio import compress_chunk, hash_chunk
-from appliance.imagefmt.names import chunk_relpath
 
 API = "/api/client/v1"
 MACHINE = "10.0.0.5"

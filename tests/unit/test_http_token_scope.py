@@ -10,9 +10,9 @@ import pytest
 from http_kit import V1, bearer, chunk_url, write_image
 
 from appliance.config import Layout
+from appliance.formats.chunkio import compress_chunk, hash_chunk
+from appliance.formats.manifest import ZERO, Chunk, Disk, Manifest
 from appliance.http import client_api, create_app
-from appliance.imagefmt.chunkio import compress_chunk, hash_chunk
-from appliance.imagefmt.manifest import ZERO, Chunk, Disk, Manifest
 from appliance.jobs import scope as jobscope
 from appliance.store import Store
 

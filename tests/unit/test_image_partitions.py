@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import IntegrityError
-from appliance.imagefmt import partitions
-from appliance.imagefmt.chunkio import pread_fn
+from appliance.formats import partitions
+from appliance.formats.chunkio import pread_fn
 
 MIB = 1024 * 1024
 

@@ -16,11 +16,11 @@ from werkzeug.test import EnvironBuilder
 
 import appliance.roomcast.sender as sender_module
 from appliance.config import Layout
+from appliance.formats.manifest import Chunk, Disk, Manifest
+from appliance.formats.names import chunk_relpath
 from appliance.http import create_app
 from appliance.http.files import FileBody
 from appliance.http.store_files import PacedBody
-from appliance.imagefmt.manifest import Chunk, Disk, Manifest
-from appliance.imagefmt.names import chunk_relpath
 from appliance.roomcast import Roomcast
 from appliance.roomcast.budget import http_rate, shares
 from appliance.roomcast.link import DropCounter, HttpPacer, parse_tc_drops

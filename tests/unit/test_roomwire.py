@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.imagefmt import roomwire
-from appliance.imagefmt.manifest import Chunk, Disk, Manifest
-from appliance.imagefmt.roomwire import Beacon, Data, Malformed, decode
+from appliance.formats import roomwire
+from appliance.formats.manifest import Chunk, Disk, Manifest
+from appliance.formats.roomwire import Beacon, Data, Malformed, decode
 
 D1, D2 = "a" * 64, "b" * 64
 KEY = roomwire.SessionKey(bytes(range(32)))

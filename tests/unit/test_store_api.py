@@ -6,8 +6,8 @@ import pytest
 
 from appliance.config import Layout
 from appliance.errors import Conflict, IntegrityError, NotFound, UsageError
-from appliance.imagefmt import chunkio
-from appliance.imagefmt.manifest import ZERO, Chunk, Disk, Manifest
+from appliance.formats import chunkio
+from appliance.formats.manifest import ZERO, Chunk, Disk, Manifest
 from appliance.store import Store, parse_ref, version_key
 from appliance.store.index import rows
 

@@ -97,7 +97,7 @@ def test_gc_during_import_keeps_its_chunks(slate, tmp_path, home):
 def test_session_pins_protect_until_closed_or_dead(tmp_path, home):
     store = Store(Layout(home))
     data = b"pinned chunk" * 1000
-    from appliance.imagefmt import chunkio
+    from appliance.formats import chunkio
 
     digest = chunkio.hash_chunk(data)
     with store.session() as session:
@@ -110,7 +110,7 @@ def test_session_pins_protect_until_closed_or_dead(tmp_path, home):
     code = (
         "import os, signal, sys\n"
         "from appliance.config import Layout\nfrom appliance.store import Store\n"
-        "from appliance.imagefmt import chunkio\n"
+        "from appliance.formats import chunkio\n"
         f"data = {data!r}\n"
         "cm = Store(Layout(__import__('pathlib').Path(sys.argv[1]))).session()\n"
         "s = cm.__enter__()\n"
@@ -146,7 +146,7 @@ def test_two_imports_at_once_sharing_chunks(slate, tmp_path, home):
 
 
 def test_failed_import_removes_only_its_own_new_chunks(tmp_path, home):
-    from appliance.imagefmt import chunkio
+    from appliance.formats import chunkio
     from appliance.store.importer import import_image
 
     store = Store(Layout(home))

@@ -18,9 +18,9 @@ from werkzeug.security import generate_password_hash
 
 from appliance import db
 from appliance.config import Layout
+from appliance.formats.chunkio import compress_chunk, hash_chunk
+from appliance.formats.manifest import ZERO, Chunk, Disk, Manifest, Partition
 from appliance.http import create_app
-from appliance.imagefmt.chunkio import compress_chunk, hash_chunk
-from appliance.imagefmt.manifest import ZERO, Chunk, Disk, Manifest, Partition
 
 PW = "correct horse battery"
 ROLE_USERS = {"admin": "ada", "technician": "tom", "viewer": "vic"}

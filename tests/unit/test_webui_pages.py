@@ -228,7 +228,7 @@ def test_verify_runs_in_background_and_finds_a_damaged_chunk(app, admin, viewer)
     assert (ok["state"], ok["chunks"], ok["damaged"]) == ("ok", 3, [])
     assert "all 3 chunks good" in viewer.get("/images/win11").text
     digest = image.disks[0].chunks[0].digest
-    from appliance.imagefmt.chunkio import compress_chunk
+    from appliance.formats.chunkio import compress_chunk
 
     slate(app).store.chunk_path(digest).write_bytes(compress_chunk(b"\x07" * 64 * 1024))
     assert admin.post(f"/images/win11/{image.version}/verify").status_code == 302
