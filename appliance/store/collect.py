@@ -5,14 +5,27 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
+from appliance.formats.manifest import Manifest
 from appliance.formats.names import is_digest
-from appliance.store.sessions import live_pins
+from appliance.store.sessions import GcLock, live_pins
 
-if TYPE_CHECKING:
-    from appliance.store.library import Store
+
+class Store(Protocol):
+    """What collection needs of the library (:class:`appliance.store.library.Store`,
+    which calls :func:`collect`: the arrow runs one way)."""
+
+    root: Path
+    gc_lock: GcLock
+
+    def all_manifests(self) -> list[Manifest]: ...
+    def chunk_files(self) -> Iterator[Path]: ...
+    def chunk_path(self, digest: str) -> Path: ...
+
 
 # Temp files not tied to a session (commits, session-less uploads) older than this
 # belong to a writer that died.

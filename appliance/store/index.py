@@ -4,13 +4,22 @@ the manifest files, which are the truth."""
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import Protocol
 
 from appliance.db import transaction
 from appliance.formats.manifest import Manifest
 
-if TYPE_CHECKING:
-    from appliance.store.library import Store
+
+class Store(Protocol):
+    """What the index reads of the library (:class:`appliance.store.library.Store`,
+    which imports this module: the arrow runs one way)."""
+
+    def db(self) -> sqlite3.Connection: ...
+    def images(self) -> list[str]: ...
+    def version_ids(self, name: str) -> list[str]: ...
+    def load(self, name: str, version: str) -> Manifest: ...
+    def stored_size(self, digests: Iterable[str]) -> int: ...
 
 
 def add(conn: sqlite3.Connection, m: Manifest, stored_size: int) -> None:
