@@ -13,7 +13,7 @@ from appliance.backups.schedules import Schedules
 from appliance.errors import UsageError
 from appliance.machines import identity
 from appliance.store import policy as policies
-from appliance.store.history import history
+from appliance.store.lineage import history
 from webui.backend import slate
 
 MARKS = {

@@ -32,10 +32,10 @@ from appliance.store import Store, parse_ref
 from appliance.store import policy as policies
 from appliance.store.collect import collect
 from appliance.store.exporter import export_image
-from appliance.store.history import history
 from appliance.store.importer import import_image
 from appliance.store.index import rows
 from appliance.store.library import check_name
+from appliance.store.lineage import history
 from appliance.store.policy import KEEP_FIELDS
 from appliance.store.verify import verify
 

@@ -1,7 +1,7 @@
 """One room session: an image version multicast to every seat restoring it.
 
 The session is the state the control plane (the client API: join, report, leave) and
-the sender thread share, behind one lock.  Decisions are :mod:`.schedule`'s; this keeps
+the sender thread share, behind one lock.  Decisions are :mod:`.picker`'s; this keeps
 the seats' latest reports, what was sent when, and the figures ``slate room status`` and
 the console show.  A seat that stops reporting for :data:`SEAT_TIMEOUT` seconds (a
 machine switched off) no longer counts.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.formats.roomwire import KEY_SIZE, SessionKey
-from appliance.roomcast import schedule
+from appliance.roomcast import picker
 
 SEAT_TIMEOUT = 15.0
 STAT_KEYS = (
@@ -48,7 +48,7 @@ class Seat:
     seen: int | None = None  # the data counter its latest report had seen (None: not said)
     forgers: list[str] = field(default_factory=list)  # where forged datagrams came from
 
-    def view(self, settled: Mapping[int, int]) -> schedule.SeatNeeds:
+    def view(self, settled: Mapping[int, int]) -> picker.SeatNeeds:
         """What the scheduler goes by.  Lost pieces of a chunk sent again since this
         seat's latest report (its ``seen`` is short of the send's end) are not asked for:
         that report was made before the seat could have them, and repeating the repair
@@ -57,7 +57,7 @@ class Seat:
             k: lost if self.seen is None or self.seen >= settled.get(k, 0) else frozenset()
             for k, lost in self.partial.items()
         }
-        return schedule.SeatNeeds(frozenset(self.need), partial, self.http_only)
+        return picker.SeatNeeds(frozenset(self.need), partial, self.http_only)
 
 
 class RoomSession:
@@ -173,7 +173,7 @@ class RoomSession:
             cursor = self.cursor
             least = self._min_demand(now)
         expected = self._expected()
-        share = schedule.http_share(mine, views, cursor, expected=expected, min_demand=least)
+        share = picker.http_share(mine, views, cursor, expected=expected, min_demand=least)
         if share:
             with self._lock:
                 if seat.first_handed is None:
@@ -204,11 +204,11 @@ class RoomSession:
                 seat.stats.update({k: float(v) for k, v in (stats or {}).items() if k in STAT_KEYS})
 
     # -- the sender's side ----------------------------------------------------------------
-    def next_send(self) -> schedule.Pick:
+    def next_send(self) -> picker.Pick:
         now = self.clock()
         expected = self._expected()
         with self._lock:
-            pick = schedule.pick(
+            pick = picker.pick(
                 self._views(now),
                 self.chunks,
                 self.cursor,
@@ -265,7 +265,7 @@ class RoomSession:
     def _min_demand(self, now: float) -> int:
         return 1 if any(s.forced for s in self._live(now)) else 2
 
-    def _views(self, now: float) -> list[schedule.SeatNeeds]:
+    def _views(self, now: float) -> list[picker.SeatNeeds]:
         return [s.view(self.settled) for s in self._live(now)]
 
     def _expected(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.roomcast.schedule import Pick, SeatNeeds, http_share, pick
+from appliance.roomcast.picker import Pick, SeatNeeds, http_share, pick
 
 
 def seat(*need: int, partial: dict[int, set[int]] | None = None, http: bool = False) -> SeatNeeds:
