@@ -9,6 +9,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from appliance.db import transaction
 from appliance.notify import outbox
 from appliance.notify.events import EVENTS, Event
+from appliance.timestamps import utc_now
 from webui import errors
 from webui.security import actor, conn, require
 
@@ -70,7 +71,7 @@ def delete(target_id: int) -> Any:
 @require("user.admin")
 def test(target_id: int) -> Any:
     target = outbox.get(conn(), target_id)
-    event = Event("done", "test", outbox.utc_now(), {"test": True, "by": actor()})
+    event = Event("done", "test", utc_now(), {"test": True, "by": actor()})
     with transaction(conn()):
         outbox.enqueue(conn(), event, only=target.id)
     flash(f"A test event is queued for {target.address}; see the log below.", "info")

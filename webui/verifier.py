@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from appliance.errors import SlateError
 from appliance.store.verify import verify
+from appliance.timestamps import utc_now
 
 
 class Verifier:
@@ -73,4 +73,4 @@ class Verifier:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_now()

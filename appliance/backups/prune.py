@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from appliance import audit
@@ -16,6 +16,7 @@ from appliance.machines.queries import host_rules
 from appliance.store import Store
 from appliance.store import policy as policies
 from appliance.store.collect import GcResult, collect
+from appliance.timestamps import utc_now
 
 
 @dataclass
@@ -108,7 +109,7 @@ def prune(
     if dry_run:
         return result
     if not result.remove:
-        policies.mark_pruned(conn, image, _now())
+        policies.mark_pruned(conn, image, utc_now())
         return result
     if image in images_uploading(conn):
         raise Conflict(
@@ -124,12 +125,8 @@ def prune(
         audit.record(conn, actor, "image.prune", f"{image}@{version}", result.rules)
     result.remove = [v for v in result.remove if v not in result.keep]
     result.gc = collect(store)
-    policies.mark_pruned(conn, image, _now())
+    policies.mark_pruned(conn, image, utc_now())
     return result
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def after_captures(store: Store, *, actor: str = "retention") -> list[PruneResult]:

@@ -15,6 +15,7 @@ from appliance.db import transaction
 from appliance.errors import UsageError
 from appliance.notify import outbox
 from appliance.notify.events import EVENTS, Event
+from appliance.timestamps import utc_now
 
 
 def register(subparsers: Any) -> None:
@@ -118,7 +119,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     conn = _conn(args)
     target = outbox.get(conn, args.id)
-    event = Event("done", "test", outbox.utc_now(), {"test": True, "by": audit.cli_actor()})
+    event = Event("done", "test", utc_now(), {"test": True, "by": audit.cli_actor()})
     with transaction(conn):
         queued = outbox.enqueue(conn, event, only=target.id)
     if args.json:

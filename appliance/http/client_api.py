@@ -18,6 +18,7 @@ from appliance.errors import SlateError
 from appliance.formats.manifest import Manifest
 from appliance.formats.names import is_digest, manifest_relpath
 from appliance.http.auth import appliance, client_job, fail
+from appliance.http.body import client_object
 from appliance.http.listeners import is_tls_request
 from appliance.http.scope import may_name
 from appliance.jobs import Job, utc_now
@@ -40,13 +41,6 @@ LIST_BODY = 8 * 1024 * 1024  # 100 000 chunk names, 1000 log lines
 def _limit(size: int) -> None:
     """Allow this request a body of up to ``size`` bytes (before it is read)."""
     request.max_content_length = size
-
-
-def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        fail(400, "the request body must be a JSON object")
-    return data
 
 
 def job_payload(job: Job) -> dict[str, Any]:
@@ -126,7 +120,7 @@ def get_ssh_host_keys() -> Response:
 @bp.post("/state")
 def post_state() -> Response:
     job = client_job()
-    state = _body().get("state")
+    state = client_object().get("state")
     if state not in ("running", "verifying"):
         fail(400, f"state {state!r} cannot be set here", "send running or verifying")
     job = appliance().jobs.transition(job.id, str(state))
@@ -141,7 +135,7 @@ def post_progress() -> Response:
         response.status_code = 429
         response.headers["Retry-After"] = "1"
         return response
-    record_progress(job, _body())
+    record_progress(job, client_object())
     return jsonify({"ok": True})
 
 
@@ -186,7 +180,7 @@ def progress_allowed(job_id: int) -> bool:
 def post_log() -> Response:
     _limit(LIST_BODY)
     job = client_job()
-    lines = _body().get("lines")
+    lines = client_object().get("lines")
     if not isinstance(lines, list) or len(lines) > MAX_LOG_LINES:
         fail(400, f"'lines' must be a list of at most {MAX_LOG_LINES} strings")
     conn = appliance().db()
@@ -204,7 +198,7 @@ def post_log() -> Response:
 def post_done() -> Response:
     job = client_job()
     try:
-        verified = int(_body().get("verified_bytes", 0))
+        verified = int(client_object().get("verified_bytes", 0))
     except (TypeError, ValueError):
         fail(400, "verified_bytes must be a number")
     if job.action == "capture" and not job.result_version:
@@ -217,7 +211,7 @@ def post_done() -> Response:
 @bp.post("/failed")
 def post_failed() -> Response:
     job = client_job()
-    reason = str(_body().get("reason", "") or "the client gave no reason")[:2000]
+    reason = str(client_object().get("reason", "") or "the client gave no reason")[:2000]
     job = appliance().jobs.failed(job.id, reason)
     appliance().end_capture(job.id, ok=False)
     return jsonify({"id": job.id, "state": job.state})
@@ -234,7 +228,7 @@ def _capture_job() -> Job:
 def capture_missing() -> Response:
     _limit(LIST_BODY)
     job = _capture_job()
-    hashes = _body().get("hashes")
+    hashes = client_object().get("hashes")
     if not isinstance(hashes, list) or len(hashes) > MAX_HASHES:
         fail(400, f"'hashes' must be a list of at most {MAX_HASHES} chunk names")
     bad = [h for h in hashes if not isinstance(h, str) or not is_digest(h)]

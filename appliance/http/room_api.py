@@ -13,22 +13,17 @@ from flask import Blueprint, Response, jsonify, request
 from appliance.errors import SlateError
 from appliance.formats.roomwire import MAX_PIECES, chunk_table, decode_bitmap, encode_bitmap
 from appliance.http.auth import appliance, client_job, fail
+from appliance.http.body import client_object
 from appliance.http.client_api import progress_allowed, record_progress
 from appliance.jobs import Job
 from appliance.notify.events import Event
-from appliance.notify.outbox import record_event, utc_now
+from appliance.notify.outbox import record_event
 from appliance.roomcast.session import STAT_KEYS, RoomSession
+from appliance.timestamps import utc_now
 
 bp = Blueprint("room_api", __name__, url_prefix="/api/client/v1/room")
 MAX_PARTIAL = 4096  # chunks a seat may hold in part in one report
 MAX_WHY = 300
-
-
-def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        fail(400, "the request body must be a JSON object")
-    return data
 
 
 def _restore_job() -> Job:
@@ -70,7 +65,7 @@ def _stats(data: dict[str, Any]) -> dict[str, float]:
 @bp.post("/join")
 def join() -> Response:
     job = _restore_job()
-    data = _body()
+    data = client_object()
     app = appliance()
     assert job.image and job.version
     transport = str(job.options.get("transport") or "auto")
@@ -102,7 +97,7 @@ def join() -> Response:
 @bp.post("/report")
 def report() -> Response:
     job = _restore_job()
-    data = _body()
+    data = client_object()
     session = _session(job, data)
     need = _need(data, session.chunks)
     raw = data.get("partial") or {}
@@ -181,7 +176,7 @@ def _is_address(text: str) -> bool:
 @bp.post("/leave")
 def leave() -> Response:
     job = _restore_job()
-    data = _body()
+    data = client_object()
     session = _session(job, data)
     session.leave(job.id, _stats(data))
     return jsonify({"ok": True})

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from appliance.errors import UsageError
+from appliance.timestamps import FORMAT, utc_now
 
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+__all__ = ["parse_when", "utc_now"]
 
 
 def parse_when(text: str, now: datetime | None = None) -> str:
@@ -38,4 +37,4 @@ def parse_when(text: str, now: datetime | None = None) -> str:
             f"{text!r} is not a time",
             hint="write 2026-11-25T18:30 (local), 2026-11-25T17:30Z (UTC), 18:30 or +2h",
         ) from exc
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(UTC).strftime(FORMAT)

@@ -22,6 +22,7 @@ from appliance.errors import Conflict, UsageError
 from appliance.jobs import queries
 from appliance.machines.diskhealth import Verdict
 from appliance.machines.inventory import Inventory
+from appliance.timestamps import utc_now
 
 POWER_COMMANDS = ("reboot", "poweroff")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -41,10 +42,6 @@ PLACEHOLDER_UUIDS = frozenset(
 
 class IdentityMismatch(Conflict):
     """The machine that booted with a host's MAC is another machine."""
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def uuid_of(facts: dict[str, Any]) -> str:

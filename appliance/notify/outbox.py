@@ -11,7 +11,6 @@ from __future__ import annotations
 import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from appliance import audit
@@ -21,6 +20,7 @@ from appliance.jobs import queries
 from appliance.jobs.states import FINAL, ordered
 from appliance.machines.queries import room_of
 from appliance.notify.events import Event, backoff, parse_events, payload
+from appliance.timestamps import utc_now
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,6 @@ def _target(row: sqlite3.Row) -> Target:
         created_by=row["created_by"],
         created_at=row["created_at"],
     )
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- targets ------------------------------------------------------------------------------

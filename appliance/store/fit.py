@@ -17,7 +17,6 @@ holds a hibernated or Fast-Startup session.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import os
 import re
 import subprocess
@@ -32,6 +31,7 @@ from appliance.store.exporter import export_image
 from appliance.store.importer import import_disk
 from appliance.store.library import Session, Store
 from appliance.store.sources import open_source
+from appliance.timestamps import utc_now
 
 MIB = 1024 * 1024
 RESIZABLE = ("ext2", "ext3", "ext4", "ntfs")
@@ -95,7 +95,7 @@ def fit(store: Store, manifest: Manifest, size: int, *, disk: int = 0, note: str
             scratch.unlink(missing_ok=True)
         new_disk = dataclasses.replace(new_disk, model=d.model, serial=d.serial)
         disks = tuple(new_disk if x.index == disk else x for x in manifest.disks)
-        created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        created = utc_now()
         said = note or f"fitted from {manifest.version} to {size} bytes (disk {disk})"
         fitted = Manifest(manifest.image, store.new_version_id(manifest.image), created,
                           said, f"slate image fit {manifest.ref}", disks=disks)  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from appliance.formats import chunkio, partitions
 from appliance.formats.manifest import DEFAULT_CHUNK_SIZE, Chunk, Disk, Manifest
 from appliance.store.library import Session, Store, check_name
 from appliance.store.sources import Source, open_source
+from appliance.timestamps import utc_now
 
 Progress = Callable[[int], None]
 
@@ -52,7 +52,7 @@ def import_image(
             _import_disk(session, n, src, chunk_size, level, workers, advance, result)
             for n, src in enumerate(sources)
         )
-        created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        created = utc_now()
         source = ", ".join(str(p) for p in paths)
         for _attempt in range(3):  # two imports of one name in the same second
             manifest = Manifest(name, store.new_version_id(name), created, note, source,

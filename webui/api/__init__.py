@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint
 
 from appliance.errors import UsageError
+from appliance.http.body import json_object
 from webui import errors
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -16,13 +17,7 @@ errors.install(bp)
 
 
 def body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise UsageError(
-            "the request body must be a JSON object",
-            hint="send Content-Type: application/json with an object body",
-        )
-    return data
+    return json_object()
 
 
 def field(data: dict[str, Any], name: str) -> str:
