@@ -31,6 +31,12 @@ def resolve_home(home: str | os.PathLike[str] | None) -> Path:
 class Layout:
     """Paths inside one data directory.  Everything on disk is named here."""
 
+    # Certificate and key (0600) files: the console's listener, the client channel's.
+    CONSOLE_TLS = ("console-cert.pem", "console-key.pem")
+    CLIENT_TLS = ("client-cert.pem", "client-key.pem")
+    LAB_STATE = "lab.json"  # `slate lab up`: what it started (0600: carries the login)
+    LAB_LOGIN = "lab-login.json"  # the lab's console login (0600)
+
     def __init__(self, home: Path) -> None:
         self.home = home
 
@@ -53,9 +59,64 @@ class Layout:
         return self.home / "bootimage"
 
     @property
+    def bootenv_pinned(self) -> Path:
+        """The initrds served with the client channel's certificate put first."""
+        return self.home / "bootenv-pinned"
+
+    @property
     def cache(self) -> Path:
         return self.home / "cache"
 
     @property
     def logs(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def roomcast_status(self) -> Path:
+        """One JSON file per room session, written by its sender (for the CLI)."""
+        return self.home / "roomcast"
+
+    @property
+    def job_secret(self) -> Path:
+        """The secret job tokens derive from (0600; appliance.jobs.tokens)."""
+        return self.home / "job-secret"
+
+    @property
+    def console_secret(self) -> Path:
+        """The console's session-signing secret (0600)."""
+        return self.home / "console-secret"
+
+    @property
+    def console_cert(self) -> Path:
+        return self.home / self.CONSOLE_TLS[0]
+
+    @property
+    def console_key(self) -> Path:
+        return self.home / self.CONSOLE_TLS[1]
+
+    @property
+    def client_cert(self) -> Path:
+        """The client channel's certificate, pinned in the initrd served."""
+        return self.home / self.CLIENT_TLS[0]
+
+    @property
+    def client_key(self) -> Path:
+        return self.home / self.CLIENT_TLS[1]
+
+    @property
+    def lab_work(self) -> Path:
+        """The working directory of `slate lab up` (disks, serial logs, firmware vars)."""
+        return self.home / "lab"
+
+    @property
+    def demo_work(self) -> Path:
+        """The working directory of `slate demo`."""
+        return self.home / "demo"
+
+    @property
+    def lab_state(self) -> Path:
+        return self.home / self.LAB_STATE
+
+    @property
+    def lab_login(self) -> Path:
+        return self.home / self.LAB_LOGIN

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import datetime
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance import db, metrics
 from appliance.boot.chainload import Chainload
@@ -29,7 +29,13 @@ from appliance.dns import DnsServer, Resolver
 from appliance.errors import SlateError
 from appliance.machines.queries import fixed_addresses, names_by_mac
 from appliance.settings import Settings
+from appliance.store import Store
 from appliance.tftp import TftpServer
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from appliance.roomcast import Roomcast
 
 log = logging.getLogger("slate.serve")
 
@@ -88,21 +94,6 @@ def _same(a: os.stat_result, b: os.stat_result) -> bool:
     return a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns
 
 
-class ThreadDb:
-    """One SQLite connection per thread (services run in their own threads)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-        db.connect(path).close()  # create + migrate once, up front
-
-    def __call__(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = db.connect(self.path, migrate=False)
-        return conn
-
-
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -139,10 +130,10 @@ class Housekeeping:
         settings: Settings | None = None,
     ) -> None:
         self.layout = layout
-        self.connect = connect  # a ThreadDb: this thread's own connection, kept
+        self.connect = connect  # a db.ThreadConnections: this thread's connection, kept
         self.interval = interval
         self.settings = settings
-        self._store: Any = None  # made in the housekeeping thread (its own connection)
+        self._store: Store | None = None  # made in the housekeeping thread
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="housekeeping", daemon=True)
 
@@ -168,14 +159,13 @@ class Housekeeping:
         from appliance.backups import prune
         from appliance.backups.schedules import Schedules
         from appliance.machines.power import waker
-        from appliance.store import Store
 
         try:
             Schedules(self.connect(), self.layout).run_once(now, wake=waker(self.settings))
         except Exception:  # one broken schedule must not stop retention (nor the loop)
             log.exception("running the schedules failed")
         if self._store is None:
-            self._store = Store(self.layout)
+            self._store = Store(self.layout, self.connect)
         for result in prune.after_captures(self._store):
             if result.removed:
                 log.info("retention of %s (%s) removed %s", result.image, result.rules,
@@ -190,14 +180,21 @@ class Housekeeping:
 
 
 class Appliance:
-    """All services of ``slate serve``; :meth:`start` then :meth:`stop`."""
+    """The composition root of ``slate serve``: it builds every service, starts them
+    (:meth:`start`) and stops them (:meth:`stop`).  The services share one connection
+    per thread (:class:`appliance.db.ThreadConnections`); the HTTP layer gets what it
+    serves from as an :class:`appliance.http.context.HttpContext`, the multicast service
+    (:class:`appliance.roomcast.Roomcast`, built once at start) included."""
 
     def __init__(self, layout: Layout, settings: Settings) -> None:
         self.layout = layout
         self.settings = settings
-        self.db = ThreadDb(layout.db)
+        self.db = db.ThreadConnections(layout.db)
+        self.db.prepare()  # create + migrate once, up front
+        self.store = Store(layout, self.db)  # the image library, on the same connections
         self.services: list[tuple[str, Service]] = []
-        self._app: Any = None  # one Flask app behind the HTTP and console listeners
+        self.roomcast: Roomcast | None = None  # made at start, stopped at stop
+        self._app: Flask | None = None  # one Flask app behind the HTTP and console listeners
         self.chainload = Chainload()  # settings.ipxe_rom_chainload (appliance/boot/chainload.py)
 
     # --- composition --------------------------------------------------------------
@@ -207,6 +204,7 @@ class Appliance:
         s = self.settings
         populate_tftp_root(self.layout.tftp_root)
         builders: list[tuple[str, Callable[[], Service]]] = [
+            ("roomcast", self._roomcast),
             ("http", self._http),
             *([("client-tls", self._client_tls)] if s.client_tls_port else []),
             *([("console", self._console)] if s.console_listen else []),
@@ -302,25 +300,45 @@ class Appliance:
         )
         return DnsServer(resolver, s.address, s.dns_port)
 
+    def _roomcast(self) -> Service:
+        """The multicast service, one for the process; the HTTP context is handed it."""
+        from appliance.http.context import make_roomcast
+
+        self.roomcast = make_roomcast(self.settings, self.layout, self.store, self.db)
+        return self.roomcast
+
     def _http(self) -> Service:
-        from appliance.http import create_app
         from appliance.http.server import HttpServer
 
-        if self._app is None:
-            self._app = create_app(self.layout, self.settings)
         # With a console listener, the imaging network gets only the machines' routes.
         scope = "pxe" if self.settings.console_listen else None
-        return HttpServer(self._app, self.settings.address, self.settings.http_port, scope=scope)
+        return HttpServer(self.app(), self.settings.address, self.settings.http_port, scope=scope)
+
+    def app(self) -> Flask:
+        """The one Flask app behind the HTTP, client-TLS and console listeners."""
+        from appliance.http import create_app
+        from appliance.http.context import HttpContext
+
+        if self._app is None:
+            context = HttpContext(
+                self.layout,
+                self.settings,
+                connections=self.db,
+                store=self.store,
+                roomcast=self.roomcast,
+            )
+            self._app = create_app(self.layout, self.settings, context=context)
+        return self._app
 
     def _client_tls(self) -> Service:
-        from appliance.http.listeners import client_tls_server
+        from appliance.http.server import client_tls_server
 
-        return client_tls_server(self._app, self.layout.home, self.settings)
+        return client_tls_server(self.app(), self.layout.home, self.settings)
 
     def _console(self) -> Service:
-        from appliance.http.listeners import console_server
+        from appliance.http.server import console_server
 
-        return console_server(self._app, self.layout.home, self.settings)
+        return console_server(self.app(), self.layout.home, self.settings)
 
     def _dhcp(self) -> Service:
         from appliance.dhcp.leases import Pool

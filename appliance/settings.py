@@ -66,6 +66,8 @@ class Settings:
     # The client channel over TLS on the imaging network (the client's API calls and
     # manifests; chunks stay on http_port); 0 = off, the client API over plain HTTP.
     client_tls_port: int = 8444
+    # Where Wake-on-LAN packets go, ADDRESS[:PORT]; "" = the interface's broadcast, port 9.
+    wol_target: str = ""
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -267,6 +269,12 @@ TABLE: tuple[Setting, ...] = (
         " API calls and manifests, pinned in the initrd served; 0 = off)",
         _port,
         metavar="N",
+    ),
+    Setting(
+        "wol_target",
+        "where Wake-on-LAN packets go, ADDRESS[:PORT] (default: the interface's broadcast"
+        " address, port 9)",
+        metavar="ADDR[:PORT]",
     ),
 )
 

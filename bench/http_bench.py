@@ -94,7 +94,7 @@ def wait_listening(port: int, timeout: float = 10.0) -> None:
 def make_home(home: Path, files: int, size: int) -> tuple[Layout, list[str], str]:
     """A data dir whose store holds ``files`` random chunks of ``size`` bytes, one image
     naming them all, a host and a restore job; returns (layout, chunk paths, token)."""
-    from appliance.http.facade import Appliance
+    from appliance.http.context import HttpContext
 
     layout = Layout(home)
     digests = []
@@ -111,10 +111,10 @@ def make_home(home: Path, files: int, size: int) -> tuple[Layout, list[str], str
     mpath = layout.store / manifest_relpath("bench", VERSION)
     mpath.parent.mkdir(parents=True, exist_ok=True)
     mpath.write_bytes(manifest.to_json())
-    facade = Appliance(layout)
-    facade.inventory.add_host("02:00:00:00:00:01", "bench", actor="bench")
-    job = facade.jobs.restore("bench", "bench", actor="bench")
-    return layout, [chunk_relpath(d) for d in digests], facade.jobs.token(job.id)
+    context = HttpContext(layout)
+    context.inventory.add_host("02:00:00:00:00:01", "bench", actor="bench")
+    job = context.jobs.restore("bench", "bench", actor="bench")
+    return layout, [chunk_relpath(d) for d in digests], context.jobs.token(job.id)
 
 
 @contextmanager

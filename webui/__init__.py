@@ -6,8 +6,6 @@ Plugged into the appliance's Flask app through the ``slate.http`` entry point
 
 from __future__ import annotations
 
-import os
-import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,11 +13,10 @@ from typing import Any
 from flask import Flask, request
 from werkzeug.wrappers import Response
 
+from appliance.secrets_file import random_secret, read_or_create
 from webui import csrf, security
 from webui.throttle import Throttle
 from webui.verifier import Verifier
-
-SECRET_FILE = "console-secret"  # noqa: S105 (a file name, not a secret)
 
 # Content-Security-Policy: everything comes from this server; no inline script.
 CSP = (
@@ -48,7 +45,7 @@ def init_app(app: Flask) -> None:
 
     layout = app.extensions["slate"].layout
     if not app.secret_key:
-        app.secret_key = load_secret(Path(layout.home) / SECRET_FILE)
+        app.secret_key = load_secret(layout.console_secret)
     app.config.setdefault("SESSION_COOKIE_NAME", "slate_session")
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
@@ -86,23 +83,11 @@ def init_app(app: Flask) -> None:
 
 def load_secret(path: Path) -> bytes:
     """The session-signing secret, created (0600) in the data dir on first start."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pass
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first
-        return path.read_bytes()
-    try:
-        os.write(fd, secrets.token_bytes(32))
-    finally:
-        os.close(fd)
-    return path.read_bytes()
+    return read_or_create(path, random_secret(32))
 
 
 def _filters() -> dict[str, Any]:
-    from appliance.cli.output import human_bytes
+    from appliance.units import human_bytes
 
     def bytes_(n: Any) -> str:
         return human_bytes(float(n or 0))

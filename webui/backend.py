@@ -1,6 +1,7 @@
 """Everything the console asks of the appliance, in one place.
 
-Only the appliance's public API is used: the facade ``app.extensions["slate"]`` with
+Only the appliance's public API is used: the context ``app.extensions["slate"]``
+(:class:`appliance.http.context.HttpContext`) with
 ``.inventory`` (appliance.machines.Inventory), ``.jobs`` (appliance.jobs.Jobs),
 ``.store`` (appliance.store.Store), ``.db()`` and ``appliance.audit``.  Views and the
 JSON API both call these functions, so the page and the API can never disagree.
@@ -14,13 +15,15 @@ from flask import current_app
 
 from appliance import audit
 from appliance.errors import Conflict, UsageError
+from appliance.http.context import HttpContext
 from appliance.jobs import parse_when, queries, versions_in_use
 from appliance.machines import facts as machine_facts
 from appliance.machines import normalize_mac
 
 
-def slate() -> Any:
-    return current_app.extensions["slate"]
+def slate() -> HttpContext:
+    context: HttpContext = current_app.extensions["slate"]
+    return context
 
 
 def job_dict(job: Any) -> dict[str, Any]:
@@ -39,7 +42,7 @@ def active_jobs() -> list[dict[str, Any]]:
 
 
 def _recent_ids(limit: int, *, ended: bool, host: str | None = None) -> list[int]:
-    """Newest job ids, read from the documented ``jobs`` table through the facade's
+    """Newest job ids, read from the documented ``jobs`` table through the context's
     ``db()``: the jobs API lists every job, and a dashboard asks once a second."""
     mac = normalize_mac(host) if host else None
     return queries.recent_ids(slate().db(), limit, ended=ended, host=mac)

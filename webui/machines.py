@@ -26,7 +26,7 @@ def register_host(form: Any, mac: str | None = None) -> Any:
 
 
 def send_wol(macs: list[str], what: str) -> int:
-    address, port = wol.target(current_app.config, getattr(backend.slate(), "settings", None))
+    address, port = wol.target(current_app.config, backend.slate().settings)
     sent = wol.wake(macs, address, port)
     audit.record(backend.slate().db(), actor(), "host.wake", what, f"{sent} to {address}:{port}")
     return sent

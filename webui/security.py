@@ -13,14 +13,16 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.wrappers import Response
 
 from appliance import users
+from appliance.http.context import HttpContext
 from appliance.users import User
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def appliance() -> Any:
-    """The appliance facade (``.layout``, ``.store``, ``.db()``, ``.inventory``, ``.jobs``)."""
-    return current_app.extensions["slate"]
+def appliance() -> HttpContext:
+    """The HTTP context (``.layout``, ``.store``, ``.db()``, ``.inventory``, ``.jobs``)."""
+    context: HttpContext = current_app.extensions["slate"]
+    return context
 
 
 def conn() -> Any:

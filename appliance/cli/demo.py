@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.cli.output import human_bytes, print_table
-from appliance.config import resolve_home
+from appliance.config import Layout, resolve_home
 
 ROOM = "demo"
 # Fixed MACs: a second run finds the same hosts in the inventory.
@@ -64,7 +64,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     say(f"    image {steps.SAMPLE_IMAGE}, version {version}")
     port = _free_port(args.port)
     say("slate demo: 4/5 the lab: appliance + 2 PXE machines in private network namespaces")
-    run = harness.LabRun(home, home / "demo", accel=args.accel, console_port=port)
+    run = harness.LabRun(home, Layout(home).demo_work, accel=args.accel, console_port=port)
     run.start(detach=args.keep)
     try:
         say(f"    web console: https://127.0.0.1:{port}/  {_console_login(home)}")

@@ -7,6 +7,7 @@ once, each in its own transaction.  Never edit a released migration: add a new o
 from __future__ import annotations
 
 import sqlite3
+import threading
 from importlib import resources
 from pathlib import Path
 
@@ -52,6 +53,34 @@ def connect(path: Path, *, migrate: bool = True) -> sqlite3.Connection:
     if migrate:
         apply_migrations(conn)
     return conn
+
+
+class ThreadConnections:
+    """One connection per thread to the database at ``path``, for everything in the
+    process that shares it (``slate serve``'s services, the HTTP context, the store's
+    index): call it for this thread's connection (sqlite3 connections are not shared
+    across threads).  The database is created and migrated once, by :meth:`prepare` or
+    at the first call, before any connection is handed out."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._ready = False
+
+    def prepare(self) -> None:
+        """Create and migrate the database now (once), before any thread asks."""
+        with self._lock:
+            if not self._ready:
+                connect(self.path).close()
+                self._ready = True
+
+    def __call__(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            self.prepare()
+            conn = self._local.conn = connect(self.path, migrate=False)
+        return conn
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

@@ -1,16 +1,17 @@
 """The HTTP service: boot scripts, the boot environment, the client API, chunk serving.
 
 ``create_app(layout, settings)`` builds the Flask app; ``app.extensions["slate"]`` is the
-:class:`~appliance.http.facade.Appliance` facade.  Plugins (the web console) join through
-the ``slate.http`` entry-point group: each is called with the app.  The app runs under
-:class:`appliance.http.server.HttpServer` (cheroot + sendfile, see docs/http.md).
+:class:`~appliance.http.context.HttpContext` (the services it serves from, handed in by
+:class:`appliance.server.Appliance`, or made standalone for tests).  Plugins (the web
+console) join through the ``slate.http`` entry-point group: each is called with the
+app.  The app runs under :class:`appliance.http.server.HttpServer` (cheroot + sendfile,
+see docs/http.md).
 """
 
 from __future__ import annotations
 
 import logging
 from importlib.metadata import entry_points
-from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
@@ -24,7 +25,8 @@ from appliance.errors import (
     SlateError,
     UsageError,
 )
-from appliance.http.facade import Appliance
+from appliance.http.context import HttpContext
+from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
 PLUGIN_GROUP = "slate.http"
@@ -42,12 +44,20 @@ _STATUS: list[tuple[type[SlateError], int]] = [
 ]
 
 
-def create_app(layout: Layout, settings: Any = None, *, plugins: bool = True) -> Flask:
+def create_app(
+    layout: Layout,
+    settings: Settings | None = None,
+    *,
+    plugins: bool = True,
+    context: HttpContext | None = None,
+) -> Flask:
+    """``context``: the composition root's (``slate serve``); None = a standalone one
+    made from ``layout`` and ``settings`` (tests, ``python -m appliance.http``)."""
     from appliance.http import boot_views, client_api, machine_api, room_api, store_files
 
     app = Flask("appliance.http")
     app.config["MAX_CONTENT_LENGTH"] = SMALL_BODY
-    app.extensions["slate"] = Appliance(layout, settings)
+    app.extensions["slate"] = context if context is not None else HttpContext(layout, settings)
     app.register_blueprint(boot_views.bp)
     app.register_blueprint(client_api.bp)
     app.register_blueprint(room_api.bp)

@@ -7,7 +7,7 @@ in another process or namespace:
 
 ``--file /baseline.zst=/tmp/x.zst`` also serves one plain file through the same server and
 sendfile path (a benchmark's baseline).  ``--tls-port N`` also runs the client channel
-over TLS on HOST:N (appliance.http.listeners.client_tls_server).  Prints ``ready`` once
+over TLS on HOST:N (appliance.http.server.client_tls_server).  Prints ``ready`` once
 listening.
 """
 
@@ -22,8 +22,7 @@ from flask import Response, request
 from appliance.config import Layout
 from appliance.http import create_app
 from appliance.http.files import send_path
-from appliance.http.listeners import client_tls_server
-from appliance.http.server import HttpServer
+from appliance.http.server import HttpServer, client_tls_server
 from appliance.roomcast import DEFAULT_GROUP, parse_group, parse_rate
 from appliance.settings import Settings
 

@@ -4,10 +4,11 @@ the address of its first call (see :mod:`appliance.jobs.scope`, docs/security.md
 from __future__ import annotations
 
 import logging
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from flask import abort, current_app, jsonify, request
 
+from appliance.http.context import HttpContext
 from appliance.jobs import Job
 from appliance.jobs import scope as jobscope
 
@@ -15,8 +16,10 @@ SLATE = "slate"
 log = logging.getLogger(__name__)
 
 
-def appliance() -> Any:
-    return current_app.extensions[SLATE]
+def appliance() -> HttpContext:
+    """The app's :class:`~appliance.http.context.HttpContext`."""
+    context: HttpContext = current_app.extensions[SLATE]
+    return context
 
 
 def fail(status: int, message: str, hint: str | None = None) -> NoReturn:

@@ -1,44 +1,67 @@
-"""The ``Appliance`` facade: what the HTTP app (and the web console) reach through
-``app.extensions["slate"]`` — layout, store, a per-thread database connection, the
-inventory and the jobs of that connection."""
+"""``HttpContext``: what the HTTP app (and the web console) reach through
+``app.extensions["slate"]`` — settings, layout, store, this thread's database
+connection, the inventory and the jobs of that connection, the room sessions.
+
+:class:`appliance.server.Appliance` (``slate serve``) is the composition root: it makes
+the context with the process's one per-thread connection provider and the multicast
+service it starts and stops.  Tests and ``python -m appliance.http`` build the HTTP app
+without a server: the context then makes its own connections and, at first use, its own
+:class:`~appliance.roomcast.Roomcast`, which :meth:`HttpContext.close` stops.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from appliance import db
 from appliance.config import Layout
 from appliance.jobs import Jobs, queries
 from appliance.jobs.states import FINAL
 from appliance.machines import Inventory
+from appliance.settings import Settings
 from appliance.store import Session, Store
 
+if TYPE_CHECKING:
+    from appliance.roomcast import Roomcast
 
-class Appliance:
-    def __init__(self, layout: Layout, settings: Any = None) -> None:
+
+class HttpContext:
+    """The services the HTTP layer uses, handed in by the composition root.
+
+    ``connections``: this thread's connection (:class:`appliance.db.ThreadConnections`,
+    shared with the store and every other service); ``store``: the image library on
+    those connections; ``roomcast``: the multicast service the root started.  Each may
+    be None when the HTTP app is built standalone (tests,
+    ``python -m appliance.http``): the context then makes its own — the Roomcast lazily,
+    at first use, and stops it at :meth:`close` (one the root handed in is the root's to
+    stop)."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        settings: Settings | None = None,
+        *,
+        connections: db.ThreadConnections | None = None,
+        store: Store | None = None,
+        roomcast: Roomcast | None = None,
+    ) -> None:
         self.layout = layout
-        self.settings = settings
-        self._local = threading.local()
+        self.settings = settings if settings is not None else Settings()
+        self.db = connections if connections is not None else db.ThreadConnections(layout.db)
+        self.db.prepare()  # create + migrate once, before any thread
         self._lock = threading.Lock()
         self._digests: dict[tuple[str, str], frozenset[str]] = {}
         self._capture_sessions: dict[int, Session] = {}
-        self._roomcast: Any = None
-        self.store = Store(layout)
-        db.connect(layout.db).close()  # create + migrate once, before any thread
+        self._roomcast = roomcast
+        self._own_roomcast = roomcast is None  # made here (standalone): stopped at close
+        self.store = store if store is not None else Store(layout, self.db)
 
     @property
     def unknown_policy(self) -> str:
-        return str(getattr(self.settings, "unknown_policy", "") or "silent")
-
-    def db(self) -> sqlite3.Connection:
-        """This thread's connection (sqlite3 connections are not shared across threads)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = db.connect(self.layout.db, migrate=False)
-            self._local.conn = conn
-        return conn
+        return self.settings.unknown_policy
 
     @property
     def inventory(self) -> Inventory:
@@ -98,29 +121,14 @@ class Appliance:
                 session.close()
 
     @property
-    def roomcast(self) -> Any:
-        """The room sessions (:class:`appliance.roomcast.Roomcast`), made at first use."""
+    def roomcast(self) -> Roomcast:
+        """The room sessions: the root's, or (standalone) one made at first use."""
         with self._lock:
             if self._roomcast is None:
-                from appliance.roomcast import DEFAULT_GROUP, DEFAULT_PORT, Roomcast
-                from appliance.roomcast.priority import DEFAULT_NICE
-
-                s = self.settings
-                self._roomcast = Roomcast(
-                    str(getattr(s, "address", "") or ""),  # "": no multicast
-                    self.store.chunk_path,
-                    self.db,
-                    group=str(getattr(s, "multicast_group", "") or DEFAULT_GROUP),
-                    port=int(getattr(s, "multicast_port", 0) or DEFAULT_PORT),
-                    rate=int(getattr(s, "multicast_rate", 0) or 0),
-                    link=int(getattr(s, "link_rate", 0) or 0),
-                    status_dir=self.layout.home / "roomcast",
-                    query_interval=float(getattr(s, "igmp_query_interval", 60.0)),
-                    nice=int(getattr(s, "multicast_nice", DEFAULT_NICE)),
-                )
+                self._roomcast = make_roomcast(self.settings, self.layout, self.store, self.db)
             return self._roomcast
 
-    def chunk_pace(self) -> Any:
+    def chunk_pace(self) -> Callable[[int], float] | None:
         """What each block of a chunk served by HTTP must pass while room sessions run
         (the link less their rates), else None: chunks go unpaced, by sendfile."""
         with self._lock:
@@ -128,9 +136,32 @@ class Appliance:
         return None if roomcast is None else roomcast.http_pace()
 
     def close(self) -> None:
-        if self._roomcast is not None:
+        if self._own_roomcast and self._roomcast is not None:
             self._roomcast.stop()
         # Release pins only: a capture interrupted by a restart resumes (its client asks
         # what is missing); gc reclaims the chunks if it never commits.
         for job_id in list(self._capture_sessions):
             self.end_capture(job_id)
+
+
+def make_roomcast(
+    settings: Settings,
+    layout: Layout,
+    store: Store,
+    connections: Callable[[], sqlite3.Connection],
+) -> Roomcast:
+    """The multicast service of ``settings`` (no address: no multicast)."""
+    from appliance.roomcast import Roomcast
+
+    return Roomcast(
+        settings.address,
+        store.chunk_path,
+        connections,
+        group=settings.multicast_group,
+        port=settings.multicast_port,
+        rate=settings.multicast_rate,
+        link=settings.link_rate,
+        status_dir=layout.roomcast_status,
+        query_interval=settings.igmp_query_interval,
+        nice=settings.multicast_nice,
+    )

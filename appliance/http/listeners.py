@@ -16,9 +16,9 @@ map and its view's module decides (``appliance.*`` = for machines).
 from __future__ import annotations
 
 import hashlib
-import os
 import ssl
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,15 +26,16 @@ from typing import Any
 from flask import Flask, has_request_context, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from appliance.config import Layout
 from appliance.errors import SlateError
+from appliance.secrets_file import write_secret
 
 PXE = "pxe"
 CONSOLE = "console"
-CERT_FILE = "console-cert.pem"
-KEY_FILE = "console-key.pem"  # 0600
+CERT_FILE, KEY_FILE = Layout.CONSOLE_TLS  # the key 0600
 # The client channel over TLS (the restore/capture client's API calls and manifests, on
 # the imaging network): its own self-signed certificate, pinned in the initrd served.
-CLIENT_FILES = ("client-cert.pem", "client-key.pem")
+CLIENT_FILES = Layout.CLIENT_TLS
 CLIENT_TLS = "SLATE_CLIENT_TLS"  # app.config key: {"port": int, "cert": Path} when it runs
 TLS_ONLY = ("/api/client/", "/store/manifests/")  # never on plain HTTP while it runs
 # ... except the one call a client makes when the channel presented another certificate
@@ -163,27 +164,26 @@ def ensure_certificate(
     if cert.is_file() and key.is_file():
         return cert, key
     names = [f"IP:{h}" if _is_ip(h) else f"DNS:{h}" for h in dict.fromkeys(hosts)]
-    tmp_key = home / f".{key_file}.{os.getpid()}"
-    tmp_cert = home / f".{cert_file}.{os.getpid()}"
-    fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.close(fd)
-    try:
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-nodes", "-keyout", str(tmp_key), "-out", str(tmp_cert), "-days", "3650",
-             "-subj", f"/CN={subject}", "-addext", "subjectAltName=" + ",".join(names)],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
-    except (OSError, subprocess.CalledProcessError) as exc:
-        tmp_key.unlink(missing_ok=True)
-        tmp_cert.unlink(missing_ok=True)
-        detail = getattr(exc, "stderr", "") or str(exc)
-        raise SlateError(
-            f"cannot make the certificate {cert}: {detail.strip()[:300]}",
-            hint="install openssl, or give the site's own with --console-cert and --console-key",
-        ) from exc
-    os.replace(tmp_key, key)
-    os.replace(tmp_cert, cert)
+    # openssl writes into a private directory (0700) beside them; the key then takes its
+    # name as every secret file does (appliance.secrets_file), the certificate after it.
+    with tempfile.TemporaryDirectory(dir=home, prefix=f".{cert_file}.") as work:
+        tmp_key, tmp_cert = Path(work) / key_file, Path(work) / cert_file
+        try:
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                 "-nodes", "-keyout", str(tmp_key), "-out", str(tmp_cert), "-days", "3650",
+                 "-subj", f"/CN={subject}", "-addext", "subjectAltName=" + ",".join(names)],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+        except (OSError, subprocess.CalledProcessError) as exc:
+            detail = getattr(exc, "stderr", "") or str(exc)
+            raise SlateError(
+                f"cannot make the certificate {cert}: {detail.strip()[:300]}",
+                hint="install openssl, or give the site's own with --console-cert and"
+                " --console-key",
+            ) from exc
+        write_secret(key, tmp_key.read_bytes())
+        write_secret(cert, tmp_cert.read_bytes(), mode=0o644)
     return cert, key
 
 
@@ -204,38 +204,6 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def console_server(app: Flask, home: Path, settings: Any) -> Any:
-    """The console's own HTTPS listener for ``slate serve`` (``settings.console_listen``,
-    ``console_cert``/``console_key``); logs its address and certificate fingerprint."""
-    import logging
-
-    from appliance.http.server import HttpServer
-
-    host, _, port = str(settings.console_listen).rpartition(":")
-    host = host.strip("[]")
-    if settings.console_cert:
-        cert, key = Path(settings.console_cert), Path(settings.console_key)
-        for path in (cert, key):
-            if not path.is_file():
-                raise SlateError(
-                    f"{path} does not exist", hint="check --console-cert and --console-key"
-                )
-    else:
-        cert, key = ensure_certificate(home, [host, "127.0.0.1", "localhost"])
-    # Its own pool, larger than the live-update streams' cap (webui.api.events.MAX_STREAMS,
-    # 16): with every stream place taken, pages still load; boots use other threads.
-    server = HttpServer(app, host, int(port), scope=CONSOLE, tls=(cert, key), threads=32,
-                        flag="--console-listen")  # fmt: skip
-    logging.getLogger("slate.serve").info(
-        "console on https://%s:%s/ (certificate %s, SHA-256 %s)",
-        f"[{host}]" if ":" in host else host,
-        port,
-        cert,
-        fingerprint(cert),
-    )
-    return server
-
-
 def client_api_url(base_url: str, config: Mapping[str, Any]) -> str | None:
     """The client channel over TLS as the kernel command line names it
     (``https://ADDR:PORT``, ADDR the one ``base_url`` reached), or None when this
@@ -249,44 +217,14 @@ def client_api_url(base_url: str, config: Mapping[str, Any]) -> str | None:
     return f"https://{f'[{host}]' if ':' in host else host}:{tls['port']}"
 
 
-def served_bootenv(layout: Any, name: str, config: Mapping[str, Any]) -> Path:
+def served_bootenv(layout: Layout, name: str, config: Mapping[str, Any]) -> Path:
     """The boot environment's file ``name`` as machines get it (HTTP and TFTP): the
     initrd with the client channel's certificate put first (:mod:`appliance.http.pinned`)
     while that channel runs, else the built file (``config``: the app's)."""
     from appliance.http.pinned import pinned_initrd
 
-    built = Path(layout.bootimage) / name
+    built = layout.bootimage / name
     tls = config.get(CLIENT_TLS)
     if name != "initrd.img" or not tls:
         return built
-    return pinned_initrd(built, tls["cert"], Path(layout.home) / "bootenv-pinned") or built
-
-
-def client_tls_server(app: Flask, home: Path, settings: Any) -> Any:
-    """The client channel over TLS for ``slate serve``: the machines' routes (PXE scope)
-    over HTTPS on the imaging address, port ``settings.client_tls_port``, with the data
-    directory's client certificate; once it listens, boot scripts name it
-    (``slate.api=``) and the initrd served carries its certificate."""
-    import logging
-
-    from appliance.http.server import HttpServer
-
-    cert, key = ensure_certificate(
-        home, [settings.address], files=CLIENT_FILES, subject="Slate appliance"
-    )
-
-    class ClientTls(HttpServer):
-        def start(self) -> None:
-            super().start()
-            app.config[CLIENT_TLS] = {"port": self.port, "cert": cert}
-            logging.getLogger("slate.serve").info(
-                "client channel on %s (certificate %s, SHA-256 %s)", self.url, cert,
-                fingerprint(cert),
-            )  # fmt: skip
-
-        def stop(self) -> None:
-            app.config.pop(CLIENT_TLS, None)
-            super().stop()
-
-    return ClientTls(app, settings.address, settings.client_tls_port, scope=PXE,
-                     tls=(cert, key), threads=32, flag="--client-tls-port")  # fmt: skip
+    return pinned_initrd(built, tls["cert"], layout.bootenv_pinned) or built

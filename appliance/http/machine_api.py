@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 
 from appliance.http.auth import appliance, client_job, fail
+from appliance.http.body import client_object
 from appliance.machines import diskhealth
 from appliance.machines import facts as machine_facts
 from appliance.notify import outbox
@@ -19,20 +20,10 @@ bp = Blueprint("machine_api", __name__, url_prefix="/api/client/v1")
 MAX_DISKS = 64
 
 
-def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        fail(400, "the request body must be a JSON object")
-    return data
-
-
 def limits() -> tuple[int, int]:
     """(max reallocated, max pending) from ``slate serve``'s settings."""
     settings = appliance().settings
-    return (
-        int(getattr(settings, "disk_max_reallocated", diskhealth.DEFAULT_MAX_REALLOCATED)),
-        int(getattr(settings, "disk_max_pending", diskhealth.DEFAULT_MAX_PENDING)),
-    )
+    return settings.disk_max_reallocated, settings.disk_max_pending
 
 
 @bp.post("/facts")
@@ -40,7 +31,7 @@ def post_facts() -> Response:
     """The machine's hardware facts; 409 (and the job failed) when the machine is not
     the host its MAC belongs to."""
     job = client_job()
-    facts = _body().get("facts")
+    facts = client_object().get("facts")
     if not isinstance(facts, dict):
         fail(400, "'facts' must be a JSON object", 'send {"facts": {...}}')
     conn = appliance().db()
@@ -61,7 +52,7 @@ def post_health() -> Response:
     refused disk fails the job here, with the facts in its log and a disk-refused
     notification, unless the job ignores disk health."""
     job = client_job()
-    disks = _body().get("disks")
+    disks = client_object().get("disks")
     if not isinstance(disks, list) or len(disks) > MAX_DISKS:
         fail(400, f"'disks' must be a list of at most {MAX_DISKS} health records")
     max_reallocated, max_pending = limits()

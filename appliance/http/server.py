@@ -9,16 +9,28 @@ through Python.  docs/http.md has the measurements behind this choice.
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
+from flask import Flask
 
 from appliance.errors import SlateError
 from appliance.http.files import FileBody
-from appliance.http.listeners import MarkTls, scoped
+from appliance.http.listeners import (
+    CLIENT_FILES,
+    CLIENT_TLS,
+    CONSOLE,
+    PXE,
+    MarkTls,
+    ensure_certificate,
+    fingerprint,
+    scoped,
+)
+from appliance.settings import Settings
 
 THREADS = 64  # ≥ 32 concurrent chunk streams plus API calls, without queueing
 TIMEOUT = 30  # seconds a client may stall mid-request
@@ -128,9 +140,9 @@ class HttpServer:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        facade = getattr(self.app, "extensions", {}).get("slate")
-        if facade is not None:
-            facade.close()
+        context = getattr(self.app, "extensions", {}).get("slate")
+        if context is not None:
+            context.close()
 
     def __enter__(self) -> HttpServer:
         self.start()
@@ -138,3 +150,58 @@ class HttpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- the listeners of `slate serve` beside the imaging network's --------------------------
+def console_server(app: Flask, home: Path, settings: Settings) -> HttpServer:
+    """The console's own HTTPS listener for ``slate serve`` (``settings.console_listen``,
+    ``console_cert``/``console_key``); logs its address and certificate fingerprint."""
+    host, _, port = str(settings.console_listen).rpartition(":")
+    host = host.strip("[]")
+    if settings.console_cert:
+        cert, key = Path(settings.console_cert), Path(settings.console_key)
+        for path in (cert, key):
+            if not path.is_file():
+                raise SlateError(
+                    f"{path} does not exist", hint="check --console-cert and --console-key"
+                )
+    else:
+        cert, key = ensure_certificate(home, [host, "127.0.0.1", "localhost"])
+    # Its own pool, larger than the live-update streams' cap (webui.api.events.MAX_STREAMS,
+    # 16): with every stream place taken, pages still load; boots use other threads.
+    server = HttpServer(app, host, int(port), scope=CONSOLE, tls=(cert, key), threads=32,
+                        flag="--console-listen")  # fmt: skip
+    logging.getLogger("slate.serve").info(
+        "console on https://%s:%s/ (certificate %s, SHA-256 %s)",
+        f"[{host}]" if ":" in host else host,
+        port,
+        cert,
+        fingerprint(cert),
+    )
+    return server
+
+
+def client_tls_server(app: Flask, home: Path, settings: Settings) -> HttpServer:
+    """The client channel over TLS for ``slate serve``: the machines' routes (PXE scope)
+    over HTTPS on the imaging address, port ``settings.client_tls_port``, with the data
+    directory's client certificate; once it listens, boot scripts name it
+    (``slate.api=``) and the initrd served carries its certificate."""
+    cert, key = ensure_certificate(
+        home, [settings.address], files=CLIENT_FILES, subject="Slate appliance"
+    )
+
+    class ClientTls(HttpServer):
+        def start(self) -> None:
+            super().start()
+            app.config[CLIENT_TLS] = {"port": self.port, "cert": cert}
+            logging.getLogger("slate.serve").info(
+                "client channel on %s (certificate %s, SHA-256 %s)", self.url, cert,
+                fingerprint(cert),
+            )  # fmt: skip
+
+        def stop(self) -> None:
+            app.config.pop(CLIENT_TLS, None)
+            super().stop()
+
+    return ClientTls(app, settings.address, settings.client_tls_port, scope=PXE,
+                     tls=(cert, key), threads=32, flag="--client-tls-port")  # fmt: skip

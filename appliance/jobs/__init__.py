@@ -26,7 +26,7 @@ from appliance.jobs.service import (
     resolve_image,
     resolve_spec,
 )
-from appliance.jobs.tokens import SECRET_FILE, load_secret, token_hash
+from appliance.jobs.tokens import load_secret, token_hash
 from appliance.jobs.when import parse_when, utc_now
 from appliance.machines import parse_disk_hint
 
@@ -35,7 +35,6 @@ __all__ = [
     "AFTER",
     "BOOT_TIMEOUT",
     "DEFAULT_GIVE_UP_AFTER",
-    "SECRET_FILE",
     "STALE_MARGIN",
     "TRANSPORTS",
     "Job",

@@ -11,36 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
-from pathlib import Path
 
 from appliance.config import Layout
-
-SECRET_FILE = "job-secret"  # noqa: S105 (a file name, not a secret)
+from appliance.secrets_file import random_secret, read_or_create
 
 
 def load_secret(layout: Layout) -> bytes:
     """The server secret tokens derive from; created (0600) on first use."""
-    path: Path = layout.home / SECRET_FILE
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pass
-    tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, secrets.token_bytes(32))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # atomic "create if absent": a racing process keeps its own
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
-    return path.read_bytes()
+    return read_or_create(layout.job_secret, random_secret(32))
 
 
 def new_nonce() -> str:

@@ -30,9 +30,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from appliance.config import Layout
 from appliance.errors import Conflict, NotFound, SlateError
 from appliance.lab.netns import IP, Lab, Netns
 from appliance.lab.qemu import Firmware, Machine
+from appliance.secrets_file import write_secret
 
 SUBNET = "10.77.0"
 SERVER_IP = f"{SUBNET}.1"
@@ -43,7 +45,7 @@ LAB_CONSOLE = "127.0.0.1:8443"
 # Roomcast's rate in the lab: the lab's links claim 10 Gbit/s, but machines emulated
 # by TCG on two cores take in far less; what they cannot take they would fetch again.
 LAB_MULTICAST_RATE = "20M"
-STATE_FILE = "lab.json"
+STATE_FILE = Layout.LAB_STATE
 
 
 class LabError(SlateError):
@@ -318,9 +320,9 @@ class LabRun:
 def console_fingerprint(home: Path) -> str | None:
     """SHA-256 of the console's certificate (made by ``slate serve`` at first start), as a
     browser shows it; None before it exists."""
-    from appliance.http.listeners import CERT_FILE, fingerprint
+    from appliance.http.listeners import fingerprint
 
-    cert = home / CERT_FILE
+    cert = Layout(home).console_cert
     return fingerprint(cert) if cert.is_file() else None
 
 
@@ -336,17 +338,11 @@ def machine_from(info: MachineInfo, netns: str, accel: str, workdir: Path) -> Ma
 def save_state(home: Path, state: dict[str, Any]) -> Path:
     """Write the state file atomically, readable by its owner only: it carries the
     lab's console login."""
-    path = home / STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
-        fh.write(json.dumps(state, indent=2))
-    tmp.rename(path)
-    return path
+    return write_secret(Layout(home).lab_state, json.dumps(state, indent=2))
 
 
 def load_state(home: Path) -> dict[str, Any]:
-    path = home / STATE_FILE
+    path = Layout(home).lab_state
     try:
         return dict(json.loads(path.read_text()))
     except FileNotFoundError:
@@ -370,7 +366,7 @@ def stop_from_state(home: Path) -> list[str]:
         if Path(f"/run/netns/{name}").exists():
             subprocess.run([IP, "netns", "delete", name], capture_output=True)
             done.append(f"removed namespace {name}")
-    (home / STATE_FILE).unlink(missing_ok=True)
+    Layout(home).lab_state.unlink(missing_ok=True)
     return done
 
 

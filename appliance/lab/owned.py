@@ -21,7 +21,6 @@ functions around them only read and write the inventory through its own API.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,11 +32,12 @@ from appliance.config import Layout
 from appliance.errors import NotFound, SlateError
 from appliance.jobs import Jobs
 from appliance.machines import Inventory
+from appliance.secrets_file import write_secret
 
 ACTOR = "lab"
 LOGIN_USER = "lab"
 LOGIN_ROLE = "admin"
-LOGIN_FILE = "lab-login.json"
+LOGIN_FILE = Layout.LAB_LOGIN
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def remove(home: Path, created: Iterable[Mapping[str, str]]) -> list[str]:
 def ensure_login(home: Path) -> dict[str, Any]:
     """The lab's console login: ``{"user", "password", "note"}``; ``password`` is None
     when a user ``lab`` exists that the lab cannot vouch for (left untouched)."""
-    path = home / LOGIN_FILE
+    path = Layout(home).lab_login
     kept = _read_login(path)
     conn = _connect(home)
     try:
@@ -204,9 +204,4 @@ def _read_login(path: Path) -> str | None:
 
 
 def _write_login(path: Path, password: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"user": LOGIN_USER, "password": password}, fh)
-    tmp.rename(path)
+    write_secret(path, json.dumps({"user": LOGIN_USER, "password": password}))

@@ -318,7 +318,7 @@ def lab_up(
         log(f"{name} is a registered host the lab did not make: left alone, name not used "
             f"(if it is a leftover of an older lab: slate host rm {name})")  # fmt: skip
     login = owned.ensure_login(home)
-    run = harness.LabRun(home, home / "lab", accel=accel, console_port=port)
+    run = harness.LabRun(home, Layout(home).lab_work, accel=accel, console_port=port)
     run.start(detach=True)
     created: list[dict[str, str]] = []
     try:
@@ -337,7 +337,7 @@ def lab_up(
         run.stop()
         with contextlib.suppress(Exception):  # the first error is the one to report
             owned.remove(home, created)
-        (home / harness.STATE_FILE).unlink(missing_ok=True)
+        Layout(home).lab_state.unlink(missing_ok=True)
         raise
     return state
 

@@ -1,9 +1,10 @@
 """Wake-on-LAN: a real magic packet (6 bytes 0xff, then the MAC 16 times) over UDP.
 
-The target is a setting, ``ADDRESS[:PORT]``: the console's ``SLATE_WOL_TARGET`` config, else the
-environment variable ``SLATE_WOL_TARGET``, else ``settings.wol_target``; without one, the
-broadcast address of the interface the appliance serves (``settings.interface``), port 9.
-A test sets it to a loopback address or a namespace's address to receive the packet.
+The target is a setting, ``ADDRESS[:PORT]``: the console's ``SLATE_WOL_TARGET`` config,
+else the environment variable ``SLATE_WOL_TARGET``, else ``settings.wol_target`` (the
+flag ``--wol-target``); without one, the broadcast address of the interface the
+appliance serves (``settings.interface``), port 9.  A test sets it to a loopback address
+or a namespace's address to receive the packet.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import json
 import os
 import socket
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from appliance.errors import UsageError
 from appliance.machines.inventory import normalize_mac
+from appliance.settings import Settings
 
 DEFAULT_PORT = 9
 
@@ -47,19 +49,17 @@ def interface_broadcast(interface: str) -> str:
     )
 
 
-def target(config: dict[str, Any], settings: Any) -> tuple[str, int]:
+def target(config: Mapping[str, Any], settings: Settings | None) -> tuple[str, int]:
     configured = str(
         config.get("SLATE_WOL_TARGET")
-        or os.environ.get("SLATE_WOL_TARGET")
-        or getattr(settings, "wol_target", "")
-        or ""
+        or os.environ.get("SLATE_WOL_TARGET")  # a process without settings (the console's tests)
+        or (settings.wol_target if settings is not None else "")
     )
     if configured:
         host, _, port = configured.rpartition(":") if ":" in configured else (configured, "", "")
         return host, int(port or DEFAULT_PORT)
-    interface = getattr(settings, "interface", None)
-    if interface:
-        return interface_broadcast(str(interface)), DEFAULT_PORT
+    if settings is not None and settings.interface:
+        return interface_broadcast(settings.interface), DEFAULT_PORT
     return "255.255.255.255", DEFAULT_PORT
 
 
@@ -72,7 +72,7 @@ def wake(macs: list[str], address: str, port: int) -> int:
     return len(macs)
 
 
-def waker(settings: Any) -> Callable[[Sequence[str]], int]:
+def waker(settings: Settings | None) -> Callable[[Sequence[str]], int]:
     """``wake(macs)`` with the target of ``settings`` (the appliance's own sender)."""
 
     def send(macs: Sequence[str]) -> int:

@@ -136,7 +136,7 @@ class Notifier:
         interval: float = 5.0,
         context: ssl.SSLContext | None = None,
     ) -> None:
-        self.connect = connect  # a ThreadDb: this thread's own connection
+        self.connect = connect  # a db.ThreadConnections: this thread's own connection
         self.interval = interval
         self.context = context
         self._stop = threading.Event()

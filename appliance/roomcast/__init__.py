@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from appliance.config import Layout
 from appliance.formats.manifest import Manifest
 from appliance.formats.roomwire import chunk_table
 from appliance.roomcast import budget
@@ -69,16 +70,13 @@ def link_rate(address: str) -> int:
     return int(speed * MULTICAST_SHARE) if speed else DEFAULT_RATE
 
 
-STATUS_DIR = "roomcast"  # in the data directory: one JSON file per session
-
-
 def read_status(home: Path, max_age: float = 3600.0) -> list[dict[str, Any]]:
     """The sessions' status files (written each second by their senders; the newest
     first), those updated in the last ``max_age`` seconds."""
     import json
 
     found = []
-    for path in (home / STATUS_DIR).glob("*.json"):
+    for path in Layout(home).roomcast_status.glob("*.json"):
         try:
             age = time.time() - path.stat().st_mtime
             if age <= max_age:
@@ -331,7 +329,11 @@ class Roomcast:
         """What each block of a chunk served by HTTP must pass now (None: not paced)."""
         return self.http.take if self.http.paced else None
 
+    def start(self) -> None:
+        """Nothing to start: a session's sender starts with the session (session_for)."""
+
     def stop(self) -> None:
+        """End every session's sender and the IGMP querier."""
         with self._lock:
             senders = list(self._senders.values())
             querier, self._querier = self._querier, None

@@ -18,7 +18,7 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -66,21 +66,22 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
 
 
 class Store:
-    def __init__(self, layout: Layout) -> None:
+    def __init__(
+        self, layout: Layout, connections: Callable[[], sqlite3.Connection] | None = None
+    ) -> None:
+        """``connections``: this thread's connection to the index, shared with the rest
+        of the process (:class:`appliance.db.ThreadConnections`); None = the store's own."""
         self.layout = layout
         self.root = layout.store
         for sub in ("chunks", "manifests", "sessions", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.gc_lock = GcLock(self.root / "gc.lock")
-        self._local = threading.local()
+        self._connections = connections or db.ThreadConnections(layout.db)
 
     # ------------------------------------------------------------------ database
     def db(self) -> sqlite3.Connection:
         """This thread's connection to the index."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = db.connect(self.layout.db)
-        return conn
+        return self._connections()
 
     # ------------------------------------------------------------------ chunks
     def chunk_path(self, digest: str) -> Path:

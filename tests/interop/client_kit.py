@@ -62,7 +62,7 @@ def change_chunks(path: Path, fraction: float, chunk: int = 4 * MIB, seed: int =
     return picked
 
 
-class Appliance:
+class ServedHome:
     """A data directory with an image and a host, served by a separate process."""
 
     def __init__(
@@ -132,7 +132,7 @@ class Appliance:
         self.stop()
         self.conn.close()
 
-    def __enter__(self) -> Appliance:
+    def __enter__(self) -> ServedHome:
         self.start()
         return self
 
@@ -182,7 +182,7 @@ def fetched_chunks(log: str) -> int:
     raise AssertionError(f"no summary line in the client log:\n{log}")
 
 
-def log_lines(app: Appliance, job_id: int) -> list[str]:
+def log_lines(app: ServedHome, job_id: int) -> list[str]:
     return [
         row["line"] if isinstance(row, dict) else str(row) for row in app.jobs().log_lines(job_id)
     ]
@@ -196,7 +196,7 @@ def wait_for(predicate, timeout: float = 60.0, step: float = 0.1) -> None:  # ty
         time.sleep(step)
 
 
-__all__ = ["MIB", "Appliance", "change_chunks", "json", "make_disk", "os", "run_client"]
+__all__ = ["MIB", "ServedHome", "change_chunks", "json", "make_disk", "os", "run_client"]
 
 
 def attach(path: Path, offset: int = 0, size: int = 0, *, sector: int = 512) -> str:

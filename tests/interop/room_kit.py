@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from client_kit import ROOT, Appliance, client_argv
+from client_kit import ROOT, ServedHome, client_argv
 
 from appliance.jobs import Job
 from appliance.lab.netns import IP, Lab, Netns
@@ -66,7 +66,7 @@ class SeatProc:
 @dataclass
 class Room:
     lab: Lab
-    app: Appliance
+    app: ServedHome
     seats: list[SeatProc] = field(default_factory=list)
     python: str = sys.executable  # the seats' interpreter (boot_python: as in the boot env)
 
@@ -199,7 +199,7 @@ def make_room(
                          "mcast_querier", "0", "mcast_membership_interval",
                          str(int(membership_interval * 100))])  # fmt: skip
         srv = lab.add_host("srv", f"{SERVER}/24")
-        app = Appliance(
+        app = ServedHome(
             tmp / "home",
             host=SERVER,
             wrap=[IP, "netns", "exec", srv.name],
@@ -262,7 +262,7 @@ def make_rooms(
         if srv_mbit:
             srv.run(["tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate",
                      f"{srv_mbit}mbit", "burst", "64kb", "latency", "50ms"])  # fmt: skip
-        app = Appliance(
+        app = ServedHome(
             tmp / "home",
             host=SERVER,
             wrap=[IP, "netns", "exec", srv.name],

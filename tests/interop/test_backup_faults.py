@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from client_kit import MIB, ROOT, Appliance, client_argv, make_disk, run_client, wait_for
+from client_kit import MIB, ROOT, ServedHome, client_argv, make_disk, run_client, wait_for
 
 from appliance.store import Store
 from appliance.store.collect import collect
@@ -31,7 +31,7 @@ def _no_leftovers(store: Store) -> None:
     assert list((store.root / "sessions").iterdir()) == []
 
 
-def _start_capture(app: Appliance, disk: Path, *extra: str) -> tuple[int, subprocess.Popen[str]]:
+def _start_capture(app: ServedHome, disk: Path, *extra: str) -> tuple[int, subprocess.Popen[str]]:
     job, token = app.capture_job("pc")
     proc = subprocess.Popen(
         client_argv(app.url, job, token, disk, *extra),
@@ -45,7 +45,7 @@ def _uploading(store: Store, proc: subprocess.Popen[str], n: int = 3) -> None:
     assert proc.poll() is None, "the capture ended before the fault could be injected"
 
 
-def _capture_ok(app: Appliance, disk: Path) -> str:
+def _capture_ok(app: ServedHome, disk: Path) -> str:
     job, token = app.capture_job("pc")
     proc = run_client(app.url, job, token, disk)
     assert proc.returncode == 0, proc.stderr
@@ -54,7 +54,7 @@ def _capture_ok(app: Appliance, disk: Path) -> str:
     return done.result_version
 
 
-def _expired(app: Appliance, job_id: int) -> str:
+def _expired(app: ServedHome, job_id: int) -> str:
     """What Housekeeping does once the machine has been silent too long."""
     failed = app.jobs().expire_stale(datetime.now(UTC) + LATER)
     assert [j.id for j in failed] == [job_id]
@@ -64,7 +64,7 @@ def _expired(app: Appliance, job_id: int) -> str:
 def test_client_killed_mid_upload(tmp_path: Path) -> None:
     disk = tmp_path / "pc.img"
     make_disk(disk, 256 * MIB, seed=5, data_fraction=0.9)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         store = Store(app.layout)
         job_id, proc = _start_capture(app, disk)
         _uploading(store, proc)
@@ -82,7 +82,7 @@ def test_client_killed_mid_upload(tmp_path: Path) -> None:
 def test_appliance_restarted_before_the_commit(tmp_path: Path) -> None:
     disk = tmp_path / "pc.img"
     make_disk(disk, 256 * MIB, seed=7, data_fraction=0.9)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         store = Store(app.layout)
         # Down for longer than the client waits: it gives up; the job fails with why.
         job_id, proc = _start_capture(app, disk, "--give-up-after", "2")
@@ -127,7 +127,7 @@ def small_store(tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_store_disk_full(tmp_path: Path, small_store: Path) -> None:
     disk = tmp_path / "pc.img"
     make_disk(disk, 96 * MIB, seed=9, data_fraction=0.9)  # ~40 MiB of random data
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         store = Store(app.layout)
         job, token = app.capture_job("pc")
         proc = run_client(app.url, job, token, disk)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from client_kit import MIB, Appliance, change_chunks, make_disk, run_client
+from client_kit import MIB, ServedHome, change_chunks, make_disk, run_client
 
 from appliance.backups.schedules import Schedules
 from appliance.refs import version_time
@@ -23,7 +23,7 @@ T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 def test_two_scheduled_captures_and_retention(tmp_path: Path) -> None:
     disk = tmp_path / "ws.img"
     make_disk(disk, 32 * MIB, seed=3)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         store = Store(app.layout)
         policies.put(app.conn, policies.ImagePolicy("ws", auto_promote=True, keep_last=1))
         sched = Schedules(app.conn, app.layout)

@@ -16,7 +16,7 @@ from client_kit import (
     MAC,
     MIB,
     ROOT,
-    Appliance,
+    ServedHome,
     attach,
     client_argv,
     detach,
@@ -32,7 +32,7 @@ from appliance.store.importer import import_image
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mount)")
 
 
-def run(app: Appliance, image: str, target: Path, mounts: Path) -> tuple[int, str, str]:
+def run(app: ServedHome, image: str, target: Path, mounts: Path) -> tuple[int, str, str]:
     """Restore ``image`` onto ``target``; (job id, final state, its reason)."""
     job, token = app.restore_job(image)
     env = {**os.environ, "SLATE_MOUNT_ROOT": str(mounts)}
@@ -124,7 +124,7 @@ def test_hooks_see_the_documented_environment_and_mounts_in_order(tmp_path: Path
         subprocess.run(["mkntfs", "-Q", "-F", ntfs], check=True, capture_output=True)
     finally:
         detach(ntfs)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         app.import_disk(source)
         version = Store(app.layout).resolve("lab").version
         inv = Inventory(app.conn)
@@ -206,7 +206,7 @@ def test_hooks_mount_xfs_btrfs_and_a_second_disk_read_write(tmp_path: Path) -> N
         b'#!/bin/sh\nset -e\nfor m in $SLATE_MOUNTS; do echo "$SLATE_HOST" > "$m/from-hook"; done\n'
         b'env | grep ^SLATE_MNT_ | sort > "$SLATE_MNT_D1P1/mnt-env"\n'
     )
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         import_image(Store(app.layout), [disk0, disk1], "two")
         hooks.add_hook(app.conn, "image", "two", "10-all.sh", script, actor="t")
         job, token = app.restore_job("two")
@@ -253,7 +253,7 @@ def test_a_failing_or_timed_out_hook_fails_the_job_naming_it(
 ) -> None:
     source, mnt = tmp_path / "master.img", tmp_path / "mnt"
     ext4_disk(source, mnt, LAYOUT, {1: {"x": b"x"}})
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         app.import_disk(source)
         hooks.add_hook(app.conn, "image", "lab", "50-bad.sh", script, timeout=timeout, actor="t")
         after = b'#!/bin/sh\ntouch "$SLATE_MNT_P1/after-ran"\n'
@@ -279,7 +279,7 @@ def test_a_file_on_a_kept_partition_survives_two_restores(tmp_path: Path) -> Non
     system = {f"s{i}": rng.randbytes(3 * MIB) for i in range(3)}
     ext4_disk(source, mnt, LAYOUT, {1: system, 2: {"seed.txt": b"from the image\n"}})
     data = rng.randbytes(5 * MIB)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         app.import_disk(source)
         hooks.add_keep(app.conn, "image", "lab", 2, actor="t")
         target = blank(tmp_path / "target.img")
@@ -319,7 +319,7 @@ def test_a_file_on_a_kept_partition_survives_two_restores(tmp_path: Path) -> Non
 def test_a_mismatched_layout_fails_before_any_write(tmp_path: Path) -> None:
     source, mnt = tmp_path / "master.img", tmp_path / "mnt"
     ext4_disk(source, mnt, LAYOUT, {1: {"x": b"x"}, 2: {"y": b"y"}})
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         app.import_disk(source)
         room = Inventory(app.conn)
         room.add_room("r2", actor="t")

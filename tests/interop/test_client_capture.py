@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from client_kit import MIB, Appliance, make_partitioned_disk, read_fat_file, read_files, run_client
+from client_kit import MIB, ServedHome, make_partitioned_disk, read_fat_file, read_files, run_client
 
 from appliance.errors import NotFound
 from appliance.store import Store
@@ -16,7 +16,7 @@ from appliance.store import Store
 def test_capture_then_restore_round_trips(tmp_path: Path) -> None:
     source = tmp_path / "pc.img"
     files = make_partitioned_disk(source, tmp_path / "mnt")
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         job, token = app.capture_job("captured")
         proc = run_client(app.url, job, token, source)
         assert proc.returncode == 0, proc.stderr

@@ -10,17 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from client_kit import MIB, Appliance, attach, detach, make_disk, run_client
+from client_kit import MIB, ServedHome, attach, detach, make_disk, run_client
 
 from tests.conftest import require_root
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Appliance]:
+def app(tmp_path: Path) -> Iterator[ServedHome]:
     require_root()
     source = tmp_path / "master.img"
     make_disk(source, 32 * MIB)
-    with Appliance(tmp_path / "home") as appliance:
+    with ServedHome(tmp_path / "home") as appliance:
         appliance.import_disk(source)
         yield appliance
 
@@ -30,7 +30,7 @@ def _digest(path: Path | str) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _refused(app: Appliance, disk: Path | str, words: str) -> None:
+def _refused(app: ServedHome, disk: Path | str, words: str) -> None:
     job, token = app.restore_job()
     before = _digest(disk)
     proc = run_client(app.url, job, token, disk)
@@ -41,14 +41,14 @@ def _refused(app: Appliance, disk: Path | str, words: str) -> None:
     assert _digest(disk) == before, "the refused disk was written to"
 
 
-def test_too_small_file_is_refused(app: Appliance, tmp_path: Path) -> None:
+def test_too_small_file_is_refused(app: ServedHome, tmp_path: Path) -> None:
     small = tmp_path / "small.img"
     small.write_bytes(b"keep me" * 1000)
     small.open("r+b").truncate(16 * MIB)
     _refused(app, small, "is smaller than lab@")
 
 
-def test_4k_sector_disk_is_refused_for_a_512_byte_image(app: Appliance, tmp_path: Path) -> None:
+def test_4k_sector_disk_is_refused_for_a_512_byte_image(app: ServedHome, tmp_path: Path) -> None:
     backing = tmp_path / "4kn.img"
     backing.open("wb").truncate(64 * MIB)
     dev = attach(backing, sector=4096)
@@ -58,7 +58,7 @@ def test_4k_sector_disk_is_refused_for_a_512_byte_image(app: Appliance, tmp_path
         detach(dev)
 
 
-def test_mounted_disk_is_refused(app: Appliance, tmp_path: Path) -> None:
+def test_mounted_disk_is_refused(app: ServedHome, tmp_path: Path) -> None:
     backing = tmp_path / "mounted.img"
     backing.open("wb").truncate(64 * MIB)
     dev = attach(backing)
@@ -77,7 +77,7 @@ def test_mounted_disk_is_refused(app: Appliance, tmp_path: Path) -> None:
         detach(dev)
 
 
-def test_block_device_restore_moves_gpt_backup_to_the_end(app: Appliance, tmp_path: Path) -> None:
+def test_block_device_restore_moves_gpt_backup_to_the_end(app: ServedHome, tmp_path: Path) -> None:
     backing = tmp_path / "disk.img"
     backing.open("wb").truncate(48 * MIB)  # larger than the 32 MiB image
     dev = attach(backing)

@@ -8,7 +8,7 @@ import random
 import subprocess
 from pathlib import Path
 
-from client_kit import MIB, Appliance, attach, detach, read_files, run_client
+from client_kit import MIB, ServedHome, attach, detach, read_files, run_client
 
 from tests.conftest import require_root
 
@@ -29,7 +29,7 @@ def _restore_grown(tmp_path: Path, source: Path) -> tuple[Path, int, int, str]:
     target = tmp_path / "big.img"
     with target.open("wb") as f:
         f.truncate(128 * MIB)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         app.import_disk(source)
         job, token = app.restore_job(grow=True)
         proc = run_client(app.url, job, token, target)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from client_kit import MAC, MIB, ROOT, Appliance, log_lines
+from client_kit import MAC, MIB, ROOT, ServedHome, log_lines
 from identity_kit import (
     HIVE_KEYS,
     hive_value,
@@ -32,12 +32,12 @@ from appliance.store import Store
 MACHINES = {MAC: "pc1", "52:54:00:12:34:57": "pc2", "52:54:00:12:34:58": "lab-pc3"}
 
 
-def _hosts(app: Appliance) -> None:
+def _hosts(app: ServedHome) -> None:
     for mac, name in list(MACHINES.items())[1:]:
         Inventory(app.conn).add_host(mac, name, actor="test")
 
 
-def _restore(app: Appliance, host: str, target: Path, tmp: Path) -> list[str]:
+def _restore(app: ServedHome, host: str, target: Path, tmp: Path) -> list[str]:
     job = app.jobs().restore(host, "lab", actor="test", options={})
     proc = run_with_hivex(app.url, job, app.jobs().token(job.id), target, tmp)
     assert proc.returncode == 0, proc.stderr
@@ -57,7 +57,7 @@ def test_windows_each_machine_gets_its_own_computer_name(tmp_path: Path) -> None
     system_hive(hive, "MASTER")
     source = tmp_path / "win.img"
     offset = make_ntfs_disk(source, tmp_path / "mnt", hive)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         _hosts(app)
         app.import_disk(source)
         for mac, name in MACHINES.items():
@@ -82,7 +82,7 @@ def test_hibernated_windows_is_named_after_ntfs_3g_removes_the_hibernation(
     source = tmp_path / "hib.img"
     offset = make_ntfs_disk(source, tmp_path / "mnt", hive, hibernated=True)
     assert ntfs_has(source, offset, 48 * MIB, "hiberfil.sys")
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         app.import_disk(source)
         target = _fresh(tmp_path / "t.img", 64 * MIB)
         log = _restore(app, "pc1", target, tmp_path)
@@ -96,7 +96,7 @@ def test_hibernated_windows_is_named_after_ntfs_3g_removes_the_hibernation(
 def test_bitlocker_volume_is_left_untouched_and_the_job_says_so(tmp_path: Path) -> None:
     source = tmp_path / "bl.img"
     offset = make_ntfs_disk(source, tmp_path / "mnt", None, bitlocker=True)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         app.import_disk(source)
         target = _fresh(tmp_path / "t.img", 64 * MIB)
         log = _restore(app, "pc1", target, tmp_path)
@@ -115,7 +115,7 @@ def test_linux_root_gets_host_name_machine_id_and_host_keys(
     source = tmp_path / "linux.img"
     mnt = tmp_path / "mnt"
     part = make_linux_disk(source, mnt, fs, size)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         _hosts(app)
         app.import_disk(source)
         seen: dict[str, dict[str, str]] = {}
@@ -152,7 +152,7 @@ def test_identity_off_for_an_image_leaves_the_system_as_captured(tmp_path: Path)
     source = tmp_path / "linux.img"
     mnt = tmp_path / "mnt"
     part = make_linux_disk(source, mnt, "ext4", 64 * MIB)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         app.import_disk(source)
         identity.set_image_enabled(app.conn, "lab", False, actor="test")
         target = _fresh(tmp_path / "t.img", 64 * MIB)
@@ -166,7 +166,7 @@ def test_identity_off_for_an_image_leaves_the_system_as_captured(tmp_path: Path)
 def test_capture_refuses_a_bitlocker_volume(tmp_path: Path) -> None:
     source = tmp_path / "bl.img"
     make_ntfs_disk(source, tmp_path / "mnt", None, bitlocker=True)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         job, token = app.capture_job("captured")
         proc = run_with_hivex(app.url, job, token, source, tmp_path)
         assert proc.returncode == 1, proc.stderr
@@ -180,7 +180,7 @@ def test_capture_refuses_a_bitlocker_volume(tmp_path: Path) -> None:
 
 def test_capture_warns_on_a_windows_not_generalized(tmp_path: Path) -> None:
     found: dict[bool, tuple[str, ...]] = {}
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         for generalized in (False, True):
             hive = tmp_path / f"SYSTEM-{generalized}"
             system_hive(hive, "MASTER", generalized=generalized)
@@ -222,7 +222,7 @@ def test_identity_on_a_block_device_the_restore_holds_exclusively(tmp_path: Path
     source = tmp_path / "linux.img"
     mnt = tmp_path / "mnt"
     part = make_linux_disk(source, mnt, "ext4", 64 * MIB)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         _hosts(app)
         app.import_disk(source)
         backing = _fresh(tmp_path / "pc2-disk.img", 64 * MIB)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from client_kit import MAC, MIB, ROOT, Appliance, client_argv, log_lines
+from client_kit import MAC, MIB, ROOT, ServedHome, client_argv, log_lines
 from identity_kit import make_linux_disk, read_linux
 
 from appliance import db
@@ -31,7 +31,7 @@ def test_kept_host_keys_over_tls_are_the_same_after_every_restore(tmp_path: Path
     with Lab() as lab:
         srv = lab.add_host("srv", "10.98.0.1/24")
         c1 = lab.add_host("c1", "10.98.0.2/24")
-        app = Appliance(tmp_path / "home", host="10.98.0.1", wrap=srv.argv([]),
+        app = ServedHome(tmp_path / "home", host="10.98.0.1", wrap=srv.argv([]),
                         extra=["--tls-port", str(TLS_PORT)])  # fmt: skip
         with app:
             app.import_disk(source)

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from client_kit import MIB, ROOT, Appliance, client_argv, make_disk
+from client_kit import MIB, ROOT, ServedHome, client_argv, make_disk
 
 from appliance.lab.netns import Lab
 from tests.conftest import require_root
@@ -28,7 +28,7 @@ def test_link_down_for_30_seconds_mid_restore(tmp_path: Path) -> None:
         # ~12 MB/s, so the restore is still running when the link drops.
         srv.run(["tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "100mbit",
                  "burst", "256kb", "latency", "50ms"])  # fmt: skip
-        with Appliance(tmp_path / "home", host="10.99.0.1", wrap=srv.argv([])) as app:
+        with ServedHome(tmp_path / "home", host="10.99.0.1", wrap=srv.argv([])) as app:
             app.import_disk(source)
             job, token = app.restore_job()
             client = c1.popen(client_argv(app.url, job, token, target, "--workers", "2"),

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from client_kit import MIB, ROOT, Appliance, change_chunks, client_argv, make_disk, run_client
+from client_kit import MIB, ROOT, ServedHome, change_chunks, client_argv, make_disk, run_client
 
 from appliance.formats.chunkio import compress_chunk
 from appliance.store import Store
@@ -20,7 +20,7 @@ def test_restore_equals_image_byte_for_byte(tmp_path: Path) -> None:
     target = tmp_path / "target.img"
     target.touch()
     target.write_bytes(b"")
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         app.import_disk(source)
         job, token = app.restore_job()
         with target.open("wb") as f:
@@ -42,7 +42,7 @@ def test_delta_restore_fetches_only_changed_chunks(tmp_path: Path) -> None:
     target = tmp_path / "target.img"
     target.write_bytes(source.read_bytes())
     changed = change_chunks(target, 0.05)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         app.import_disk(source)
         job, token = app.restore_job()
         proc = run_client(app.url, job, token, target)
@@ -59,7 +59,7 @@ def test_damaged_chunk_fails_the_job_naming_the_chunk(tmp_path: Path) -> None:
     target = tmp_path / "target.img"
     with target.open("wb") as f:
         f.truncate(32 * MIB)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         app.import_disk(source)
         manifest = Store(app.layout).resolve("lab")
         victim = next(c.digest for c in manifest.disks[0].chunks if c.digest)
@@ -82,7 +82,7 @@ def test_appliance_killed_and_restarted_mid_restore(tmp_path: Path) -> None:
     target = tmp_path / "target.img"
     with target.open("wb") as f:
         f.truncate(192 * MIB)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         app.import_disk(source)
         job, token = app.restore_job()
         client = subprocess.Popen(

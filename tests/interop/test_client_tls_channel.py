@@ -14,7 +14,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from client_kit import MAC, MIB, ROOT, Appliance, client_argv, free_port, make_disk, run_client
+from client_kit import MAC, MIB, ROOT, ServedHome, client_argv, free_port, make_disk, run_client
 
 from appliance.http.listeners import CLIENT_FILES, ensure_certificate
 from appliance.lab.netns import Lab
@@ -25,10 +25,10 @@ TLS_PORT = 8444
 BUILT = b"the built initrd\n" * 1000  # not a real initramfs: what is prepended matters here
 
 
-def _serve(lab: Lab, tmp_path: Path) -> tuple[Appliance, object, object]:
+def _serve(lab: Lab, tmp_path: Path) -> tuple[ServedHome, object, object]:
     srv = lab.add_host("srv", "10.97.0.1/24")
     c1 = lab.add_host("c1", "10.97.0.2/24")
-    app = Appliance(tmp_path / "home", host="10.97.0.1", wrap=srv.argv([]),
+    app = ServedHome(tmp_path / "home", host="10.97.0.1", wrap=srv.argv([]),
                     extra=["--tls-port", str(TLS_PORT)])  # fmt: skip
     app.layout.bootimage.mkdir(parents=True, exist_ok=True)
     (app.layout.bootimage / "initrd.img").write_bytes(BUILT)
@@ -116,7 +116,7 @@ def test_capture_through_the_pinned_tls_channel(tmp_path: Path) -> None:
     source = tmp_path / "pc.img"
     make_disk(source, 16 * MIB)
     tls_port = free_port()
-    with Appliance(tmp_path / "home", extra=["--tls-port", str(tls_port)]) as app:
+    with ServedHome(tmp_path / "home", extra=["--tls-port", str(tls_port)]) as app:
         job, token = app.capture_job("captured")
         pin = app.home / CLIENT_FILES[0]
         proc = run_client(app.url, job, token, source, "--api",

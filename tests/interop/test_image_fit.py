@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from client_kit import MIB, ROOT, Appliance, attach, detach, log_lines, read_files, run_client
+from client_kit import MIB, ROOT, ServedHome, attach, detach, log_lines, read_files, run_client
 
 from appliance.store import Store
 from appliance.store import policy as policies
@@ -98,7 +98,7 @@ def test_a_fitted_version_restores_onto_the_smaller_disk(tmp_path: Path, fs: str
     small = tmp_path / "small.img"
     with small.open("wb") as f:
         f.truncate(SMALL)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         app.import_disk(source)
         original = Store(app.layout).resolve("lab")
         if fs == "ntfs":  # the image's promotion rule decides what the new version is
@@ -165,7 +165,7 @@ def test_what_cannot_be_fitted_is_refused_with_the_reason(tmp_path: Path) -> Non
     with bare.open("wb") as f:
         f.truncate(32 * MIB)
     subprocess.run(["mkfs.ext4", "-q", "-F", str(bare)], check=True)
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         app.import_disk(source)
         app.import_disk(raw, "raw")
         app.import_disk(xfs, "xfs")
@@ -200,7 +200,7 @@ def test_a_hibernated_windows_volume_is_not_fitted(tmp_path: Path) -> None:
     filesystem that moved under it.  Fast Startup leaves the same header."""
     source = tmp_path / "master.img"
     make_disk(source, "ntfs", {"f.bin": b"x" * MIB, "hiberfil.sys": b"HIBR" + bytes(8188)})
-    with Appliance(tmp_path / "home") as app:
+    with ServedHome(tmp_path / "home") as app:
         app.import_disk(source)
         store = Store(app.layout)
         out = slate(app.home, "image", "fit", store.resolve("lab").ref, "--size", f"{SMALL}")

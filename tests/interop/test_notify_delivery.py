@@ -33,6 +33,7 @@ from appliance.lab.netns import Netns
 from appliance.notify import outbox
 from appliance.notify.deliver import Notifier, deliver_due
 from appliance.notify.events import SIGNATURE_HEADER, Event, verify
+from appliance.timestamps import utc_now
 from tests.conftest import require_root
 from tests.unit.http_kit import V1, write_image
 
@@ -192,7 +193,7 @@ def test_record_event_queues_disk_refused_for_the_health_check(
 ) -> None:
     outbox.add_webhook(jobs.conn, f"http://127.0.0.1:{receiver.port}/", SECRET, "disk-refused", "t")
     facts = {"disk": "ATA QEMU HARDDISK QM00001", "smart": "FAILED", "reallocated": 12}
-    event = Event("disk-refused", "pc1", outbox.utc_now(), facts)
+    event = Event("disk-refused", "pc1", utc_now(), facts)
     assert outbox.record_event(jobs.conn, event) == 1  # outside a transaction: its own
     with db.transaction(jobs.conn):  # inside one: commits with the caller's
         assert outbox.record_event(jobs.conn, event) == 1
@@ -309,10 +310,10 @@ def test_targets_list_hides_secrets(jobs: Jobs) -> None:
 def test_the_notifier_service_delivers_in_its_own_thread(
     jobs: Jobs, home: Path, receiver: Receiver
 ) -> None:
-    from appliance.server import ThreadDb
+    from appliance.db import ThreadConnections
 
     outbox.add_webhook(jobs.conn, f"http://127.0.0.1:{receiver.port}/", SECRET, "done", "t")
-    notifier = Notifier(ThreadDb(Layout(home).db), interval=0.05)
+    notifier = Notifier(ThreadConnections(Layout(home).db), interval=0.05)
     notifier.start()
     try:
         job = jobs.restore("pc1", "win11", actor="t")

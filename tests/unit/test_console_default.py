@@ -13,13 +13,8 @@ import pytest
 from appliance import settings as settings_mod
 from appliance.config import Layout
 from appliance.errors import SlateError
-from appliance.http.listeners import (
-    CLIENT_FILES,
-    CLIENT_TLS,
-    PxeOnly,
-    console_server,
-    ensure_certificate,
-)
+from appliance.http.listeners import CLIENT_FILES, CLIENT_TLS, PxeOnly, ensure_certificate
+from appliance.http.server import console_server
 from appliance.jobs import Jobs
 from appliance.machines import Inventory
 from appliance.server import Appliance
@@ -53,7 +48,7 @@ def test_secure_boot_chain_names_the_channel_and_gets_the_pinned_initrd(home: Pa
     layout.bootimage.mkdir()
     (layout.bootimage / "initrd.img").write_bytes(b"built" * 100)
     cert, _ = ensure_certificate(home, ["10.0.0.1"], files=CLIENT_FILES)
-    app._app.config[CLIENT_TLS] = {"port": 8444, "cert": cert}  # what the channel sets
+    app.app().config[CLIENT_TLS] = {"port": 8444, "cert": cert}  # what the channel sets
     mac = "02:00:00:00:00:01"
     Inventory(app.db()).add_host(mac, "pc-01", actor="test")
     Jobs(app.db(), layout).capture(mac, "img", actor="test")

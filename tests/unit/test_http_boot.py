@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 
 import pytest
 from http_kit import V1, bearer, write_image
 
 from appliance.config import Layout
 from appliance.http import create_app
+from appliance.settings import Settings
 
 MAC = "aa:bb:cc:00:00:01"
 
@@ -17,7 +17,7 @@ MAC = "aa:bb:cc:00:00:01"
 def make(home, policy="silent"):
     layout = Layout(home)
     write_image(layout, "win11", V1)
-    app = create_app(layout, SimpleNamespace(unknown_policy=policy), plugins=False)
+    app = create_app(layout, Settings(unknown=policy), plugins=False)
     return app, app.test_client(), app.extensions["slate"]
 
 

@@ -15,6 +15,7 @@ from appliance.config import Layout
 from appliance.http import create_app
 from appliance.machines import facts as machine_facts
 from appliance.notify import outbox
+from appliance.settings import Settings
 from bootimage.client.health import health_record
 
 API = "/api/client/v1"
@@ -191,7 +192,7 @@ def test_ignore_disk_health_writes_anyway_with_a_warning(world):
 
 
 def test_limits_come_from_the_serve_settings(world):
-    world.f.settings = type("S", (), {"disk_max_reallocated": 500, "disk_max_pending": 10})()
+    world.f.settings = Settings(disk_max_reallocated=500, disk_max_pending=10)
     job, headers = world.start("pc1")
     resp = world.client.post(
         f"{API}/health", json={"disks": [smart("ata-worn.json")]}, headers=headers

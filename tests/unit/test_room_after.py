@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
 from http_kit import V1, bearer, write_image
@@ -17,6 +16,7 @@ from appliance.backups.schedules import Schedules
 from appliance.config import Layout
 from appliance.errors import UsageError
 from appliance.http import create_app
+from appliance.settings import Settings
 
 MAC1, MAC2, MAC3 = "aa:bb:cc:00:00:01", "aa:bb:cc:00:00:02", "aa:bb:cc:00:00:03"
 
@@ -24,7 +24,7 @@ MAC1, MAC2, MAC3 = "aa:bb:cc:00:00:01", "aa:bb:cc:00:00:02", "aa:bb:cc:00:00:03"
 def make(home):
     layout = Layout(home)
     write_image(layout, "win11", V1)
-    app = create_app(layout, SimpleNamespace(unknown_policy="silent"), plugins=False)
+    app = create_app(layout, Settings(unknown="silent"), plugins=False)
     facade = app.extensions["slate"]
     inv = facade.inventory
     inv.add_room("lab1", actor="t")

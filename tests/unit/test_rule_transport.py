@@ -3,8 +3,6 @@ boot creates, shown by the CLI and audited."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from http_kit import V1, write_image
 
@@ -12,6 +10,7 @@ from appliance.audit import recent
 from appliance.config import Layout
 from appliance.errors import UsageError
 from appliance.http import create_app
+from appliance.settings import Settings
 
 MAC = "aa:bb:cc:00:00:01"
 MAC2 = "aa:bb:cc:00:00:02"
@@ -20,7 +19,7 @@ MAC2 = "aa:bb:cc:00:00:02"
 def make(home):
     layout = Layout(home)
     write_image(layout, "win11", V1)
-    app = create_app(layout, SimpleNamespace(unknown_policy="silent"), plugins=False)
+    app = create_app(layout, Settings(unknown="silent"), plugins=False)
     return app.test_client(), app.extensions["slate"]
 
 

@@ -140,7 +140,7 @@ def test_housekeeping_fails_a_job_whose_machine_went_silent(home: Path) -> None:
     from http_kit import V1, write_image
 
     from appliance.jobs import BOOT_TIMEOUT, Jobs
-    from appliance.server import Housekeeping, ThreadDb
+    from appliance.server import Housekeeping
 
     layout = Layout(home)
     write_image(layout, "win11", V1)
@@ -150,7 +150,7 @@ def test_housekeeping_fails_a_job_whose_machine_went_silent(home: Path) -> None:
     job = jobs.restore("pc9", "win11", actor="t")
     jobs.transition(job.id, "booting")
     conn.execute("UPDATE jobs SET updated_at='2000-01-01T00:00:00Z' WHERE id=?", (job.id,))
-    keeper = Housekeeping(layout, ThreadDb(layout.db), interval=0.05)
+    keeper = Housekeeping(layout, db.ThreadConnections(layout.db), interval=0.05)
     keeper.start()
     try:
         deadline = time.monotonic() + 30
