@@ -407,10 +407,10 @@ class Appliance:
     # --- the boot decision, as the DHCP server's hook -------------------------------
 
     def boot_hook(self, client: Any) -> Any:
-        """``ClientInfo -> BootTarget | None`` (appliance/dhcp/policy.py)."""
+        """``ClientInfo -> BootTarget | None`` (appliance/dhcp/decide.py)."""
         from appliance.boot.decide import Machine, decide
         from appliance.boot.plan import facts_for
-        from appliance.dhcp.policy import BootTarget
+        from appliance.dhcp.decide import BootTarget
         from appliance.jobs import Jobs
 
         if not client.firmware:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from appliance import db
 from appliance.config import Layout
+from appliance.dhcp.decide import BootTarget, ClientInfo
 from appliance.dhcp.leases import Pool
-from appliance.dhcp.policy import BootTarget, ClientInfo
 from appliance.dhcp.server import MODES, DhcpServer
 from appliance.errors import SlateError
 

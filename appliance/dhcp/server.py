@@ -1,4 +1,4 @@
-"""The DHCP service: sockets and the serve loop; every decision is in policy/leases.
+"""The DHCP service: sockets and the serve loop; every decision is in decide/leases.
 
 ``DhcpServer(interface, address, mode, boot_hook, pools=..., conn=...)`` listens on UDP
 67 (and 4011 in proxy mode) of ``interface`` only (SO_BINDTODEVICE: it never hears or
@@ -20,11 +20,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
 
+from appliance.dhcp import decide
 from appliance.dhcp import options as o
-from appliance.dhcp import policy
+from appliance.dhcp.decide import BootTarget, ClientInfo
 from appliance.dhcp.leases import LeaseBook, Pool
 from appliance.dhcp.packet import BOOTREQUEST, Message, build, parse
-from appliance.dhcp.policy import BootTarget, ClientInfo
 from appliance.errors import SlateError, UsageError
 
 log = logging.getLogger("slate.dhcp")
@@ -152,7 +152,7 @@ class DhcpServer:
             req = parse(data)
             if req.op != BOOTREQUEST:
                 return []
-            client = policy.classify(req)
+            client = decide.classify(req)
         except o.ParseError as exc:
             self.stats["malformed"] += 1
             log.info("dhcp: dropped a malformed packet from %s: %s", source[0], exc)
@@ -169,7 +169,7 @@ class DhcpServer:
         log.info(
             "dhcp: %s %s to %s (%s) via %s:%s",
             o.MESSAGE_TYPES.get(reply.message_type or 0, "?"),
-            reply.yiaddr if reply.yiaddr != policy.ZERO else reply.file.decode("latin-1") or "-",
+            reply.yiaddr if reply.yiaddr != decide.ZERO else reply.file.decode("latin-1") or "-",
             client.mac,
             client.firmware or "no boot",
             dest[0],
@@ -188,10 +188,10 @@ class DhcpServer:
         reply = self._proxy(req, client, port) if self.mode == "proxy" else self._full(req, client)
         if reply is None:
             return None, ("", 0)
-        reply = policy.finish(req, reply)
+        reply = decide.finish(req, reply)
         if port != self.ports[0]:
             return reply, source  # port 4011: answer whoever asked, where they asked from
-        return reply, policy.destination(req, reply)
+        return reply, decide.destination(req, reply)
 
     def _proxy(self, req: Message, client: ClientInfo, port: int) -> Message | None:
         if not client.is_pxe:
@@ -201,7 +201,7 @@ class DhcpServer:
         if target is None:
             return None
         role = 67 if port == self.ports[0] else 4011  # tests may use other port numbers
-        reply = policy.proxy_reply(req, client, target, self.address, role)
+        reply = decide.proxy_reply(req, client, target, self.address, role)
         if reply is None and client.message_type in (o.DISCOVER, o.REQUEST):
             self._log_unbootable(client)
         return reply
@@ -220,7 +220,7 @@ class DhcpServer:
 
     def _full(self, req: Message, client: ClientInfo) -> Message | None:
         assert self.leases is not None
-        pool = policy.choose_pool(self.pools, client, self.address)
+        pool = decide.choose_pool(self.pools, client, self.address)
         if pool is None:
             log.info("dhcp: no pool for %s (relay %s); ignored", client.mac, client.giaddr)
             return None
@@ -228,7 +228,7 @@ class DhcpServer:
         if kind is None:
             return None
         target = self._target(client) if kind != o.NAK else None
-        return policy.full_reply(req, client, kind, ip, pool, target, self.address)
+        return decide.full_reply(req, client, kind, ip, pool, target, self.address)
 
     def _lease_step(
         self, req: Message, client: ClientInfo, pool: Pool
@@ -243,7 +243,7 @@ class DhcpServer:
             if client.server_id is not None and client.server_id != self.address:
                 self.leases.forget_offer(mac)
                 return None, None
-            ciaddr = client.ciaddr if client.ciaddr != policy.ZERO else None
+            ciaddr = client.ciaddr if client.ciaddr != decide.ZERO else None
             verdict = self.leases.request(
                 mac, pool, requested=client.requested_ip, ciaddr=ciaddr, hostname=client.hostname
             )

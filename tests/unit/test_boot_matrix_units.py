@@ -14,9 +14,7 @@ import pytest
 from appliance.boot.chainload import WINDOW, Chainload
 from appliance.config import Layout
 from appliance.dhcp import options as o
-from appliance.dhcp.leases import Pool
-from appliance.dhcp.packet import parse
-from appliance.dhcp.policy import (
+from appliance.dhcp.decide import (
     BootTarget,
     ClientInfo,
     boot_file,
@@ -24,6 +22,8 @@ from appliance.dhcp.policy import (
     full_reply,
     proxy_reply,
 )
+from appliance.dhcp.leases import Pool
+from appliance.dhcp.packet import parse
 from appliance.errors import DiskRefused
 from appliance.lab.qemu import Machine, MachineError
 from appliance.machines import Inventory

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appliance import db
+from appliance.dhcp.decide import BootTarget, classify
 from appliance.dhcp.leases import Pool
 from appliance.dhcp.options import ParseError
 from appliance.dhcp.packet import MAGIC, build, parse
-from appliance.dhcp.policy import BootTarget, classify
 from appliance.dhcp.server import DhcpServer
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "dhcp"

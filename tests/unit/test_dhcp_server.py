@@ -10,9 +10,9 @@ import pytest
 from appliance import db
 from appliance.dhcp import options as o
 from appliance.dhcp.craft import request
+from appliance.dhcp.decide import BootTarget, ClientInfo
 from appliance.dhcp.leases import Pool
 from appliance.dhcp.packet import Message, build, parse
-from appliance.dhcp.policy import BootTarget, ClientInfo
 from appliance.dhcp.server import DhcpServer
 from appliance.errors import UsageError
 

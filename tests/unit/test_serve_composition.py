@@ -12,7 +12,7 @@ import pytest
 
 from appliance import db
 from appliance.config import Layout
-from appliance.dhcp.policy import BootTarget, ClientInfo
+from appliance.dhcp.decide import BootTarget, ClientInfo
 from appliance.errors import SlateError
 from appliance.machines import Inventory
 from appliance.server import Appliance, dns_names, populate_tftp_root
@@ -123,7 +123,7 @@ def test_secure_boot_files_come_from_tftp(home: Path) -> None:
 
 
 def test_uefi_http_boot_gets_an_http_url_with_vendor_class_httpclient(home: Path) -> None:
-    from appliance.dhcp.policy import boot_file
+    from appliance.dhcp.decide import boot_file
 
     settings = Settings(interface="eth0", address="10.0.0.1", prefix=24, http_port=8080)
     app = Appliance(Layout(home), settings)

@@ -141,9 +141,9 @@ def test_dhcp_answers_and_tftp_reads_reach_the_timeline(home: Path) -> None:
 
     from appliance.dhcp import options as o
     from appliance.dhcp.craft import request
+    from appliance.dhcp.decide import BootTarget
     from appliance.dhcp.leases import Pool
     from appliance.dhcp.packet import build, parse
-    from appliance.dhcp.policy import BootTarget
     from appliance.dhcp.server import DhcpServer
     from appliance.server import Appliance
     from appliance.settings import Settings

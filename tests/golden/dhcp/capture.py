@@ -25,8 +25,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
 from appliance.dhcp import options as o  # noqa: E402
+from appliance.dhcp.decide import classify  # noqa: E402
 from appliance.dhcp.packet import parse, render  # noqa: E402
-from appliance.dhcp.policy import classify  # noqa: E402
 from appliance.lab.netns import Lab, Netns  # noqa: E402
 from appliance.lab.qemu import HTTP_BOOT_ONLY  # noqa: E402
 
@@ -43,7 +43,7 @@ UUID = "12345678-9abc-def0-1122-334455667788"  # SMBIOS system UUID of the QEMU 
 
 
 def render_golden(data: bytes) -> str:
-    """The golden text of one captured payload: the message and how policy sees it."""
+    """The golden text of one captured payload: the message and how the decision sees it."""
     msg = parse(data)
     c = classify(msg)
     return render(msg) + (

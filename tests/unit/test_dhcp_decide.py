@@ -8,9 +8,7 @@ import pytest
 
 from appliance.dhcp import options as o
 from appliance.dhcp.craft import request
-from appliance.dhcp.leases import Pool
-from appliance.dhcp.packet import parse
-from appliance.dhcp.policy import (
+from appliance.dhcp.decide import (
     BootTarget,
     boot_file,
     choose_pool,
@@ -19,6 +17,8 @@ from appliance.dhcp.policy import (
     full_reply,
     proxy_reply,
 )
+from appliance.dhcp.leases import Pool
+from appliance.dhcp.packet import parse
 from tests.unit.test_dhcp_codec import GOLDEN
 
 MAC = "52:54:00:aa:bb:01"
