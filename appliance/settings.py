@@ -55,7 +55,7 @@ class Settings:
     igmp_query_interval: float = 60.0  # s; 0 = never act as the IGMP querier
     multicast_nice: int = -10  # the process's nice while a room session runs (0: unchanged)
     # A disk with more reallocated / pending sectors than these is refused before a
-    # write (appliance.diskhealth; a job's --ignore-disk-health writes anyway).
+    # write (appliance.machines.diskhealth; a job's --ignore-disk-health writes anyway).
     disk_max_reallocated: int = 50
     disk_max_pending: int = 10
     # The console's own HTTPS listener, off the imaging network (docs/security.md), and

@@ -3,7 +3,7 @@
 ``health_record(smartctl_json)`` is a pure function of what ``smartctl --json -H -A -i``
 printed (tested against smartmontools' documented output shapes and output captured in
 QEMU, tests/golden/smart/); ``read_health(path)`` runs smartctl.  The record is what the
-client reports to the appliance, which decides (appliance.diskhealth): the threshold is
+client reports to the appliance, which decides (appliance.machines.diskhealth): the threshold is
 the appliance's setting, not the boot environment's.
 
 A disk that does not answer SMART (virtio, many USB bridges, a controller in RAID mode)

@@ -1,7 +1,7 @@
 """After the disks are written and verified: each restored machine its own identity.
 
 The job carries it (``identity``: host name and the machine-id the appliance keeps for
-this machine; see appliance/identity.py).  Every partition of a known filesystem is
+this machine; see appliance/machines/identity.py).  Every partition of a known filesystem is
 looked at: an NTFS volume holding Windows gets the computer name in its SYSTEM hive, a
 Linux root (ext4, xfs, btrfs) its host name, /etc/hosts line, machine-id and SSH host
 keys.  Each thing set is logged with where; what could not be set is logged as a

@@ -3,7 +3,7 @@ pair (RFC 8032) in OpenSSH's own file formats, stdlib only.
 
 A restored system gets a fresh Ed25519 host key from here when the appliance cannot hand
 out the machine's kept keys (they travel only over the pinned TLS client channel; see
-appliance/identity.py); ``ssh-keygen -y -f KEY`` reproduces the public key (the test)."""
+appliance/machines/identity.py); ``ssh-keygen -y -f KEY`` reproduces the public key (the test)."""
 
 from __future__ import annotations
 
