@@ -10,44 +10,21 @@ does.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
+from owner_kit import grep, outside
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
 OWNERS = ("appliance/machines/", "appliance/jobs/", "appliance/db/")
 
 
-def _grep(*patterns: str, ignore_case: bool = False) -> list[str]:
-    """``path:line:text`` of every line matching one of ``patterns`` (extended regexps)
-    in the files git tracks or would track (new ones too), outside tests/."""
-    args = ["git", "grep", "--untracked", "-n", "-E", *(["-i"] if ignore_case else [])]
-    for pattern in patterns:
-        args += ["-e", pattern]
-    args += ["--", ".", ":(exclude)tests/"]
-    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
-    assert done.returncode in (0, 1), done.stderr  # 1: nothing found
-    return done.stdout.splitlines()
-
-
 def _outside(hits: list[str]) -> list[str]:
-    return [h for h in hits if not h.startswith(OWNERS)]
+    return outside(hits, OWNERS)
 
 
 def _files(hits: list[str], under: str) -> list[str]:
     return sorted({h.split(":", 1)[0] for h in hits if h.startswith(under)})
 
 
-@pytest.fixture(autouse=True)
-def _in_a_git_checkout() -> None:
-    assert shutil.which("git"), "git is needed for this test"
-    assert (ROOT / ".git").exists(), f"{ROOT} is not a git checkout"
-
-
 def test_the_issue_grep_finds_sql_on_hosts_only_in_its_package_and_migrations() -> None:
-    hits = _grep(
+    hits = grep(
         r"FROM[ ]hosts\b",
         r"JOIN[ ]hosts\b",
         r"UPDATE[ ]hosts\b",
@@ -75,7 +52,7 @@ def test_the_issue_grep_finds_sql_on_hosts_only_in_its_package_and_migrations() 
 
 
 def test_no_lower_case_or_aliased_sql_on_hosts_elsewhere() -> None:
-    hits = _grep(
+    hits = grep(
         # any case: "from hosts", "Join  host_events"
         r"\b(from|update|into|join)[[:space:]]+(hosts|host_events)\b",
         r"\b(hosts|host_events)[[:space:]]+(as[[:space:]]+)?(h|e)\b",  # "hosts h", "hosts AS h"
@@ -86,6 +63,6 @@ def test_no_lower_case_or_aliased_sql_on_hosts_elsewhere() -> None:
 
 def test_no_sql_on_hosts_split_over_two_string_literals_elsewhere() -> None:
     # "SELECT ... FROM" at a line's end, then " hosts WHERE ..." on the next.
-    assert _outside(_grep(r"\b(FROM|UPDATE|INTO|JOIN)[[:space:]]*[\"']$")) == []
+    assert _outside(grep(r"\b(FROM|UPDATE|INTO|JOIN)[[:space:]]*[\"']$")) == []
     second = r"^[[:space:]]*f?[\"'][[:space:]]+(hosts|host_events)([[:space:]]|[\"'(]|$)"
-    assert _outside(_grep(second)) == []
+    assert _outside(grep(second)) == []
