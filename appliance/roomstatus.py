@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.jobs import Jobs
+from appliance.jobs.states import RETRYABLE, STARTED
 from appliance.roomcast import read_status
 
 # Every seat has every key (None when it has no job, or no roomcast session).
@@ -74,11 +75,11 @@ def room_status(jobs: Jobs, home: Path, room: str) -> dict[str, Any]:
 
 
 def _bucket(state: str | None) -> str:
-    if state in ("done",):
+    if state == "done":
         return "done"
-    if state in ("running", "verifying", "booting"):
+    if state in STARTED:
         return "running"
-    if state in ("failed", "cancelled"):
+    if state in RETRYABLE:
         return "failed"
     if state == "pending":
         return "waiting"  # not yet booted

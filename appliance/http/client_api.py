@@ -23,6 +23,7 @@ from appliance.http.listeners import is_tls_request
 from appliance.http.scope import may_name
 from appliance.jobs import Job, utc_now
 from appliance.jobs import scope as jobscope
+from appliance.jobs.states import CLIENT_SET, WAITING
 from appliance.machines import identity, timeline
 
 bp = Blueprint("client_api", __name__, url_prefix="/api/client/v1")
@@ -65,7 +66,7 @@ def get_job() -> Response:
     job = client_job(bind=True)
     timeline.record(appliance().db(), job.host, "client-call", f"client asked for job {job.id}",
                     job=job.id, address=request.remote_addr or "")  # fmt: skip
-    if job.state in ("pending", "booting"):
+    if job.state in WAITING:
         job = appliance().jobs.transition(job.id, "running")
     payload = job_payload(job)
     if job.action == "restore" and job.image and job.version:
@@ -121,8 +122,8 @@ def get_ssh_host_keys() -> Response:
 def post_state() -> Response:
     job = client_job()
     state = client_object().get("state")
-    if state not in ("running", "verifying"):
-        fail(400, f"state {state!r} cannot be set here", "send running or verifying")
+    if state not in CLIENT_SET:
+        fail(400, f"state {state!r} cannot be set here", "send " + " or ".join(CLIENT_SET))
     job = appliance().jobs.transition(job.id, str(state))
     return jsonify({"id": job.id, "state": job.state})
 

@@ -30,6 +30,12 @@ STARTED = ACTIVE - {"pending"}
 UNWRITTEN = ACTIVE - {"verifying"}
 # Ended without doing its work: such a job may be retried (as a new job).
 RETRYABLE = FINAL - {"done"}
+# Not yet called in by its client: the client's first call starts it running.
+WAITING = frozenset({"pending", "booting"})
+# The states a client may report of itself (POST /state).
+CLIENT_SET = ("running", "verifying")
+# Ended states that send a notification of their own name.
+NOTIFIED = frozenset({"done", "failed"})
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"booting", "running", "failed", "cancelled"}),

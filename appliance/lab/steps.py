@@ -22,6 +22,7 @@ from appliance import db
 from appliance.config import Layout
 from appliance.errors import NotFound, SlateError
 from appliance.jobs import Job, Jobs
+from appliance.jobs.states import RETRYABLE
 from appliance.lab.masterimage import MasterImage
 from appliance.lab.qemu import Machine
 from appliance.machines import Inventory
@@ -228,7 +229,7 @@ def wait_jobs(
                     on_update(j)
                 if j.state == "done":
                     pending.discard(jid)
-                elif j.state in ("failed", "cancelled"):
+                elif j.state in RETRYABLE:
                     raise LabStepError(
                         f"job {jid} ({j.action} of {j.host_name}) {j.state}: {j.reason}",
                         hint=_tails(machines) + " | log: " + _job_log(jobs, jid),

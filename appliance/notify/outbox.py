@@ -17,7 +17,7 @@ from appliance import audit
 from appliance.db import transaction
 from appliance.errors import NotFound, UsageError
 from appliance.jobs import queries
-from appliance.jobs.states import FINAL, ordered
+from appliance.jobs.states import FINAL, NOTIFIED, ordered
 from appliance.machines.queries import room_of
 from appliance.notify.events import Event, backoff, parse_events, payload
 from appliance.timestamps import utc_now
@@ -200,7 +200,7 @@ def record_job_end(conn: sqlite3.Connection, job: Any) -> int:
     ``done`` or ``failed``, then ``room-done`` when it was the last active job of its
     host's room."""
     queued = 0
-    if job.state in ("done", "failed"):
+    if job.state in NOTIFIED:
         queued += enqueue(conn, job_event(job.state, job))
     room = room_of(conn, job.host)
     if room is None:
