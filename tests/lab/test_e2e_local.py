@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 
+from appliance.jobs import testing as job_rows
 from appliance.lab import steps
 from tests.lab.conftest import E2ELab, sha256_file
 
@@ -24,7 +25,7 @@ def test_machine_without_job_boots_its_disk_untouched(e2e: E2ELab) -> None:
     assert sha256_file(disk) == before
     conn = steps.connect(e2e.home)
     try:
-        rows = conn.execute("SELECT COUNT(*) FROM jobs WHERE host=?", (m.mac,)).fetchone()
+        rows = job_rows.rows(conn, "id", host=m.mac)
     finally:
         conn.close()
-    assert rows[0] == 0
+    assert rows == []

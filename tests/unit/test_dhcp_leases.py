@@ -11,6 +11,7 @@ import pytest
 from appliance import db
 from appliance.dhcp.leases import LeaseBook, Pool
 from appliance.errors import UsageError
+from appliance.machines import Inventory
 
 POOL = Pool.parse("10.0.0.100-10.0.0.103", "10.0.0.0/24", lease_seconds=100)
 A, B, C = "02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c"
@@ -112,8 +113,9 @@ def test_release_and_decline(conn: sqlite3.Connection, clock: Clock) -> None:
 
 
 def test_reservations_from_the_inventory(conn: sqlite3.Connection, clock: Clock) -> None:
-    conn.execute("INSERT INTO hosts(mac, name, ip) VALUES (?, 'pc-c', '10.0.0.20')", (C,))
-    conn.execute("INSERT INTO hosts(mac, name, ip) VALUES (?, 'pc-b', '10.0.0.100')", (B,))
+    inventory = Inventory(conn)
+    inventory.add_host(C, "pc-c", actor="test", ip="10.0.0.20")
+    inventory.add_host(B, "pc-b", actor="test", ip="10.0.0.100")
     lb = book(conn, clock)
     assert lb.offer(C, POOL, None) == ip("10.0.0.20")  # outside the range, inside the subnet
     assert lb.request(C, POOL, requested=ip("10.0.0.20"), ciaddr=None).kind == "ack"

@@ -20,6 +20,7 @@ from appliance.config import Layout
 from appliance.formats.chunkio import compress_chunk, hash_chunk
 from appliance.formats.names import chunk_relpath
 from appliance.http import create_app
+from appliance.jobs import testing as job_rows
 
 API = "/api/client/v1"
 MACHINE = "10.0.0.5"
@@ -43,10 +44,9 @@ class World:
 
     def snapshot(self) -> Any:
         conn = self.facade.db()
-        jobs = conn.execute(
-            "SELECT id, state, result_version, client_addr, phase, bytes_done, bytes_total,"
-            " verified_bytes, reason FROM jobs ORDER BY id"
-        ).fetchall()
+        fields = "id state result_version client_addr phase bytes_done bytes_total"
+        fields += " verified_bytes reason"
+        jobs = [tuple(r) for r in job_rows.rows(conn, *fields.split())]
         uploads = conn.execute("SELECT job, digest FROM capture_uploads ORDER BY 1, 2").fetchall()
         logs = conn.execute(
             "SELECT job, line FROM job_log WHERE line NOT LIKE 'WARNING: refused%'"

@@ -14,6 +14,8 @@ from appliance.formats.chunkio import compress_chunk, hash_chunk
 from appliance.formats.manifest import ZERO, Chunk, Disk, Manifest
 from appliance.http import client_api, create_app
 from appliance.jobs import scope as jobscope
+from appliance.jobs import testing as job_rows
+from appliance.machines import testing as host_rows
 from appliance.store import Store
 
 API = "/api/client/v1"
@@ -256,7 +258,7 @@ def test_migration_gives_open_capture_jobs_their_bases_by_time(home):
         for statement in db._split(sql):
             conn.execute(statement)
         conn.execute("INSERT INTO schema_migrations(number, name) VALUES (?, ?)", (number, name))
-    conn.execute("INSERT INTO hosts(mac, name) VALUES ('aa:bb:cc:00:00:01', 'ref')")
+    host_rows.insert_plain(conn, "aa:bb:cc:00:00:01", "ref")
     conn.execute("INSERT INTO images(name) VALUES ('win11')")
     for version in ("20261125T100000Z", "20261201T120000Z"):
         conn.execute(
@@ -264,10 +266,7 @@ def test_migration_gives_open_capture_jobs_their_bases_by_time(home):
             " VALUES ('win11', ?, '', 0, 0)",
             (version,),
         )
-    conn.execute(
-        "INSERT INTO jobs(host, action, image, token_hash, created_at)"
-        " VALUES ('aa:bb:cc:00:00:01', 'capture', 'win11', 'x', '2026-11-30T08:00:00Z')"
-    )
+    job_rows.insert_plain(conn, "aa:bb:cc:00:00:01", "capture", "win11", "2026-11-30T08:00:00Z")
     conn.close()
     upgraded = db.connect(home / "old.db")
     rows = upgraded.execute("SELECT job, version FROM capture_bases").fetchall()

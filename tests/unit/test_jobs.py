@@ -13,6 +13,7 @@ from appliance import db
 from appliance.config import Layout
 from appliance.errors import Conflict, IllegalTransition, NotFound, PeerError, UsageError
 from appliance.jobs import Jobs, parse_disk_hint, parse_when, versions_in_use
+from appliance.jobs import testing as job_rows
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def test_token_only_hashed_and_stable(jobs, home):
     job = jobs.restore("pc1", "win11", actor="t")
     token = jobs.token(job.id)
     assert len(token) == 64 and jobs.token(job.id) == token
-    row = jobs.conn.execute("SELECT * FROM jobs WHERE id=?", (job.id,)).fetchone()
+    [row] = job_rows.rows(jobs.conn, job_id=job.id)
     assert row["token_hash"] == hashlib.sha256(token.encode()).hexdigest()
     assert token not in " ".join(str(v) for v in tuple(row))
     assert token.encode() not in (home / "slate.db").read_bytes()
@@ -175,9 +176,7 @@ def test_host_with_active_job_cannot_be_removed(jobs):
 
 def _age(jobs, job_id: int, seconds: float) -> None:
     """Pretend the job's last news is ``seconds`` old."""
-    then = datetime.now(UTC).timestamp() - seconds
-    stamp = datetime.fromtimestamp(then, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    jobs.conn.execute("UPDATE jobs SET updated_at=? WHERE id=?", (stamp, job_id))
+    job_rows.age(jobs.conn, job_id, seconds)
 
 
 def test_silent_jobs_fail_with_a_reason_and_the_rest_are_left_alone(jobs):

@@ -13,6 +13,7 @@ from http_kit import V1, bearer, write_image
 from appliance import db
 from appliance.config import Layout
 from appliance.http import create_app
+from appliance.jobs import testing as job_rows
 from appliance.machines import facts as machine_facts
 from appliance.notify import outbox
 from appliance.settings import Settings
@@ -288,7 +289,8 @@ def test_cli_ignore_disk_health_on_restore_and_capture(slate, home):
     )
     assert json.loads(cap.stdout)[0]["options"]["ignore_disk_health"] is True
     conn = db.connect(Layout(home).db)
-    plain = conn.execute("SELECT options FROM jobs WHERE host='aa:bb:cc:00:00:02'").fetchone()[0]
+    [row] = job_rows.rows(conn, "options", host="aa:bb:cc:00:00:02")
+    plain = row["options"]
     assert json.loads(plain)["ignore_disk_health"] is True
 
 

@@ -14,6 +14,7 @@ from appliance import db
 from appliance.config import Layout
 from appliance.dhcp.decide import BootTarget, ClientInfo
 from appliance.errors import SlateError
+from appliance.jobs import testing as job_rows
 from appliance.machines import Inventory
 from appliance.server import Appliance, dns_names, populate_tftp_root
 from appliance.settings import Settings
@@ -149,7 +150,7 @@ def test_housekeeping_fails_a_job_whose_machine_went_silent(home: Path) -> None:
     jobs = Jobs(conn, layout)
     job = jobs.restore("pc9", "win11", actor="t")
     jobs.transition(job.id, "booting")
-    conn.execute("UPDATE jobs SET updated_at='2000-01-01T00:00:00Z' WHERE id=?", (job.id,))
+    job_rows.set_stamps(conn, job.id, updated_at="2000-01-01T00:00:00Z")
     keeper = Housekeeping(layout, db.ThreadConnections(layout.db), interval=0.05)
     keeper.start()
     try:

@@ -11,6 +11,7 @@ from http_kit import V1, bearer, chunk_url, write_image
 
 from appliance.config import Layout
 from appliance.http import create_app
+from appliance.jobs import testing as job_rows
 from appliance.machines import history, timeline
 
 MAC = "aa:bb:cc:00:00:01"
@@ -117,9 +118,9 @@ def test_history_with_duration_bytes_result_and_csv(home: Path) -> None:
     one = jobs.restore("pc1", "win11", actor="test")
     jobs.transition(one.id, "running")
     conn = facade.db()
-    conn.execute("UPDATE jobs SET started_at='2026-12-01T10:00:00Z' WHERE id=?", (one.id,))
+    job_rows.set_stamps(conn, one.id, started_at="2026-12-01T10:00:00Z")
     jobs.done(one.id, verified_bytes=3 * 1024 * 1024)
-    conn.execute("UPDATE jobs SET finished_at='2026-12-01T10:01:30Z' WHERE id=?", (one.id,))
+    job_rows.set_stamps(conn, one.id, finished_at="2026-12-01T10:01:30Z")
     two = jobs.restore("pc1", "win11", actor="test")
     jobs.failed(two.id, '=HYPERLINK("http://x")')
     rows = history.host_history(conn, MAC)

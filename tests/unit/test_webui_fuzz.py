@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from test_webui_kit import MAC1, MAC2, add_host, add_image, make_app, slate
 
 from appliance import users
+from appliance.jobs import testing as job_rows
+from appliance.machines import testing as host_rows
 
 FORMS = [
     "/login",
@@ -72,11 +74,12 @@ class World:
         with self.app.app_context():
             conn = slate(self.app).db()
             return [
+                host_rows.hosts(conn),
+                [tuple(r) for r in job_rows.rows(conn, "id", "state", "image", "version")],
+            ] + [
                 [tuple(r) for r in conn.execute(q)]
                 for q in (
-                    "SELECT * FROM hosts ORDER BY mac",
                     "SELECT * FROM rooms ORDER BY name",
-                    "SELECT id, state, image, version FROM jobs ORDER BY id",
                     "SELECT name, role, password_hash, epoch FROM users ORDER BY name",
                     "SELECT image, version, note FROM versions ORDER BY 1, 2",
                     "SELECT actor, action, target FROM audit WHERE action NOT LIKE 'login.%'",
