@@ -49,7 +49,7 @@ class Settings:
     lease_time: int = 3600
     accel: str = "tcg"
     multicast_rate: int = 0  # bit/s of roomcast sessions; 0 = 90 % of the link's speed
-    link_rate: int = 0  # bit/s of the imaging link; 0 = multicast_rate / 0.9, else the NIC's
+    link_rate: int = 0  # bit/s of the imaging link; 0 = the NIC's, else multicast_rate / 0.9
     multicast_group: str = "239.255.83.0/24"  # sessions take their groups from here
     multicast_port: int = 5483
     igmp_query_interval: float = 60.0  # s; 0 = never act as the IGMP querier
@@ -213,8 +213,8 @@ TABLE: tuple[Setting, ...] = (
     Setting(
         "link_rate",
         "bit/s of the imaging link, which the room sessions share and chunks served by HTTP"
-        " get the rest of while they run: 1G, 500M (0 or auto = the multicast rate / 0.9"
-        " when that is given, else the interface's speed)",
+        " get the rest of while they run: 1G, 500M (0 or auto = the interface's speed;"
+        " where it does not say, the multicast rate / 0.9)",
         lambda t: _roomcast("parse_rate", t),
         metavar="RATE",
     ),

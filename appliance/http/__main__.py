@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--file", action="append", default=[], metavar="URL=PATH")
     parser.add_argument("--multicast-rate", default="", metavar="RATE", help="roomcast bit/s")
+    parser.add_argument("--link-rate", default="", metavar="RATE", help="the imaging link's bit/s")
     parser.add_argument("--multicast-group", default=DEFAULT_GROUP, metavar="CIDR")
     parser.add_argument("--igmp-query-interval", type=float, default=60.0, metavar="S")
     parser.add_argument("--tls-port", type=int, default=0, metavar="N", help="client channel")
@@ -42,6 +43,7 @@ def main() -> None:
         address=args.host,
         http_port=args.port,
         multicast_rate=parse_rate(args.multicast_rate),
+        link_rate=parse_rate(args.link_rate),
         multicast_group=parse_group(args.multicast_group),
         igmp_query_interval=args.igmp_query_interval,
         client_tls_port=args.tls_port,

@@ -19,6 +19,7 @@ from client_kit import ROOT, ServedHome, client_argv
 from appliance.jobs import Job
 from appliance.lab.netns import IP, Lab, Netns
 from appliance.machines import Inventory
+from appliance.roomcast import MULTICAST_SHARE, parse_rate
 
 SERVER = "10.83.0.1"
 BOOT_PYTHON = "/usr/bin/python3"
@@ -175,6 +176,14 @@ class Room:
         self.lab.close()
 
 
+def link_of(rate: str, mbit: float | None = None) -> list[str]:
+    """``--link-rate`` for an appliance in a namespace: its veth claims 10 Gbit/s, so the
+    link a test means is said: ``mbit`` (the appliance's port shaped to it), else the one
+    ``rate`` is 90 % of (the room's links, where the seats' ports are shaped)."""
+    bits = int(mbit * 1_000_000) if mbit else int(parse_rate(rate) / MULTICAST_SHARE)
+    return ["--link-rate", str(bits)]
+
+
 def make_room(
     tmp: Path,
     image: Path,
@@ -203,7 +212,7 @@ def make_room(
             tmp / "home",
             host=SERVER,
             wrap=[IP, "netns", "exec", srv.name],
-            extra=["--multicast-rate", rate, *extra],
+            extra=["--multicast-rate", rate, *link_of(rate), *extra],
         )
     except BaseException:
         lab.close()
@@ -266,7 +275,7 @@ def make_rooms(
             tmp / "home",
             host=SERVER,
             wrap=[IP, "netns", "exec", srv.name],
-            extra=["--multicast-rate", rate],
+            extra=["--multicast-rate", rate, *link_of(rate, srv_mbit)],
         )
     except BaseException:
         lab.close()

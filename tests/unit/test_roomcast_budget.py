@@ -214,6 +214,31 @@ def roomcast(monkeypatch: pytest.MonkeyPatch) -> Iterator[Roomcast]:
             sender.end()
 
 
+def test_the_link_is_the_flag_else_the_interface_else_the_multicast_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import appliance.roomcast as roomcast_module
+
+    no_db: Any = lambda: None  # noqa: E731
+    speeds = {"eth1": 1_000_000_000}
+    monkeypatch.setattr(roomcast_module, "interface_of", lambda _addr: "eth1")
+    monkeypatch.setattr(roomcast_module, "interface_speed", lambda name: speeds.get(name, 0))
+    # A 1 Gbit/s port with multicast capped at 100M: the link is the port's, so HTTP
+    # beside a session gets 900M, not the 11M of 100M / 0.9.
+    rc = Roomcast("10.83.0.1", Path, no_db, rate=100_000_000, nice=0)
+    assert rc.link == 1_000_000_000
+    assert http_rate(rc.link, [rc.rate]) == 900_000_000
+    # --link-rate wins over the port.
+    assert Roomcast("10.83.0.1", Path, no_db, rate=100_000_000, link=200_000_000).link == (
+        200_000_000
+    )
+    # A port that does not say (speed 0): 90 % of the link is the multicast rate.
+    speeds.clear()
+    assert Roomcast("10.83.0.1", Path, no_db, rate=45_000_000, nice=0).link == 50_000_000
+    # Neither: the default rate is 90 % of it.
+    assert Roomcast("10.83.0.1", Path, no_db, nice=0).link == 1_000_000_000
+
+
 def test_sessions_step_down_and_up_and_http_takes_the_rest(roomcast: Roomcast) -> None:
     rc = roomcast
     assert rc.link == 50_000_000  # --multicast-rate 45M is 90 % of a 50 Mbit/s link
