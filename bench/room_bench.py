@@ -20,7 +20,11 @@ Rows (medians of --runs):
 * unshaped on a veth (one seat, --unshaped-mib): sender goodput, sender and receiver CPU
   seconds per GiB, beside the HTTP path's.
 
-    python bench/room_bench.py [--seats 1,4,8,16,32] [--runs 3] [--quick]
+* a real school (issue 29): a forger on the VLAN in the room of 8, 2 of 12 seats at a
+  quarter of the rate, two rooms of different images started together (beside udpcast,
+  two sessions on the same links); ``--school`` runs only these.
+
+    python bench/room_bench.py [--seats 1,4,8,16,32] [--runs 3] [--quick] [--school]
 
 Run it alone: it takes the two cores (``--quick`` is what the interop tier runs).
 """
@@ -360,8 +364,8 @@ class Forger(threading.Thread):
         return self.sent
 
 
-def two_rooms(b: Bench, images: dict[str, Path]) -> dict[str, float]:
-    """Two rooms of 3 seats restoring different images through one appliance whose port
+def two_rooms(b: Bench, images: dict[str, Path], seats: int = 3) -> dict[str, float]:
+    """Two rooms of ``seats`` seats restoring different images through one appliance whose port
     is as fast as a seat's, each room alone and then both started together: each room's
     time together / alone.  Beside them udpcast, two sessions on the same links."""
 
@@ -369,9 +373,9 @@ def two_rooms(b: Bench, images: dict[str, Path]) -> dict[str, float]:
         b.n += 1
         tmp = b.work / f"run{b.n}"
         tmp.mkdir()
-        room = make_rooms(tmp, {n: images[n] for n in names}, 3, rate=b.rate,
+        room = make_rooms(tmp, {n: images[n] for n in names}, seats, rate=b.rate,
                           srv_mbit=b.args.seat_mbit, seat_mbit=b.args.seat_mbit,
-                          python=b.python)  # fmt: skip
+                          transport="multicast", python=b.python)  # fmt: skip
         try:
             go = room.start_together(room.seats, loaded=True)
             codes = room.wait_all(timeout=1800)
@@ -388,7 +392,7 @@ def two_rooms(b: Bench, images: dict[str, Path]) -> dict[str, float]:
         b.n += 1
         tmp = b.work / f"run{b.n}"
         tmp.mkdir()
-        room = make_rooms(tmp, {n: images[n] for n in names}, 3, rate=b.rate,
+        room = make_rooms(tmp, {n: images[n] for n in names}, seats, rate=b.rate,
                           srv_mbit=b.args.seat_mbit, seat_mbit=b.args.seat_mbit)  # fmt: skip
         try:
             room.app.stop()
@@ -408,7 +412,7 @@ def two_rooms(b: Bench, images: dict[str, Path]) -> dict[str, float]:
                     for s in room.seats if s.name.startswith(n + "-")
                 ]  # fmt: skip
                 srv.popen(["udp-sender", "--interface", "eth0", "--nokbd", "--portbase", port,
-                           "--file", str(zst), "--min-receivers", "3", "--max-bitrate",
+                           "--file", str(zst), "--min-receivers", str(seats), "--max-bitrate",
                            b.rate.lower(), "--no-progress"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
             took = {}
@@ -439,6 +443,120 @@ def med(results: list[dict[str, object]], key: str) -> float:
     return median([float(r[key]) for r in results])  # type: ignore[arg-type]
 
 
+def scaling_rows(args: argparse.Namespace, b: Bench, counts: list[int],
+                 figures: dict[str, object]) -> float:  # fmt: skip
+    """T_N / T_1 for each room size (roomcast cold and loaded, udpcast, HTTP); T_1."""
+    rows: dict[str, dict[int, float]] = {
+        "roomcast": {}, "loaded": {}, "http": {}, "udpcast": {}
+    }  # fmt: skip
+    bytes_ratio: dict[str, dict[int, float]] = {k: {} for k in rows}
+    parts: dict[int, tuple[float, float, float]] = {}
+    for n in counts:
+        rc = [b.restore(n) for _ in range(args.runs)]
+        parts[n] = (med(rc, "startup"), med(rc, "sending"), med(rc, "tail"))
+        rl = [b.restore(n, loaded=True) for _ in range(args.runs)]
+        uc = [b.udpcast(n) for _ in range(args.runs)]
+        http_runs = args.http_runs if n <= args.http_max_seats else 0
+        ht = [b.restore(n, "unicast") for _ in range(http_runs)]
+        for name, res in (("roomcast", rc), ("loaded", rl), ("udpcast", uc), ("http", ht)):
+            if res:
+                rows[name][n] = med(res, "seconds")
+                bytes_ratio[name][n] = med(res, "appliance_bytes") / b.compressed
+        r, lo, u = rows["roomcast"][n], rows["loaded"][n], rows["udpcast"][n]
+        h = f"{rows['http'][n]:6.1f} s" if n in rows["http"] else "  (not run)"
+        print(f"  N={n:>2}: roomcast {r:6.1f} s (loaded {lo:6.1f} s), udpcast {u:6.1f} s,"
+              f" HTTP {h}", flush=True)  # fmt: skip
+    t1, l1 = rows["roomcast"][counts[0]], rows["loaded"][counts[0]]
+    print(f"\n{'seats':>5} {'roomcast T_N/T_1':>17} {'loaded':>7} {'HTTP T_N/T_1':>13} "
+          f"{'udpcast T_N/T_1':>16} {'bytes/compressed: roomcast':>27} {'HTTP':>6} "
+          f"{'udpcast':>8}")  # fmt: skip
+    h1, u1 = rows["http"].get(counts[0], 0.0), rows["udpcast"][counts[0]]
+    for n in counts:
+        ran = n in rows["http"] and h1 > 0
+        ht_ratio = f"{rows['http'][n] / h1:>13.2f}" if ran else f"{'-':>13}"
+        ht_bytes = f"{bytes_ratio['http'][n]:>6.2f}" if ran else f"{'-':>6}"
+        print(f"{n:>5} {rows['roomcast'][n] / t1:>17.2f} {rows['loaded'][n] / l1:>7.2f}"
+              f" {ht_ratio} {rows['udpcast'][n] / rows['udpcast'][counts[0]]:>16.2f} "
+              f"{bytes_ratio['roomcast'][n]:>27.2f} {ht_bytes} "
+              f"{bytes_ratio['udpcast'][n]:>8.2f}")  # fmt: skip
+    print(f"  (T_1: roomcast {t1:.1f} s, loaded {l1:.1f} s, HTTP {h1:.1f} s, udpcast"
+          f" {u1:.1f} s; goal T32 <= 1.2 x T1, bytes <= 1.1.  Seats run {b.python}, as"
+          " the boot environment does.  roomcast: every seat's interpreter starts at the"
+          " go, all N on these 2 cores; loaded: each seat has imported the client before"
+          " the go, as a machine that booted on its own CPU has)\n")  # fmt: skip
+    print("where roomcast's time went (medians): until 1 % of the bytes had left the"
+          " appliance (the seats' start-up: N Python clients on these 2 cores), from 1 %"
+          " to 99 % (the sending), and from there until the last seat was done")  # fmt: skip
+    print(f"{'seats':>5} {'start-up s':>11} {'sending s':>10} {'sending / T_1 sending':>22}"
+          f" {'tail s':>7}")  # fmt: skip
+    for n in counts:
+        up, send, tail = parts[n]
+        print(f"{n:>5} {up:>11.2f} {send:>10.2f} {send / parts[counts[0]][1]:>22.2f}"
+              f" {tail:>7.2f}")  # fmt: skip
+    print()
+    figures.update(times=rows, bytes_ratio=bytes_ratio, roomcast_parts=parts)
+    return t1
+
+
+def room_rows(args: argparse.Namespace, b: Bench, m: int, t_m: float, t1: float,
+              figures: dict[str, object]) -> None:  # fmt: skip
+    """A room of ``m``: one half-rate seat, a late joiner, 1 % loss, a delta room."""
+
+    def slow(room: Room) -> None:
+        room.shape(room.seats[-1].name, args.seat_mbit / 2)
+
+    with_slow = [b.restore(m, prepare=slow) for _ in range(args.runs)]
+    others = median([max(r["seat_seconds"][:-1]) for r in with_slow])  # type: ignore[index]
+    slow_seat = median([r["seat_seconds"][-1] for r in with_slow])  # type: ignore[index]
+    late = [b.restore(m, late=0.5 * t1) for _ in range(args.runs)]
+    late_t = median([float(r["late_seconds"]) for r in late])  # type: ignore[arg-type]
+
+    def lossy(room: Room) -> None:
+        room.loss([s.name for s in room.seats], 1.0)
+
+    loss = [b.restore(m, prepare=lossy) for _ in range(args.runs)]
+
+    def delta(room: Room) -> None:
+        for i, s in enumerate(room.seats):
+            shutil.copyfile(b.image, s.disk)
+            change_chunks(s.disk, 0.05, seed=30 + i)
+
+    dl = [b.restore(m, prepare=delta) for _ in range(args.runs)]
+    print(f"  one half-rate seat: the others {others / t_m:.3f} x T (goal <= 1.05); the slow"
+          f" seat {slow_seat:.1f} s, verified")  # fmt: skip
+    print(f"  late joiner at 0.5 x T1: done {late_t / t1:.2f} x T1 after it joined (goal <= 1.15)")
+    print(f"  1 % loss on every port: {med(loss, 'seconds') / t_m:.3f} x loss-free (goal <= 1.1)")
+    print(f"  delta room (5 % of the chunks differ per seat): {med(dl, 'seconds') / t_m:.3f}"
+          f" x the full room; appliance bytes {med(dl, 'appliance_bytes') / b.compressed:.2f}"
+          " x the compressed image")  # fmt: skip
+    figures.update(room=m, t_room=t_m, half_rate_others=others / t_m, slow_seat=slow_seat,
+                   late_joiner=late_t / t1, loss=med(loss, "seconds") / t_m,
+                   delta=med(dl, "seconds") / t_m)  # fmt: skip
+
+
+def unshaped_rows(args: argparse.Namespace, b: Bench, figures: dict[str, object]) -> None:
+    """One seat on an unshaped veth: roomcast and HTTP goodput and CPU per GiB."""
+    mc = b.unshaped("multicast")
+    hp = b.unshaped("unicast")
+    print(f"\nunshaped veth, one seat, {args.unshaped_mib} MiB:")
+    print("  (Mbit/s over the whole client run, start-up included, and while sending: the"
+          " middle 90 % of the bytes; CPU-s per GiB of disk data, and the appliance's per"
+          " GiB it sent; roomcast set to 1000 Mbit/s)")  # fmt: skip
+    for name, f in (("roomcast", mc), ("HTTP", hp)):
+        if name == "roomcast":
+            print(f"  {name:<9} {f['middle_mbit']:5.0f} Mbit/s of Ethernet frames while sending"
+                  f" = {f['middle_payload_mbit']:.0f} Mbit/s of datagrams (goal >= 940),"
+                  f" {f['middle_goodput_mbit']:.0f} of image data")  # fmt: skip
+        else:
+            print(f"  {name:<9} {f['middle_mbit']:5.0f} Mbit/s of Ethernet frames while sending"
+                  " (an estimate: TCP headers are larger)")  # fmt: skip
+        print(f"  {'':<9} {f['wire_mbit']:5.0f} Mbit/s sent ({f['disk_mbit']:5.0f} of disk),"
+              f" appliance {f['appliance_cpu_per_gib']:.2f} CPU-s/GiB"
+              f" ({f['appliance_cpu_per_wire_gib']:.2f} per GiB sent), seat"
+              f" {f['seat_cpu_per_gib']:.2f} CPU-s/GiB")  # fmt: skip
+    figures.update(unshaped_roomcast=mc, unshaped_http=hp)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seats", default="1,4,8,16,32")
@@ -449,6 +567,9 @@ def main() -> int:
     p.add_argument("--image-mib", type=int, default=64)
     p.add_argument("--unshaped-mib", type=int, default=512)
     p.add_argument("--quick", action="store_true", help="1 and 2 seats, one run, small image")
+    p.add_argument("--school", action="store_true",
+                   help="only the rows of a real school (issue 29): a forger in a room of 8, two"
+                   " quarter-rate seats of 12, two rooms at once (beside udpcast)")  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args()
     # Stopped (kill, Ctrl-C): leave through the finally blocks, which remove the namespaces.
@@ -462,95 +583,15 @@ def main() -> int:
         b = Bench(args, work)
         print(f"image {args.image_mib} MiB, seats and appliance at {args.seat_mbit:.0f} Mbit/s, "
               f"roomcast at {b.rate}bit/s; medians of {args.runs}", flush=True)  # fmt: skip
-        rows: dict[str, dict[int, float]] = {
-            "roomcast": {}, "loaded": {}, "http": {}, "udpcast": {}
-        }  # fmt: skip
-        bytes_ratio: dict[str, dict[int, float]] = {k: {} for k in rows}
-        parts: dict[int, tuple[float, float, float]] = {}
-        for n in counts:
-            rc = [b.restore(n) for _ in range(args.runs)]
-            parts[n] = (med(rc, "startup"), med(rc, "sending"), med(rc, "tail"))
-            rl = [b.restore(n, loaded=True) for _ in range(args.runs)]
-            uc = [b.udpcast(n) for _ in range(args.runs)]
-            http_runs = args.http_runs if n <= args.http_max_seats else 0
-            ht = [b.restore(n, "unicast") for _ in range(http_runs)]
-            for name, res in (("roomcast", rc), ("loaded", rl), ("udpcast", uc), ("http", ht)):
-                if res:
-                    rows[name][n] = med(res, "seconds")
-                    bytes_ratio[name][n] = med(res, "appliance_bytes") / b.compressed
-            r, lo, u = rows["roomcast"][n], rows["loaded"][n], rows["udpcast"][n]
-            h = f"{rows['http'][n]:6.1f} s" if n in rows["http"] else "  (not run)"
-            print(f"  N={n:>2}: roomcast {r:6.1f} s (loaded {lo:6.1f} s), udpcast {u:6.1f} s,"
-                  f" HTTP {h}", flush=True)  # fmt: skip
-        t1, l1 = rows["roomcast"][counts[0]], rows["loaded"][counts[0]]
-        print(f"\n{'seats':>5} {'roomcast T_N/T_1':>17} {'loaded':>7} {'HTTP T_N/T_1':>13} "
-              f"{'udpcast T_N/T_1':>16} {'bytes/compressed: roomcast':>27} {'HTTP':>6} "
-              f"{'udpcast':>8}")  # fmt: skip
-        h1, u1 = rows["http"].get(counts[0], 0.0), rows["udpcast"][counts[0]]
-        for n in counts:
-            ran = n in rows["http"] and h1 > 0
-            ht_ratio = f"{rows['http'][n] / h1:>13.2f}" if ran else f"{'-':>13}"
-            ht_bytes = f"{bytes_ratio['http'][n]:>6.2f}" if ran else f"{'-':>6}"
-            print(f"{n:>5} {rows['roomcast'][n] / t1:>17.2f} {rows['loaded'][n] / l1:>7.2f}"
-                  f" {ht_ratio} {rows['udpcast'][n] / rows['udpcast'][counts[0]]:>16.2f} "
-                  f"{bytes_ratio['roomcast'][n]:>27.2f} {ht_bytes} "
-                  f"{bytes_ratio['udpcast'][n]:>8.2f}")  # fmt: skip
-        print(f"  (T_1: roomcast {t1:.1f} s, loaded {l1:.1f} s, HTTP {h1:.1f} s, udpcast"
-              f" {u1:.1f} s; goal T32 <= 1.2 x T1, bytes <= 1.1.  Seats run {b.python}, as"
-              " the boot environment does.  roomcast: every seat's interpreter starts at the"
-              " go, all N on these 2 cores; loaded: each seat has imported the client before"
-              " the go, as a machine that booted on its own CPU has)\n")  # fmt: skip
-        print("where roomcast's time went (medians): until 1 % of the bytes had left the"
-              " appliance (the seats' start-up: N Python clients on these 2 cores), from 1 %"
-              " to 99 % (the sending), and from there until the last seat was done")  # fmt: skip
-        print(f"{'seats':>5} {'start-up s':>11} {'sending s':>10} {'sending / T_1 sending':>22}"
-              f" {'tail s':>7}")  # fmt: skip
-        for n in counts:
-            up, send, tail = parts[n]
-            print(f"{n:>5} {up:>11.2f} {send:>10.2f} {send / parts[counts[0]][1]:>22.2f}"
-                  f" {tail:>7.2f}")  # fmt: skip
-        print()
-        figures.update(times=rows, bytes_ratio=bytes_ratio, roomcast_parts=parts)
-
+        if not args.school:
+            t1 = scaling_rows(args, b, counts, figures)
         m = 8 if not args.quick else 2
         base = [b.restore(m) for _ in range(args.runs)]
         t_m = med(base, "seconds")
 
-        def slow(room: Room) -> None:
-            room.shape(room.seats[-1].name, args.seat_mbit / 2)
-
-        with_slow = [b.restore(m, prepare=slow) for _ in range(args.runs)]
-        others = median([max(r["seat_seconds"][:-1]) for r in with_slow])  # type: ignore[index]
-        slow_seat = median([r["seat_seconds"][-1] for r in with_slow])  # type: ignore[index]
-        late = [b.restore(m, late=0.5 * t1) for _ in range(args.runs)]
-        late_t = median([float(r["late_seconds"]) for r in late])  # type: ignore[arg-type]
-
-        def lossy(room: Room) -> None:
-            room.loss([s.name for s in room.seats], 1.0)
-
-        loss = [b.restore(m, prepare=lossy) for _ in range(args.runs)]
-
-        def delta(room: Room) -> None:
-            for i, s in enumerate(room.seats):
-                shutil.copyfile(b.image, s.disk)
-                change_chunks(s.disk, 0.05, seed=30 + i)
-
-        dl = [b.restore(m, prepare=delta) for _ in range(args.runs)]
         print(f"room of {m} (T = {t_m:.1f} s):")
-        print(f"  one half-rate seat: the others {others / t_m:.3f} x T (goal <= 1.05); the slow"
-              f" seat {slow_seat:.1f} s, verified")  # fmt: skip
-        print(
-            f"  late joiner at 0.5 x T1: done {late_t / t1:.2f} x T1 after it joined (goal <= 1.15)"
-        )
-        print(
-            f"  1 % loss on every port: {med(loss, 'seconds') / t_m:.3f} x loss-free (goal <= 1.1)"
-        )
-        print(f"  delta room (5 % of the chunks differ per seat): {med(dl, 'seconds') / t_m:.3f}"
-              f" x the full room; appliance bytes {med(dl, 'appliance_bytes') / b.compressed:.2f}"
-              " x the compressed image")  # fmt: skip
-        figures.update(room=m, t_room=t_m, half_rate_others=others / t_m, slow_seat=slow_seat,
-                       late_joiner=late_t / t1, loss=med(loss, "seconds") / t_m,
-                       delta=med(dl, "seconds") / t_m)  # fmt: skip
+        if not args.school:
+            room_rows(args, b, m, t_m, t1, figures)
 
         forged = [b.restore(m, forger=True) for _ in range(args.runs)]
         print(f"  a forger on the VLAN (every forgery of tests/interop/forger.py from the first"
@@ -577,9 +618,10 @@ def main() -> int:
 
         second = b.work / "second.img"
         make_disk(second, args.image_mib * MIB, seed=77, data_fraction=0.9)
-        tr = two_rooms(b, {"r1": b.image, "r2": second})
-        print(f"  two rooms of 3, different images, started together (appliance port as fast"
-              f" as a seat's): room 1 {tr['together_r1'] / tr['alone_r1']:.2f} x alone,"
+        per_room = 3 if not args.quick else 1
+        tr = two_rooms(b, {"r1": b.image, "r2": second}, per_room)
+        print(f"  two rooms of {per_room}, different images, started together (appliance port"
+              f" as fast as a seat's): room 1 {tr['together_r1'] / tr['alone_r1']:.2f} x alone,"
               f" room 2 {tr['together_r2'] / tr['alone_r2']:.2f} x alone; the later one"
               f" {max(tr['together_r1'], tr['together_r2']) / tr['sum_alone']:.2f} x the sum"
               f" of their times alone (goal <= 1.1).  udpcast, two sessions: room 1"
@@ -587,25 +629,8 @@ def main() -> int:
               f" {tr['udpcast_together_r2'] / tr['udpcast_alone_r2']:.2f} x alone")  # fmt: skip
         figures.update(two_rooms=tr)
 
-        mc = b.unshaped("multicast")
-        hp = b.unshaped("unicast")
-        print(f"\nunshaped veth, one seat, {args.unshaped_mib} MiB:")
-        print("  (Mbit/s over the whole client run, start-up included, and while sending: the"
-              " middle 90 % of the bytes; CPU-s per GiB of disk data, and the appliance's per"
-              " GiB it sent; roomcast set to 1000 Mbit/s)")  # fmt: skip
-        for name, f in (("roomcast", mc), ("HTTP", hp)):
-            if name == "roomcast":
-                print(f"  {name:<9} {f['middle_mbit']:5.0f} Mbit/s of Ethernet frames while sending"
-                      f" = {f['middle_payload_mbit']:.0f} Mbit/s of datagrams (goal >= 940),"
-                      f" {f['middle_goodput_mbit']:.0f} of image data")  # fmt: skip
-            else:
-                print(f"  {name:<9} {f['middle_mbit']:5.0f} Mbit/s of Ethernet frames while sending"
-                      " (an estimate: TCP headers are larger)")  # fmt: skip
-            print(f"  {'':<9} {f['wire_mbit']:5.0f} Mbit/s sent ({f['disk_mbit']:5.0f} of disk),"
-                  f" appliance {f['appliance_cpu_per_gib']:.2f} CPU-s/GiB"
-                  f" ({f['appliance_cpu_per_wire_gib']:.2f} per GiB sent), seat"
-                  f" {f['seat_cpu_per_gib']:.2f} CPU-s/GiB")  # fmt: skip
-        figures.update(unshaped_roomcast=mc, unshaped_http=hp)
+        if not args.school:
+            unshaped_rows(args, b, figures)
         if args.json:
             args.json.write_text(json.dumps(figures, indent=1))
     finally:

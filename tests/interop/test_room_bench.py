@@ -25,5 +25,5 @@ def test_room_bench_quick_runs() -> None:
     assert "Seats run /usr/bin/python3," in proc.stdout, proc.stdout
     for row in ("roomcast T_N/T_1", "loaded", "half-rate seat", "late joiner", "1 % loss",
                 "delta room", "a forger on the VLAN", "at a quarter of the rate",
-                "two rooms of 3", "udpcast, two sessions", "unshaped veth"):  # fmt: skip
+                "two rooms of 1", "udpcast, two sessions", "unshaped veth"):  # fmt: skip
         assert row in proc.stdout, proc.stdout
