@@ -22,7 +22,7 @@ Rows (medians of --runs):
 
 * a real school (issue 29): a forger on the VLAN in the room of 8, 2 of 12 seats at a
   quarter of the rate, two rooms of different images started together (beside udpcast,
-  two sessions on the same links); ``--school`` runs only these.
+  two sessions on the same links); ``--school`` runs only these and the unshaped row.
 
     python bench/room_bench.py [--seats 1,4,8,16,32] [--runs 3] [--quick] [--school]
 
@@ -569,7 +569,8 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="1 and 2 seats, one run, small image")
     p.add_argument("--school", action="store_true",
                    help="only the rows of a real school (issue 29): a forger in a room of 8, two"
-                   " quarter-rate seats of 12, two rooms at once (beside udpcast)")  # fmt: skip
+                   " quarter-rate seats of 12, two rooms at once (beside udpcast); and the"
+                   " unshaped row")  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args()
     # Stopped (kill, Ctrl-C): leave through the finally blocks, which remove the namespaces.
@@ -629,8 +630,7 @@ def main() -> int:
               f" {tr['udpcast_together_r2'] / tr['udpcast_alone_r2']:.2f} x alone")  # fmt: skip
         figures.update(two_rooms=tr)
 
-        if not args.school:
-            unshaped_rows(args, b, figures)
+        unshaped_rows(args, b, figures)
         if args.json:
             args.json.write_text(json.dumps(figures, indent=1))
     finally:
