@@ -16,6 +16,7 @@ from pathlib import Path
 
 from appliance.jobs import queries
 from appliance.jobs.states import STATES
+from appliance.notify.outbox import count_by_state as outbox_counts
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -73,7 +74,7 @@ def render(conn: sqlite3.Connection, home: Path) -> str:
     jobs = [_sample("slate_jobs", [("state", s)], n) for s, n in by_state.items()]
     lines += _family("slate_jobs", "gauge", "Jobs in the database, by state.", jobs)
     outbox = dict.fromkeys(("pending", "sent", "gave-up"), 0)
-    for state, n in conn.execute("SELECT state, COUNT(*) FROM notify_outbox GROUP BY state"):
+    for state, n in outbox_counts(conn):
         outbox[state] = n
     queued = [_sample("slate_notifications", [("state", s)], n) for s, n in outbox.items()]
     lines += _family("slate_notifications", "gauge", "Notifications by state.", queued)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from appliance import db, metrics
 from appliance.boot.chainload import Chainload
 from appliance.config import Layout
+from appliance.dhcp.leases import bound_at, bound_ip
 from appliance.dns import DnsServer, Resolver
 from appliance.errors import SlateError
 from appliance.machines.queries import fixed_addresses, names_by_mac
@@ -101,10 +102,7 @@ def dns_names(conn: sqlite3.Connection, settings: Settings) -> dict[str, str]:
     """Names DNS answers for: the appliance, reserved hosts, and bound leases."""
     names: dict[str, str] = {}
     hosts = names_by_mac(conn)
-    leases = conn.execute(
-        "SELECT mac, hostname, ip FROM leases WHERE state='bound' AND expires > ?",
-        (time.time(),),
-    ).fetchall()
+    leases = bound_at(conn, time.time())
     rows = [(hosts.get(mac, hostname), ip) for mac, hostname, ip in leases]
     rows += fixed_addresses(conn)
     for name, ip in rows:
@@ -444,9 +442,7 @@ class Appliance:
             return False
         ip = client.requested_ip or (client.ciaddr if client.ciaddr != IPv4Address(0) else None)
         if ip is None:  # a DISCOVER: the address it leased in the ROM's round
-            sql = "SELECT ip FROM leases WHERE mac=? AND state='bound' ORDER BY expires DESC"
-            row = self.db().execute(sql, (client.mac,)).fetchone()
-            ip = row[0] if row else None
+            ip = bound_ip(self.db(), client.mac)
         return self.chainload.wants_undionly(
             str(ip) if ip is not None else None, request=client.message_type == 3
         )

@@ -1,9 +1,11 @@
-"""The image library as the console shows it (over appliance.store.Store's public API)."""
+"""The image library as the console shows it (over appliance.store.Store's public API
+and the reads of its index, appliance.store.index)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from appliance.store import index
 from webui.backend import in_use, slate
 
 
@@ -16,16 +18,7 @@ def image_names() -> list[str]:
 
 
 def _sizes(image: str, version: str) -> tuple[int, int]:
-    row = (
-        slate()
-        .db()
-        .execute(
-            "SELECT logical_size, stored_size FROM versions WHERE image=? AND version=?",
-            (image, version),
-        )
-        .fetchone()
-    )
-    return (int(row[0]), int(row[1])) if row else (0, 0)
+    return index.sizes(slate().db(), image, version) or (0, 0)
 
 
 def version_dict(m: Any, busy: frozenset[tuple[str, str]]) -> dict[str, Any]:

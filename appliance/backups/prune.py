@@ -10,9 +10,10 @@ from typing import Any
 
 from appliance import audit
 from appliance.backups import retention
+from appliance.backups.schedules import restore_rules
 from appliance.errors import Conflict, SlateError
 from appliance.jobs import queries, versions_in_use
-from appliance.machines.queries import host_rules
+from appliance.machines.queries import host_rules, room_rules
 from appliance.store import Store
 from appliance.store import policy as policies
 from appliance.store.collect import GcResult, collect
@@ -52,10 +53,8 @@ def images_uploading(conn: sqlite3.Connection) -> frozenset[str]:
 def rule_specs(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     """(who, image reference) of every standing rule: hosts', rooms', scheduled restores."""
     out = [(f"host {name}", spec) for name, spec in host_rules(conn)]
-    out += [(f"room {r[0]}", r[1]) for r in conn.execute(
-        "SELECT name, auto_restore FROM rooms WHERE auto_restore IS NOT NULL")]  # fmt: skip
-    out += [(f"schedule {r[0]}", r[1]) for r in conn.execute(
-        "SELECT id, image FROM schedules WHERE action='restore'")]  # fmt: skip
+    out += [(f"room {name}", spec) for name, spec in room_rules(conn)]
+    out += [(f"schedule {sid}", spec) for sid, spec in restore_rules(conn)]
     return out
 
 

@@ -87,6 +87,12 @@ def _row(r: sqlite3.Row, host_name: str | None) -> Schedule:
 Waker = Callable[[Sequence[str]], object]
 
 
+def restore_rules(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    """(id, image reference) of every restore schedule, paused ones too."""
+    rows = conn.execute("SELECT id, image FROM schedules WHERE action='restore'")
+    return [(int(r[0]), str(r[1])) for r in rows.fetchall()]
+
+
 class Schedules:
     def __init__(self, conn: sqlite3.Connection, layout: Layout) -> None:
         self.conn = conn

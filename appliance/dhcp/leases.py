@@ -266,6 +266,36 @@ class LeaseBook:
         )
 
 
+# --- the reads others need: plain functions over a connection ----------------------------
+# Every SQL statement on ``leases`` lives in this module: the DNS names, the timeline's
+# "which machine is this address" and the ROM chainload read the table through these.
+
+
+def bound_mac(conn: sqlite3.Connection, ip: str) -> str | None:
+    """The MAC of the bound lease on ``ip`` (the newest, if more), or None."""
+    row = conn.execute(
+        "SELECT mac FROM leases WHERE ip=? AND state='bound' ORDER BY expires DESC", (ip,)
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def bound_ip(conn: sqlite3.Connection, mac: str) -> str | None:
+    """The address of ``mac``'s bound lease (the newest, if more), or None."""
+    row = conn.execute(
+        "SELECT ip FROM leases WHERE mac=? AND state='bound' ORDER BY expires DESC", (mac,)
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def bound_at(conn: sqlite3.Connection, now: float) -> list[tuple[str, str, str]]:
+    """(MAC, the client's host name, address) of every lease bound and unexpired at
+    ``now`` (unix time)."""
+    rows = conn.execute(
+        "SELECT mac, hostname, ip FROM leases WHERE state='bound' AND expires > ?", (now,)
+    ).fetchall()
+    return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+
 def _ip_or_none(text: str) -> IPv4Address | None:
     try:
         return IPv4Address(text)

@@ -184,9 +184,7 @@ def post_log() -> Response:
     lines = client_object().get("lines")
     if not isinstance(lines, list) or len(lines) > MAX_LOG_LINES:
         fail(400, f"'lines' must be a list of at most {MAX_LOG_LINES} strings")
-    conn = appliance().db()
-    (kept,) = conn.execute("SELECT COUNT(*) FROM job_log WHERE job=?", (job.id,)).fetchone()
-    room = max(MAX_JOB_LOG - int(kept), 0)
+    room = max(MAX_JOB_LOG - appliance().jobs.log_length(job.id), 0)
     text = [str(x)[:MAX_LOG_LINE] for x in lines[:room]]
     dropped = len(lines) - len(text)
     if dropped and room > 0:

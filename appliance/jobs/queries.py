@@ -164,6 +164,9 @@ def session_joiners(conn: sqlite3.Connection, image: str, version: str) -> froze
 
 
 # -- what the client reported, by host -------------------------------------------------
+# disk_health, power_polls and power_requests belong to appliance.machines.facts, but
+# their rows are keyed by job: finding a host's goes through ``jobs.host``, and SQL on
+# ``jobs`` lives only in this package.  So these joins stay here; facts.py calls them.
 def last_disk_health_job(conn: sqlite3.Connection, mac: str) -> int | None:
     """The newest job of host ``mac`` that reported disk health, or None."""
     row = conn.execute(

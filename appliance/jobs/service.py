@@ -323,6 +323,13 @@ class Jobs:
         ).fetchall()
         return [{"at": r["at"], "line": r["line"]} for r in rows]
 
+    def log_length(self, job_id: int) -> int:
+        """How many lines the log of job ``job_id`` holds (the client API caps it)."""
+        (kept,) = self.conn.execute(
+            "SELECT COUNT(*) FROM job_log WHERE job=?", (job_id,)
+        ).fetchone()
+        return int(kept)
+
     # -- move --------------------------------------------------------------------------
     def transition(self, job_id: int, new: str, *, reason: str = "") -> Job:
         with transaction(self.conn):

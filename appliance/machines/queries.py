@@ -1,7 +1,7 @@
-"""The reads on ``hosts`` and ``host_events`` that other modules need: plain functions
-over a connection.
+"""The reads on ``hosts``, ``rooms`` and ``host_events`` that other modules need: plain
+functions over a connection.
 
-Every SQL statement on the ``hosts`` and ``host_events`` tables lives in
+Every SQL statement on the ``hosts``, ``rooms`` and ``host_events`` tables lives in
 :mod:`appliance.machines`: this module, :class:`~appliance.machines.inventory.Inventory`
 (hosts, rooms, machines seen) and :mod:`~appliance.machines.timeline` (host events).
 The exceptions are the schema (:mod:`appliance.db`) and job queries of
@@ -55,4 +55,10 @@ def room_of(conn: sqlite3.Connection, mac: str) -> str | None:
 def host_rules(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     """(host name, image reference) of every host with a standing restore rule."""
     rows = conn.execute("SELECT name, auto_restore FROM hosts WHERE auto_restore IS NOT NULL")
+    return [(str(r[0]), str(r[1])) for r in rows.fetchall()]
+
+
+def room_rules(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """(room name, image reference) of every room with a standing restore rule."""
+    rows = conn.execute("SELECT name, auto_restore FROM rooms WHERE auto_restore IS NOT NULL")
     return [(str(r[0]), str(r[1])) for r in rows.fetchall()]

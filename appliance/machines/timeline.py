@@ -137,13 +137,14 @@ def mac_for_ip(conn: sqlite3.Connection, ip: str | None) -> str | None:
     """The MAC behind ``ip`` for the services that see only an address (TFTP, the boot
     environment's download): a bound lease, then the kernel's neighbour table (the
     machine asked for our address by ARP just before), then the host's recorded IP."""
+    # lazily: dhcp.leases imports machines.queries, whose package imports this module
+    from appliance.dhcp.leases import bound_mac
+
     if not ip:
         return None
-    row = conn.execute(
-        "SELECT mac FROM leases WHERE ip=? AND state='bound' ORDER BY expires DESC", (ip,)
-    ).fetchone()
-    if row:
-        return str(row[0])
+    mac = bound_mac(conn, ip)
+    if mac is not None:
+        return mac
     mac = _neighbour(ip)
     if mac:
         return mac

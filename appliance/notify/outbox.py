@@ -271,6 +271,12 @@ def record_attempt(
     return state
 
 
+def count_by_state(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+    """(state, how many) of the outbox's notifications, for the states that have any."""
+    rows = conn.execute("SELECT state, COUNT(*) FROM notify_outbox GROUP BY state")
+    return [(str(r[0]), int(r[1])) for r in rows.fetchall()]
+
+
 def delivery_log(conn: sqlite3.Connection, limit: int = 200) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT l.*, COALESCE(t.address, '(removed)') AS address, o.subject FROM notify_log l"

@@ -65,3 +65,12 @@ def rows(store: Store) -> list[sqlite3.Row]:
             " data_size, stored_size FROM versions ORDER BY image, version"
         )
     )
+
+
+def sizes(conn: sqlite3.Connection, image: str, version: str) -> tuple[int, int] | None:
+    """(logical, stored) bytes of ``image@version`` as indexed, or None (no such row)."""
+    row = conn.execute(
+        "SELECT logical_size, stored_size FROM versions WHERE image=? AND version=?",
+        (image, version),
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else None
