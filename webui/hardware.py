@@ -9,6 +9,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from appliance.errors import UsageError
 from appliance.machines import facts as machine_facts
+from appliance.machines import power as machine_power
 from webui import backend, errors
 from webui.security import actor, require
 
@@ -27,7 +28,7 @@ def show(mac: str) -> Any:
         host=host,
         found=machine_facts.facts_of(conn, host.mac),
         health=machine_facts.health_of_host(conn, host.mac),
-        power=machine_facts.power_state(conn, host.mac),
+        power=machine_power.power_state(conn, host.mac),
         active=a.jobs.active_for(host.mac),
     )
 
@@ -36,10 +37,10 @@ def show(mac: str) -> Any:
 @require("job.start")
 def power(mac: str) -> Any:
     command = request.form.get("command", "")
-    if command not in machine_facts.POWER_COMMANDS:
+    if command not in machine_power.POWER_COMMANDS:
         raise UsageError(f"{command!r} is not a power command", hint="reboot or poweroff")
     host = backend.slate().inventory.get_host(mac)
-    job = machine_facts.request_power(backend.slate().db(), host.mac, command, actor=actor())
+    job = machine_power.request_power(backend.slate().db(), host.mac, command, actor=actor())
     flash(
         f"{host.name}: {command} requested (job {job}); it takes it within a few seconds.", "info"
     )
@@ -62,7 +63,7 @@ def register(mac: str) -> Any:
 @require("job.start")
 def power_room(name: str) -> Any:
     command = request.form.get("command", "")
-    result = machine_facts.request_power_room(backend.slate().db(), name, command, actor=actor())
+    result = machine_power.request_power_room(backend.slate().db(), name, command, actor=actor())
     left = f"; not waiting: {', '.join(result['not_waiting'])}" if result["not_waiting"] else ""
     flash(f"{command} requested for {len(result['requested'])} machine(s) of {name}{left}.", "info")
     return redirect(request.referrer or url_for("machines.index"))

@@ -12,6 +12,7 @@ from appliance.cli.output import add_json_flag, human_bytes, print_json, print_t
 from appliance.config import Layout, resolve_home
 from appliance.machines import Inventory
 from appliance.machines import facts as machine_facts
+from appliance.machines import power as machine_power
 
 
 def _conn(args: argparse.Namespace) -> Any:
@@ -32,7 +33,7 @@ def add_commands(sub: Any) -> None:
         " (after a register job, a refused disk or a failed job)",
     )
     p.add_argument("host", metavar="NAME|MAC")
-    p.add_argument("command", choices=machine_facts.POWER_COMMANDS)
+    p.add_argument("command", choices=machine_power.POWER_COMMANDS)
     add_json_flag(p)
     p.set_defaults(func=cmd_power)
 
@@ -51,13 +52,13 @@ def add_room_commands(sub: Any) -> None:
         help="reboot or power off every machine of the room waiting in Slate's boot environment",
     )
     p.add_argument("name", metavar="ROOM")
-    p.add_argument("command", choices=machine_facts.POWER_COMMANDS)
+    p.add_argument("command", choices=machine_power.POWER_COMMANDS)
     add_json_flag(p)
     p.set_defaults(func=cmd_room_power)
 
 
 def cmd_room_power(args: argparse.Namespace) -> int:
-    result = machine_facts.request_power_room(
+    result = machine_power.request_power_room(
         _conn(args), args.name, args.command, actor=cli_actor()
     )
     if args.json:
@@ -124,12 +125,12 @@ def cmd_facts(args: argparse.Namespace) -> int:
 def cmd_power(args: argparse.Namespace) -> int:
     conn = _conn(args)
     host = Inventory(conn).get_host(args.host)
-    job = machine_facts.request_power(conn, host.name, args.command, actor=cli_actor())
+    job = machine_power.request_power(conn, host.name, args.command, actor=cli_actor())
     if args.json:
         print_json({"host": host.name, "job": job, "command": args.command})
         return 0
     print(f"{host.name}: {args.command} requested; its client (job {job}) takes it within"
-          f" {machine_facts.POLL_EVERY} s")  # fmt: skip
+          f" {machine_power.POLL_EVERY} s")  # fmt: skip
     return 0
 
 

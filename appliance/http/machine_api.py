@@ -14,6 +14,7 @@ from appliance.http.auth import appliance, client_job, fail
 from appliance.http.body import client_object
 from appliance.machines import diskhealth
 from appliance.machines import facts as machine_facts
+from appliance.machines import power as machine_power
 from appliance.notify import outbox
 
 bp = Blueprint("machine_api", __name__, url_prefix="/api/client/v1")
@@ -80,7 +81,7 @@ def get_power() -> Response:
     ``{"command": "reboot" | "poweroff" | null, "poll": seconds}``.  Allowed after the
     job has ended (that is when the machine waits), from the job's own address only."""
     job = client_job(allow_ended=True)
-    command = machine_facts.note_poll(appliance().db(), job.id)
+    command = machine_power.note_poll(appliance().db(), job.id)
     if command:
         appliance().jobs.log(job.id, [f"power request handed to the machine: {command}"])
-    return jsonify({"command": command, "poll": machine_facts.POLL_EVERY})
+    return jsonify({"command": command, "poll": machine_power.POLL_EVERY})

@@ -164,9 +164,10 @@ def session_joiners(conn: sqlite3.Connection, image: str, version: str) -> froze
 
 
 # -- what the client reported, by host -------------------------------------------------
-# disk_health, power_polls and power_requests belong to appliance.machines.facts, but
-# their rows are keyed by job: finding a host's goes through ``jobs.host``, and SQL on
-# ``jobs`` lives only in this package.  So these joins stay here; facts.py calls them.
+# disk_health (appliance.machines.facts), power_polls and power_requests
+# (appliance.machines.power) are keyed by job: finding a host's goes through
+# ``jobs.host``, and SQL on ``jobs`` lives only in this package.  So these joins stay
+# here; facts.py and power.py call them.
 def last_disk_health_job(conn: sqlite3.Connection, mac: str) -> int | None:
     """The newest job of host ``mac`` that reported disk health, or None."""
     row = conn.execute(

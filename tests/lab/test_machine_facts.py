@@ -24,6 +24,7 @@ from appliance.http.server import HttpServer
 from appliance.jobs import Jobs
 from appliance.machines import Inventory, diskhealth
 from appliance.machines import facts as machine_facts
+from appliance.machines import power as machine_power
 from bootimage.client.checkup import SMART_BEGIN, SMART_END
 from bootimage.client.health import health_record
 
@@ -168,13 +169,13 @@ def test_register_job_reports_facts_in_qemu_and_waits_for_power_off(bootenv: Pat
     proc = _qemu(bootenv, append, [*_disks(tmp_path), *smbios], log)
     try:
         deadline = time.monotonic() + 240
-        while machine_facts.waiting_job(conn, MAC) is None:  # done, and polling for power
+        while machine_power.waiting_job(conn, MAC) is None:  # done, and polling for power
             assert proc.poll() is None, f"QEMU ended early:\n{_tail(log)}"
             assert time.monotonic() < deadline, f"the machine never waited:\n{_tail(log)}"
             time.sleep(1)
         waited = time.monotonic() - started
         assert jobs.get(job.id).state == "done", jobs.get(job.id).reason
-        machine_facts.request_power(conn, "lab-facts", "poweroff", actor="test")
+        machine_power.request_power(conn, "lab-facts", "poweroff", actor="test")
         out = _wait(proc, log, 60)
     finally:
         if proc.poll() is None:
@@ -243,11 +244,11 @@ def test_a_known_mac_in_another_machine_is_refused_before_a_write(bootenv: Path,
     proc = _qemu(bootenv, append, [*disks, "-smbios", f"type=1,serial={SERIAL},uuid={UUID}"], log)
     try:
         deadline = time.monotonic() + 240
-        while machine_facts.waiting_job(conn, MAC) is None:  # failed, and waiting
+        while machine_power.waiting_job(conn, MAC) is None:  # failed, and waiting
             assert proc.poll() is None, f"QEMU ended early:\n{_tail(log)}"
             assert time.monotonic() < deadline, f"the machine never waited:\n{_tail(log)}"
             time.sleep(1)
-        machine_facts.request_power(conn, "lab-facts", "poweroff", actor="test")
+        machine_power.request_power(conn, "lab-facts", "poweroff", actor="test")
         out = _wait(proc, log, 60)
     finally:
         if proc.poll() is None:

@@ -14,7 +14,7 @@ from http_kit import V1, write_image
 from appliance.config import Layout
 from appliance.http import create_app
 from appliance.http.server import HttpServer
-from appliance.machines import facts as machine_facts
+from appliance.machines import power as machine_power
 from bootimage.client import checkup, facts
 from bootimage.client.api import Api
 from bootimage.client.health import health_record
@@ -135,8 +135,8 @@ def test_the_power_wait_takes_the_request_or_gives_up(appliance_api):
     lines: list[str] = []
     assert checkup.wait_for_power(api, lines.append, hold=0.0) is None  # nothing asked
     assert "waiting in the boot environment" in lines[0]
-    machine_facts.note_poll(f.db(), job_id)  # the client has polled: it is waiting
-    machine_facts.request_power(f.db(), "pc1", "reboot", actor="t")
+    machine_power.note_poll(f.db(), job_id)  # the client has polled: it is waiting
+    machine_power.request_power(f.db(), "pc1", "reboot", actor="t")
     slept: list[float] = []
     assert checkup.wait_for_power(api, lines.append, hold=60.0, sleep=slept.append) == "reboot"
     assert slept == [] and lines[-1] == "the appliance asks for reboot"

@@ -12,9 +12,11 @@ from http_kit import V1, bearer, write_image
 
 from appliance import db
 from appliance.config import Layout
+from appliance.errors import Conflict, UsageError
 from appliance.http import create_app
 from appliance.jobs import testing as job_rows
 from appliance.machines import facts as machine_facts
+from appliance.machines import power as machine_power
 from appliance.notify import outbox
 from appliance.settings import Settings
 from bootimage.client.health import health_record
@@ -203,8 +205,8 @@ def test_limits_come_from_the_serve_settings(world):
 
 def test_power_request_reaches_a_waiting_machine_once(world):
     job, headers = world.start("pc1")
-    with pytest.raises(machine_facts.Conflict, match="not waiting in Slate's boot environment"):
-        machine_facts.request_power(world.f.db(), "pc1", "poweroff", actor="t")
+    with pytest.raises(Conflict, match="not waiting in Slate's boot environment"):
+        machine_power.request_power(world.f.db(), "pc1", "poweroff", actor="t")
     world.client.post(f"{API}/failed", json={"reason": "test"}, headers=headers)
     # The failed job's client waits and polls: its ended token may ask, nothing else.
     resp = world.client.get(f"{API}/power", headers=headers)
@@ -212,10 +214,10 @@ def test_power_request_reaches_a_waiting_machine_once(world):
     assert (
         world.client.post(f"{API}/log", json={"lines": ["x"]}, headers=headers).status_code == 409
     )
-    assert machine_facts.request_power(world.f.db(), "pc1", "poweroff", actor="t") == job
+    assert machine_power.request_power(world.f.db(), "pc1", "poweroff", actor="t") == job
     assert world.client.get(f"{API}/power", headers=headers).get_json()["command"] == "poweroff"
     assert world.client.get(f"{API}/power", headers=headers).get_json()["command"] is None
-    state = machine_facts.power_state(world.f.db(), "aa:bb:cc:00:00:01")
+    state = machine_power.power_state(world.f.db(), "aa:bb:cc:00:00:01")
     assert state["last_request"]["command"] == "poweroff" and state["last_request"]["taken_at"]
     # from another address the token is refused
     other = world.client.get(
@@ -300,15 +302,15 @@ def test_room_power_reaches_only_the_machines_waiting(world):
         inv.update_host(host, actor="t", room="lab")
     job, headers = world.start("pc1")
     world.start("pc2")  # restoring: not waiting
-    with pytest.raises(machine_facts.Conflict, match="no machine of room lab is waiting"):
-        machine_facts.request_power_room(world.f.db(), "lab", "reboot", actor="t")
+    with pytest.raises(Conflict, match="no machine of room lab is waiting"):
+        machine_power.request_power_room(world.f.db(), "lab", "reboot", actor="t")
     world.client.post(f"{API}/failed", json={"reason": "test"}, headers=headers)
     assert world.client.get(f"{API}/power", headers=headers).get_json()["command"] is None
-    got = machine_facts.request_power_room(world.f.db(), "lab", "reboot", actor="t")
+    got = machine_power.request_power_room(world.f.db(), "lab", "reboot", actor="t")
     assert got == {"requested": [{"host": "pc1", "job": job}], "not_waiting": ["pc2"]}
     assert world.client.get(f"{API}/power", headers=headers).get_json()["command"] == "reboot"
-    with pytest.raises(machine_facts.UsageError):
-        machine_facts.request_power_room(world.f.db(), "lab", "halt", actor="t")
+    with pytest.raises(UsageError):
+        machine_power.request_power_room(world.f.db(), "lab", "halt", actor="t")
 
 
 def test_cli_room_power_says_who_was_not_waiting(slate):

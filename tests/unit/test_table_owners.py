@@ -70,8 +70,10 @@ def test_the_grep_finds_the_owners_own_statements() -> None:
     assert "appliance/jobs/service.py" in found["job_log"]
     assert "appliance/machines/inventory.py" in found["rooms"]
     assert "appliance/machines/queries.py" in found["rooms"]
-    for table in ("host_facts", "disk_health", "power_polls", "power_requests"):
+    for table in ("host_facts", "disk_health"):
         assert "appliance/machines/facts.py" in found[table], table
+    for table in ("power_polls", "power_requests"):
+        assert "appliance/machines/power.py" in found[table], table
     assert "appliance/store/index.py" in found["versions"]
     assert "appliance/backups/schedules.py" in found["schedules"]
     assert "appliance/dhcp/leases.py" in found["leases"]
@@ -88,7 +90,8 @@ def test_the_readers_the_page_listed_have_no_sql_on_the_table_any_more() -> None
 def test_a_hosts_facts_by_job_are_joined_to_jobs_only_in_the_job_queries() -> None:
     # disk_health, power_polls and power_requests rows are keyed by job: "the newest of
     # host MAC" joins jobs, and SQL on jobs lives only in appliance/jobs/.  One read each
-    # (last_disk_health_job, last_power_poll, last_power_request), called by facts.py.
+    # (last_disk_health_job, last_power_poll, last_power_request), called by facts.py
+    # and power.py.
     for table in ("disk_health", "power_polls", "power_requests"):
         hits = [h for h in _sql(table) if h.startswith("appliance/jobs/")]
         assert _files(hits) == {"appliance/jobs/queries.py"}, table

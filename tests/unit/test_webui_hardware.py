@@ -10,6 +10,7 @@ from test_webui_kit import viewer as viewer
 
 from appliance.machines import diskhealth
 from appliance.machines import facts as machine_facts
+from appliance.machines import power as machine_power
 
 __all__ = ["app"]
 UUID = "5f1c0e2a-7b3d-4c8e-9a10-2233445566aa"
@@ -69,14 +70,14 @@ def test_power_buttons_reach_a_machine_waiting_in_the_boot_environment(app, tech
     refused = tech.post(f"/machines/{MAC1}/power", {"command": "poweroff"})
     assert refused.status_code == 409 and "not waiting" in refused.text
     with app.app_context():
-        assert machine_facts.note_poll(slate(app).db(), job) is None  # the client polls
+        assert machine_power.note_poll(slate(app).db(), job) is None  # the client polls
     page = tech.get(f"/machines/{MAC1}/hardware").text
     assert 'id="power-waiting"' in page and 'id="power-off"' in page
     resp = tech.post(f"/machines/{MAC1}/power", {"command": "poweroff"})
     assert resp.status_code == 302
     assert tech.post(f"/machines/{MAC1}/power", {"command": "explode"}).status_code == 400
     with app.app_context():
-        assert machine_facts.note_poll(slate(app).db(), job) == "poweroff"
+        assert machine_power.note_poll(slate(app).db(), job) == "poweroff"
     assert "Last request: poweroff by web:tom" in tech.get(f"/machines/{MAC1}/hardware").text
 
 
@@ -118,8 +119,8 @@ def test_room_power_off_button(app, tech):
     assert 'action="/machines/rooms/lab-a/power"' in tech.get("/machines").text
     assert tech.post("/machines/rooms/lab-a/power", {"command": "poweroff"}).status_code == 409
     with app.app_context():
-        machine_facts.note_poll(slate(app).db(), job)
+        machine_power.note_poll(slate(app).db(), job)
     resp = tech.post("/machines/rooms/lab-a/power", {"command": "poweroff"})
     assert resp.status_code == 302
     with app.app_context():
-        assert machine_facts.note_poll(slate(app).db(), job) == "poweroff"
+        assert machine_power.note_poll(slate(app).db(), job) == "poweroff"
