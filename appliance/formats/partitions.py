@@ -70,7 +70,7 @@ def detect(read: ReadFn, size: int, sector_size: int = 512) -> Table:
             f"cannot read the partition table: {exc}",
             hint="check the disk (dmesg, smartctl); a disk that cannot be read is not imaged",
         ) from exc
-    except (struct.error, ValueError):
+    except (struct.error, ValueError, OverflowError):
         return Table("none")
 
 
@@ -114,25 +114,40 @@ def _logical(read: ReadFn, ext_lba: int, ss: int) -> list[Partition]:
 
 
 def _gpt(read: ReadFn, size: int, ss: int) -> Table | None:
-    header = read(ss, 92)
+    """The GPT of the disk: the primary header and entries when both CRCs hold, else
+    the backup at the disk's last sector (as firmware does), else None."""
+    found = _gpt_at(read, size, ss, 1)
+    if found is None and size >= 3 * ss:
+        found = _gpt_at(read, size, ss, size // ss - 1)
+    return found
+
+
+def _gpt_at(read: ReadFn, size: int, ss: int, lba: int) -> Table | None:
+    header = read(lba * ss, 92)
     if len(header) < 92 or header[:8] != b"EFI PART":
         return None
     (hsize,) = struct.unpack_from("<I", header, 12)
-    hdr = read(ss, hsize)
+    if not 92 <= hsize <= ss:
+        return None
+    hdr = read(lba * ss, hsize)
     crc = zlib.crc32(hdr[:16] + b"\0\0\0\0" + hdr[20:hsize])
     if crc != struct.unpack_from("<I", hdr, 16)[0]:
         return None
-    entries_lba, count, esize = struct.unpack_from("<QII", hdr, 72)
-    if not 128 <= esize <= 4096 or count > 1024:
+    entries_lba, count, esize, entries_crc = struct.unpack_from("<QIII", hdr, 72)
+    if not 128 <= esize <= 4096 or count > 1024 or (entries_lba + 1) * ss > size:
         return None
     table = read(entries_lba * ss, count * esize)
+    if len(table) < count * esize or zlib.crc32(table) != entries_crc:
+        return None  # damaged entries: the other copy, or no table
     parts = []
     for n in range(count):
         e = table[n * esize : (n + 1) * esize]
-        if len(e) < 128 or e[:16] == b"\0" * 16:
+        if e[:16] == b"\0" * 16:
             continue
-        ptype = str(uuid.UUID(bytes_le=e[:16]))
         first, last = struct.unpack_from("<QQ", e, 32)
+        if not 0 < first <= last or (last + 1) * ss > size:
+            continue  # outside the disk: not a partition this disk can hold
+        ptype = str(uuid.UUID(bytes_le=e[:16]))
         name = e[56:128].decode("utf-16-le", "replace").rstrip("\0")
         start = first * ss
         parts.append(

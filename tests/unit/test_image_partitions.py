@@ -91,3 +91,29 @@ def test_capture_fails_when_the_partition_table_cannot_be_read(tmp_path):
             partition_table(Unreadable(), 512)  # type: ignore[arg-type]
     finally:
         os.close(Unreadable.fd)
+
+
+def test_damaged_gpt_entries_use_the_backup_and_never_raise(tmp_path):
+    # Random bytes over the primary entries (what a "5 % changed" test disk did to its
+    # first chunk) made import read at a start sector past 2**63: an OverflowError
+    # traceback.  Firmware checks the entries' CRC and takes the backup; so does Slate.
+    disk = tmp_path / "gpt.img"
+    subprocess.run(["truncate", "-s", "40M", str(disk)], check=True)
+    subprocess.run(["sgdisk", "-n1:2048:+8M", "-t1:8300", "-c1:root", "-n2:0:0", str(disk)],
+                   check=True, capture_output=True)  # fmt: skip
+    whole = _detect(disk)
+    assert whole.kind == "gpt"
+    first = whole.partitions[0]
+    assert (first.number, first.start, first.name, len(whole.partitions)) == (1, MIB, "root", 2)
+    with open(disk, "r+b") as fh:
+        fh.seek(8192)  # LBA 16: inside the primary entries (LBA 2-33)
+        fh.write(os.urandom(4096))
+        fh.seek(1024)  # and the first entries themselves
+        fh.write(b"\xff" * 512)
+    assert _detect(disk) == whole  # the backup at the disk's end
+    with open(disk, "r+b") as fh:  # the backup's entries too
+        fh.seek(40 * MIB - 33 * 512)
+        fh.write(b"\xff" * 512)
+    damaged = _detect(disk)  # no readable GPT: the protective MBR, never an error
+    assert damaged.kind == "mbr"
+    assert [p.type for p in damaged.partitions] == ["0xee"]
