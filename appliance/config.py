@@ -114,6 +114,17 @@ class Layout:
         return self.home / "demo"
 
     @property
+    def district_key(self) -> Path:
+        """This appliance's Ed25519 key that signs the manifests it publishes (0600)."""
+        return self.home / "district-ed25519.key"
+
+    @property
+    def district(self) -> Path:
+        """The district libraries' files: each one's credentials (0600) and the signed
+        manifests fetched so far (a version's state is counted against them)."""
+        return self.home / "district"
+
+    @property
     def lab_state(self) -> Path:
         return self.home / self.LAB_STATE
 

@@ -26,6 +26,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "schedules": ("appliance/backups/schedules.py", "appliance/db/"),
     "leases": ("appliance/dhcp/leases.py", "appliance/db/"),
     "notify_outbox": ("appliance/notify/outbox.py", "appliance/db/"),
+    "libraries": ("appliance/district/libraries.py", "appliance/db/"),
 }
 
 # The readers the page listed, which now call their table's owner.

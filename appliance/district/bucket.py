@@ -1,0 +1,151 @@
+"""One library's bucket through boto3, with S3's errors said as Slate's.
+
+Keys under the library's prefix (docs/district.md, "The layout in the bucket"):
+
+* ``chunks/ab/<sha256>.zst`` — the store's own chunk frames, named by the SHA-256 of
+  their data, immutable: any consistency model is enough to read one that exists;
+* ``manifests/<image>/<version>.json`` and ``.sig`` — a version's manifest and the
+  publisher's Ed25519 signature of its exact bytes; the manifest is put last, after
+  every chunk it names is confirmed in the bucket;
+* ``publisher.pub`` — the publishing appliance's public key (hex), shown to a school
+  as a fingerprint when it adds the library; trust is the pin, not this object.
+"""
+
+from __future__ import annotations
+
+import configparser
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from appliance.config import Layout
+from appliance.district.libraries import Library, credentials_path
+from appliance.errors import NotFound, PeerError, SlateError, UsageError
+
+PUBLISHER_KEY = "publisher.pub"
+_REFUSED = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "AllAccessDisabled",
+    "Forbidden",
+    "403",
+}
+
+
+class CredentialsRefused(SlateError):
+    """The library's engine refused this appliance's credentials for what it tried."""
+
+
+class Bucket:
+    def __init__(self, lib: Library, layout: Layout) -> None:
+        self.lib = lib
+        kw: dict[str, Any] = {}
+        path = credentials_path(layout, lib.name)
+        if path.exists():
+            parser = configparser.ConfigParser()
+            parser.read_string(path.read_text())
+            section = parser["default"] if parser.has_section("default") else None
+            if section is None or "aws_access_key_id" not in section:
+                raise UsageError(
+                    f"{path} has no [default] aws_access_key_id",
+                    hint="write it as AWS credentials files are (`slate library add --help`)",
+                )
+            kw["aws_access_key_id"] = section["aws_access_key_id"]
+            kw["aws_secret_access_key"] = section.get("aws_secret_access_key", "")
+        config = Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=30,
+            max_pool_connections=16,
+            signature_version="s3v4",
+        )
+        session = boto3.session.Session(**kw)
+        self.s3 = session.client(
+            "s3", endpoint_url=lib.endpoint or None, region_name=lib.region, config=config
+        )
+
+    # -- errors -----------------------------------------------------------------------
+    def _error(self, exc: Exception, doing: str) -> SlateError:
+        where = self.lib.endpoint or "S3"
+        if isinstance(exc, botocore.exceptions.ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _REFUSED:
+                return CredentialsRefused(
+                    f"the library {self.lib.name} refused this appliance's credentials"
+                    f" ({code}) while it {doing}",
+                    hint="check the key with the district's administrator: it may be revoked,"
+                    " or not allowed to do this (a school's key reads the library and writes"
+                    " only its own area)",
+                )
+            if code in ("NoSuchBucket",):
+                return NotFound(f"the library {self.lib.name}'s bucket {self.lib.bucket}"
+                                f" does not exist at {where}")  # fmt: skip
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return NotFound(f"not in the library {self.lib.name}: {doing}")
+            return PeerError(f"the library {self.lib.name} answered {code} while it {doing}")
+        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+            return UsageError(
+                f"no credentials for the library {self.lib.name}",
+                hint=f"`slate library rm {self.lib.name}` and add it again with --credentials FILE",
+            )
+        return PeerError(
+            f"cannot reach the library {self.lib.name} at {where} while it {doing}: {exc}",
+            hint="is the WAN up?  Ready versions still restore; fetching resumes later",
+        )
+
+    def _call(self, doing: str, fn: Any, **kw: Any) -> Any:
+        try:
+            return fn(**kw)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._error(exc, doing) from None
+
+    # -- objects ----------------------------------------------------------------------
+    def keys(self, relprefix: str) -> Iterator[str]:
+        """The keys under ``relprefix`` (relative to the library's prefix)."""
+        full = self.lib.key(relprefix)
+        strip = len(self.lib.key(""))
+        token: str | None = None
+        while True:
+            kw: dict[str, Any] = {"Bucket": self.lib.bucket, "Prefix": full, "MaxKeys": 1000}
+            if token:
+                kw["ContinuationToken"] = token
+            page = self._call(f"listed {full}", self.s3.list_objects_v2, **kw)
+            for item in page.get("Contents", []):
+                yield str(item["Key"])[strip:]
+            if not page.get("IsTruncated"):
+                return
+            token = page.get("NextContinuationToken")
+
+    def get(self, relpath: str) -> bytes:
+        key = self.lib.key(relpath)
+        body = self._call(f"read {key}", self.s3.get_object, Bucket=self.lib.bucket, Key=key)
+        try:
+            return bytes(body["Body"].read())
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise self._error(exc, f"read {key}") from None
+
+    def get_or_none(self, relpath: str) -> bytes | None:
+        try:
+            return self.get(relpath)
+        except NotFound:
+            return None
+
+    def put(self, relpath: str, data: bytes) -> None:
+        key = self.lib.key(relpath)
+        self._call(f"wrote {key}", self.s3.put_object, Bucket=self.lib.bucket, Key=key, Body=data)
+
+    def size(self, relpath: str) -> int | None:
+        key = self.lib.key(relpath)
+        try:
+            head = self._call(f"looked at {key}", self.s3.head_object, Bucket=self.lib.bucket,
+                              Key=key)  # fmt: skip
+        except NotFound:
+            return None
+        return int(head["ContentLength"])

@@ -1,0 +1,138 @@
+"""The ``libraries`` table: the district libraries this appliance knows (its owner).
+
+A library is an S3 bucket and prefix at an endpoint.  Its credentials are a file in
+the data directory (``district/NAME.credentials``, 0600, the AWS credentials format),
+or — when none was given — whatever boto3 finds (environment, ~/.aws, an instance
+role).  They are never printed, logged or stored in the database."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from appliance import audit
+from appliance.config import Layout
+from appliance.db import transaction
+from appliance.errors import Conflict, NotFound, UsageError
+from appliance.secrets_file import write_secret
+from appliance.timestamps import utc_now
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class Library:
+    name: str
+    bucket: str
+    prefix: str  # "" or ends without a slash: keys are PREFIX/chunks/…
+    endpoint: str
+    region: str
+    publisher_key: str  # hex; "" = this appliance publishes (its own key)
+    created_at: str
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def key(self, relpath: str) -> str:
+        return f"{self.prefix}/{relpath}" if self.prefix else relpath
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "endpoint": self.endpoint,
+            "region": self.region,
+            "publisher": "this appliance" if not self.publisher_key else self.publisher_key,
+        }
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """``s3://BUCKET[/PREFIX]`` → (bucket, prefix without slashes at either end)."""
+    parsed = urlparse(url.strip())
+    bucket, prefix = parsed.netloc, parsed.path.strip("/")
+    if parsed.scheme != "s3" or not _BUCKET.match(bucket):
+        raise UsageError(
+            f"{url!r} is not an S3 location",
+            hint="write s3://BUCKET or s3://BUCKET/PREFIX (bucket names: 3-63 of a-z 0-9 . -)",
+        )
+    if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
+        raise UsageError(f"{url!r}: the prefix has an empty, . or .. part")
+    return bucket, prefix
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise UsageError(
+            f"{name!r} is not a library name", hint="a-z, 0-9 and -, starting with a letter"
+        )
+    return name
+
+
+def credentials_path(layout: Layout, name: str) -> Path:
+    return layout.district / f"{check_name(name)}.credentials"
+
+
+def add(
+    conn: sqlite3.Connection,
+    layout: Layout,
+    name: str,
+    url: str,
+    *,
+    endpoint: str = "",
+    region: str = "us-east-1",
+    publisher_key: str = "",
+    credentials: bytes | None = None,
+    actor: str,
+) -> Library:
+    """Remember a library; its credentials (the file's bytes) are kept 0600."""
+    check_name(name)
+    bucket, prefix = parse_url(url)
+    if endpoint and urlparse(endpoint).scheme not in ("http", "https"):
+        raise UsageError(
+            f"{endpoint!r} is not an http(s) URL", hint="e.g. https://s3.district.example"
+        )
+    if conn.execute("SELECT 1 FROM libraries WHERE name=?", (name,)).fetchone():
+        raise Conflict(f"library {name} exists", hint=f"`slate library rm {name}` first")
+    if credentials is not None:
+        layout.district.mkdir(mode=0o700, exist_ok=True)
+        write_secret(credentials_path(layout, name), credentials)
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO libraries(name, bucket, prefix, endpoint, region, publisher_key,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (name, bucket, prefix, endpoint, region, publisher_key, utc_now()),
+        )
+        audit.record(conn, actor, "library.add", name, url)
+    return get(conn, name)
+
+
+def get(conn: sqlite3.Connection, name: str) -> Library:
+    row = conn.execute(
+        "SELECT name, bucket, prefix, endpoint, region, publisher_key, created_at"
+        " FROM libraries WHERE name=?",
+        (name,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no library {name}", hint="`slate library list` shows them")
+    return Library(*(str(v) for v in row))
+
+
+def all_(conn: sqlite3.Connection) -> list[Library]:
+    rows = conn.execute(
+        "SELECT name, bucket, prefix, endpoint, region, publisher_key, created_at"
+        " FROM libraries ORDER BY name"
+    ).fetchall()
+    return [Library(*(str(v) for v in r)) for r in rows]
+
+
+def remove(conn: sqlite3.Connection, layout: Layout, name: str, *, actor: str) -> None:
+    get(conn, name)
+    with transaction(conn):
+        conn.execute("DELETE FROM libraries WHERE name=?", (name,))
+        audit.record(conn, actor, "library.rm", name, "")
+    credentials_path(layout, name).unlink(missing_ok=True)

@@ -1,0 +1,256 @@
+"""Publish a version to a library, fetch one from it, and say what a school holds.
+
+Publish: only the chunks the bucket lacks are uploaded (listed once, then put in
+parallel); every chunk the manifest names is confirmed in the bucket; the signature
+goes next and the manifest last, so a version in the bucket is never half there.
+
+Fetch: the manifest and its signature are read and checked against the pinned key
+before anything is stored; the signed manifest is kept in the data directory; only the
+chunks the local store lacks are read, each decompressed and checked against its name
+before it is stored (a chunk whose bytes do not match is refused and read again, once);
+the version is committed to the store only when every chunk is there.  Interrupted, it
+resumes where it was: the chunks stored are not read again.
+
+State: a version's state at this appliance is counted from the chunks in the local
+store against the signed manifest — never from a transfer log."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.config import Layout
+from appliance.district import keys
+from appliance.district.bucket import PUBLISHER_KEY, Bucket
+from appliance.district.libraries import Library
+from appliance.errors import Conflict, IntegrityError, NotFound, UsageError
+from appliance.formats.manifest import Manifest
+from appliance.formats.names import chunk_relpath, is_version, manifest_relpath
+from appliance.secrets_file import write_secret
+from appliance.store import Store
+
+WORKERS = 4
+Progress = Callable[[int, int, int], None]  # (chunks done, chunks to do, bytes so far)
+
+
+@dataclass
+class Moved:
+    """What one publish or fetch moved."""
+
+    chunks: int = 0  # chunks the version names
+    moved: int = 0  # chunks uploaded / fetched
+    bytes: int = 0  # their stored (compressed) bytes
+    seconds: float = 0.0
+    refetched: int = 0  # chunks read again after their bytes did not match
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chunks": self.chunks, "moved": self.moved, "bytes": self.bytes,
+                "seconds": round(self.seconds, 2), "refetched": self.refetched}  # fmt: skip
+
+
+def _sig_relpath(image: str, version: str) -> str:
+    return manifest_relpath(image, version).removesuffix(".json") + ".sig"
+
+
+# -- publish ------------------------------------------------------------------------------
+def claim(bucket: Bucket, layout: Layout) -> str:
+    """Put this appliance's public key in the library (once); Conflict when another
+    appliance's key is there: one publisher per library."""
+    mine = keys.public_hex(keys.own_key(layout))
+    there = bucket.get_or_none(PUBLISHER_KEY)
+    if there is None:
+        bucket.put(PUBLISHER_KEY, mine.encode())
+        return mine
+    if there.decode(errors="replace").strip() != mine:
+        raise Conflict(
+            f"the library {bucket.lib.name} is published by another appliance"
+            f" ({keys.fingerprint(there.decode(errors='replace'))})",
+            hint="publish from that appliance, or give this one a library of its own",
+        )
+    return mine
+
+
+def publish(
+    store: Store,
+    bucket: Bucket,
+    layout: Layout,
+    image: str,
+    version: str,
+    *,
+    progress: Progress | None = None,
+    workers: int = WORKERS,
+) -> Moved:
+    manifest = store.load(image, version)
+    key = keys.own_key(layout)
+    claim(bucket, layout)
+    started = time.monotonic()
+    digests = sorted(manifest.digests())
+    there = {k.rsplit("/", 1)[-1].removesuffix(".zst") for k in bucket.keys("chunks/")}
+    todo = [d for d in digests if d not in there]
+    moved = Moved(chunks=len(digests))
+    lock = threading.Lock()
+
+    def upload(digest: str) -> None:
+        frame = store.read_frame(digest)
+        bucket.put(chunk_relpath(digest), frame)
+        with lock:
+            moved.moved += 1
+            moved.bytes += len(frame)
+            if progress:
+                progress(moved.moved, len(todo), moved.bytes)
+
+    _run(workers, upload, todo)
+    # Confirm every chunk the manifest names before the manifest goes in.
+    there = {k.rsplit("/", 1)[-1].removesuffix(".zst") for k in bucket.keys("chunks/")}
+    lacking = [d for d in digests if d not in there]
+    if lacking:
+        raise IntegrityError(
+            f"{manifest.ref}: {len(lacking)} chunk(s) are not in the library after the upload,"
+            f" e.g. {lacking[0]}; the version was not published",
+            hint="publish again: only what is missing is sent",
+        )
+    data = manifest.to_json()
+    bucket.put(_sig_relpath(image, version), keys.sign(key, data))
+    bucket.put(manifest_relpath(image, version), data)
+    moved.seconds = time.monotonic() - started
+    return moved
+
+
+def _run(workers: int, fn: Callable[[str], None], items: list[str]) -> None:
+    if not items:
+        return
+    with ThreadPoolExecutor(max(1, min(workers, len(items)))) as pool:
+        for future in [pool.submit(fn, item) for item in items]:
+            future.result()  # the first error stops the rest from being waited on
+
+
+# -- fetch --------------------------------------------------------------------------------
+def versions(bucket: Bucket, image: str) -> list[str]:
+    """The versions of ``image`` published in the library (manifest present), oldest first."""
+    out = []
+    for k in bucket.keys(f"manifests/{image}/"):
+        name = k.rsplit("/", 1)[-1]
+        if name.endswith(".json") and is_version(name.removesuffix(".json")):
+            out.append(name.removesuffix(".json"))
+    return sorted(out)
+
+
+def pinned_key(lib: Library, layout: Layout) -> bytes:
+    if lib.publisher_key:
+        return keys.parse_public(lib.publisher_key)
+    return bytes.fromhex(keys.public_hex(keys.own_key(layout)))
+
+
+def signed_manifest(bucket: Bucket, layout: Layout, image: str, version: str) -> Manifest:
+    """The version's manifest from the library, its signature checked against the
+    pinned key, kept under the data directory."""
+    ref = f"{image}@{version}"
+    data = bucket.get_or_none(manifest_relpath(image, version))
+    if data is None:
+        raise NotFound(
+            f"{ref} is not in the library {bucket.lib.name}",
+            hint=f"`slate library versions {image} --from {bucket.lib.name}`",
+        )
+    signature = bucket.get_or_none(_sig_relpath(image, version)) or b""
+    keys.verify(pinned_key(bucket.lib, layout), data, signature, ref)
+    manifest = Manifest.from_json(data)
+    if (manifest.image, manifest.version) != (image, version):
+        raise IntegrityError(f"{ref}: the signed manifest names {manifest.ref}; refused")
+    path = cached_manifest(layout, bucket.lib.name, image, version)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_secret(path, data, mode=0o644)
+    return manifest
+
+
+def cached_manifest(layout: Layout, library: str, image: str, version: str) -> Any:
+    return layout.district / library / manifest_relpath(image, version)
+
+
+def fetch(
+    store: Store,
+    bucket: Bucket,
+    layout: Layout,
+    image: str,
+    version: str | None = None,
+    *,
+    progress: Progress | None = None,
+    workers: int = WORKERS,
+) -> tuple[Manifest, Moved]:
+    """Fetch ``image@version`` (the newest published when None) into the store."""
+    if version is None:
+        found = versions(bucket, image)
+        if not found:
+            raise NotFound(f"the library {bucket.lib.name} holds no version of {image}")
+        version = found[-1]
+    started = time.monotonic()
+    manifest = signed_manifest(bucket, layout, image, version)
+    digests = sorted(manifest.digests())
+    moved = Moved(chunks=len(digests))
+    # Already here: only chunks lost since (deleted, or removed by a verify) are read.
+    committed = store.manifest_path(image, version).exists()
+    lock = threading.Lock()
+    session = store.session()
+    with session as s:
+        todo = s.missing(digests)
+
+        def get(digest: str) -> None:
+            for attempt in (1, 2):
+                frame = bucket.get(chunk_relpath(digest))
+                try:
+                    s.put_chunk_frame(digest, frame)
+                except IntegrityError:
+                    if attempt == 2:
+                        raise IntegrityError(
+                            f"{manifest.ref}: chunk {digest} in the library does not match its"
+                            " name (read twice); nothing of it was stored",
+                            hint="the bucket's copy is damaged: publish the version again"
+                            " from the publishing appliance",
+                        ) from None
+                    with lock:
+                        moved.refetched += 1
+                    continue
+                with lock:
+                    moved.moved += 1
+                    moved.bytes += len(frame)
+                    if progress:
+                        progress(moved.moved, len(todo), moved.bytes)
+                return
+
+        try:
+            _run(workers, get, todo)
+        except BaseException:
+            s.created.clear()  # keep what was fetched: the next fetch resumes from it
+            raise
+        if not committed:
+            s.commit(manifest)
+    moved.seconds = time.monotonic() - started
+    return manifest, moved
+
+
+# -- state --------------------------------------------------------------------------------
+def state(store: Store, layout: Layout, library: str, image: str, version: str) -> dict[str, Any]:
+    """absent / fetching (n of N chunks here) / ready, counted from the store."""
+    path = cached_manifest(layout, library, image, version)
+    committed = store.manifest_path(image, version)
+    if path.exists():
+        manifest = Manifest.from_json(path.read_bytes())
+    elif committed.exists():
+        manifest = store.load(image, version)
+    else:
+        return {"version": version, "state": "absent", "have": 0, "chunks": None}
+    digests = manifest.digests()
+    have = sum(1 for d in digests if store.has_chunk(d))
+    ready = committed.exists() and have == len(digests)
+    name = "ready" if ready else ("fetching" if have or committed.exists() else "absent")
+    return {"version": version, "state": name, "have": have, "chunks": len(digests)}
+
+
+def check_ref(text: str) -> tuple[str, str | None]:
+    image, _, version = text.partition("@")
+    if not image:
+        raise UsageError(f"{text!r} is not IMAGE or IMAGE@VERSION")
+    return image, version or None
