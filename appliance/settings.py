@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from appliance.errors import UsageError
+from appliance.units import parse_rate
 
 DHCP_MODES = ("proxy", "full", "off")
 EFI_BOOT_FILES = ("snponly.efi", "ipxe.efi")
@@ -207,7 +208,7 @@ TABLE: tuple[Setting, ...] = (
     Setting(
         "multicast_rate",
         "roomcast rate in bit/s: 900M, 1G (0 or auto = 90 %% of the link's speed)",
-        lambda t: _roomcast("parse_rate", t),
+        parse_rate,
         metavar="RATE",
     ),
     Setting(
@@ -215,7 +216,7 @@ TABLE: tuple[Setting, ...] = (
         "bit/s of the imaging link, which the room sessions share and chunks served by HTTP"
         " get the rest of while they run: 1G, 500M (0 or auto = the interface's speed;"
         " where it does not say, the multicast rate / 0.9)",
-        lambda t: _roomcast("parse_rate", t),
+        parse_rate,
         metavar="RATE",
     ),
     Setting(

@@ -23,8 +23,9 @@ from appliance.config import Layout
 from appliance.http import create_app
 from appliance.http.files import send_path
 from appliance.http.server import HttpServer, client_tls_server
-from appliance.roomcast import DEFAULT_GROUP, parse_group, parse_rate
+from appliance.roomcast import DEFAULT_GROUP, parse_group
 from appliance.settings import Settings
+from appliance.units import parse_rate
 
 
 def main() -> None:

@@ -41,18 +41,6 @@ MULTICAST_SHARE = 0.9  # of the link: the default multicast budget (--multicast-
 REBALANCE_EVERY = 1.0  # s: the shares are looked at again (seats leave, go silent)
 
 
-def parse_rate(text: str) -> int:
-    """``900M``, ``1G``, ``40m``, ``250000000`` (bit/s) → bit/s; ``auto``/"" → 0."""
-    t = text.strip().lower().removesuffix("bit/s").removesuffix("bps")
-    if t in ("", "auto", "0"):
-        return 0
-    scale = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}.get(t[-1:], 1)
-    number = float(t[:-1] if scale != 1 else t)
-    if not 1_000_000 <= number * scale <= 100_000_000_000:
-        raise ValueError("the rate must be between 1M and 100G bit/s")
-    return int(number * scale)
-
-
 def parse_group(text: str) -> str:
     """A multicast CIDR the sessions' groups are taken from (239.0.0.0/8 by default)."""
     net = ipaddress.IPv4Network(text.strip(), strict=False)

@@ -19,7 +19,8 @@ from client_kit import ROOT, ServedHome, client_argv
 from appliance.jobs import Job
 from appliance.lab.netns import IP, Lab, Netns
 from appliance.machines import Inventory
-from appliance.roomcast import MULTICAST_SHARE, parse_rate
+from appliance.roomcast import MULTICAST_SHARE
+from appliance.units import parse_rate
 
 SERVER = "10.83.0.1"
 BOOT_PYTHON = "/usr/bin/python3"
