@@ -73,14 +73,51 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("fetch", help="fetch a version (the newest by default) into the store")
     p.add_argument("ref", metavar="IMAGE[@VERSION]")
     p.add_argument("--from", dest="source", default="", metavar="LIBRARY")
+    p.add_argument("--cap", type=_rate, default=0, metavar="RATE",
+                   help="at most this many bit/s from the library: 50M, 1G")  # fmt: skip
     add_json_flag(p)
     p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser(
+        "subscribe", help="fetch new versions of an image ahead of time (in a window, capped)"
+    )
+    p.add_argument("image")
+    p.add_argument("--from", dest="source", default="", metavar="LIBRARY")
+    p.add_argument("--window", default="", metavar="HH:MM-HH:MM",
+                   help="only then, in this appliance's local time (18:00-06:00 wraps past"
+                   " midnight); default any time")  # fmt: skip
+    p.add_argument("--cap", type=_rate, default=0, metavar="RATE",
+                   help="at most this many bit/s from the library: 50M, 1G")  # fmt: skip
+    add_json_flag(p)
+    p.set_defaults(func=cmd_subscribe)
+
+    p = sub.add_parser("unsubscribe", help="stop fetching an image ahead of time")
+    p.add_argument("image")
+    p.add_argument("--from", dest="source", default="", metavar="LIBRARY")
+    p.set_defaults(func=cmd_unsubscribe)
+
+    p = sub.add_parser("subscriptions", help="what this appliance fetches ahead of time")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_subscriptions)
+
+    p = sub.add_parser("sync", help="run the subscriptions now (those whose window is open)")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("versions", help="the library's versions of an image and their state here")
     p.add_argument("image")
     p.add_argument("--from", dest="source", default="", metavar="LIBRARY")
     add_json_flag(p)
     p.set_defaults(func=cmd_versions)
+
+
+def _rate(text: str) -> int:
+    from appliance.units import parse_rate
+
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc} (e.g. 50M)") from None
 
 
 def _library(conn: sqlite3.Connection, name: str) -> Any:
@@ -235,7 +272,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     bars, progress = _bar("fetch")
     try:
         manifest, moved = fetch(Store(layout), Bucket(lib, layout), layout, image, version,
-                                progress=progress)  # fmt: skip
+                                progress=progress, cap=args.cap)  # fmt: skip
     finally:
         for bar in bars:
             bar.close()
@@ -265,3 +302,61 @@ def cmd_versions(args: argparse.Namespace) -> int:
         print_table([(r["version"], r["state"], f"{r['have']}/{r['chunks']}" if r["chunks"] else "")
                      for r in rows], ["VERSION", "HERE", "CHUNKS"])  # fmt: skip
     return 0
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    from appliance.district import libraries
+
+    layout = _layout(args)
+    conn = _conn(layout)
+    lib = _library(conn, args.source)
+    sub = libraries.subscribe(conn, lib.name, args.image, window=args.window, cap=args.cap,
+                              actor=cli_actor())  # fmt: skip
+    if args.json:
+        print_json(sub.to_dict())
+    else:
+        cap = f", at most {sub.cap / 1e6:g} Mbit/s" if sub.cap else ""
+        print(f"{sub.image} from {sub.library}: new versions fetched ahead of time,"
+              f" {sub.window or 'any time'}{cap} (`slate library sync` runs it now)")  # fmt: skip
+    return 0
+
+
+def cmd_unsubscribe(args: argparse.Namespace) -> int:
+    from appliance.district import libraries
+
+    layout = _layout(args)
+    conn = _conn(layout)
+    lib = _library(conn, args.source)
+    libraries.unsubscribe(conn, lib.name, args.image, actor=cli_actor())
+    return 0
+
+
+def cmd_subscriptions(args: argparse.Namespace) -> int:
+    from appliance.district import libraries
+
+    subs = [s.to_dict() for s in libraries.subscriptions(_conn(_layout(args)))]
+    if args.json:
+        print_json(subs)
+    else:
+        print_table([(s["library"], s["image"], s["window"], s["cap"] or "-") for s in subs],
+                    ["LIBRARY", "IMAGE", "WINDOW", "CAP BIT/S"])  # fmt: skip
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from appliance.district.sync import run_subscriptions
+    from appliance.store import Store
+
+    layout = _layout(args)
+    bars, progress = _bar("fetch")
+    try:
+        rows = run_subscriptions(Store(layout), layout, _conn(layout), progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    if args.json:
+        print_json(rows)
+    else:
+        print_table([(r["library"], r["image"], r.get("version", ""), r["result"]) for r in rows],
+                    ["LIBRARY", "IMAGE", "VERSION", "RESULT"])  # fmt: skip
+    return 1 if any(str(r["result"]).startswith("failed") for r in rows) else 0

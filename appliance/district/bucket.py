@@ -14,7 +14,9 @@ Keys under the library's prefix (docs/district.md, "The layout in the bucket"):
 from __future__ import annotations
 
 import configparser
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -26,6 +28,8 @@ from appliance.district.libraries import Library, credentials_path
 from appliance.errors import NotFound, PeerError, SlateError, UsageError
 
 PUBLISHER_KEY = "publisher.pub"
+BLOCK = 64 * 1024  # bytes read at a time when a read is paced
+RANGE = 256 * 1024  # bytes a capped reader asks for at a time
 _REFUSED = {
     "AccessDenied",
     "InvalidAccessKeyId",
@@ -123,13 +127,67 @@ class Bucket:
                 return
             token = page.get("NextContinuationToken")
 
-    def get(self, relpath: str) -> bytes:
+    def get(self, relpath: str, pace: Callable[[int], object] | None = None) -> bytes:
+        """The object's bytes; ``pace(n)`` is called before each block of ``n`` is read
+        (a bandwidth cap)."""
         key = self.lib.key(relpath)
-        body = self._call(f"read {key}", self.s3.get_object, Bucket=self.lib.bucket, Key=key)
+        answer = self._call(f"read {key}", self.s3.get_object, Bucket=self.lib.bucket, Key=key)
+        body = answer["Body"]
         try:
-            return bytes(body["Body"].read())
+            if pace is None:
+                return bytes(body.read())
+            out = bytearray()
+            while True:
+                pace(BLOCK)
+                block = body.read(BLOCK)
+                if not block:
+                    return bytes(out)
+                out += block
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             raise self._error(exc, f"read {key}") from None
+        finally:
+            body.close()
+
+    def get_into(
+        self, relpath: str, part: Path, pace: Callable[[int], object] | None = None
+    ) -> bytes:
+        """The object's bytes, read into ``part`` as they arrive: a read cut short (the
+        WAN dropped, the process was killed) goes on from the bytes ``part`` holds with a
+        range request.  Objects are immutable, so the bytes before and after the cut are
+        of the same object; what the caller checks is the whole.
+
+        Paced (a cap), it asks for :data:`RANGE` bytes at a time, each after the cap let
+        it: what crosses the WAN is what the cap allowed, and a cut loses at most one
+        range per reader — not the megabytes a slowly read TCP socket buffers."""
+        key = self.lib.key(relpath)
+        have = part.stat().st_size if part.exists() else 0
+        with open(part, "ab") as out:
+            while True:
+                kw: dict[str, Any] = {"Bucket": self.lib.bucket, "Key": key}
+                if pace is not None:
+                    pace(RANGE)
+                    kw["Range"] = f"bytes={have}-{have + RANGE - 1}"
+                elif have:
+                    kw["Range"] = f"bytes={have}-"
+                try:
+                    answer = self._call(f"read {key}", self.s3.get_object, **kw)
+                except PeerError as exc:
+                    if have and "InvalidRange" in exc.message:  # it was all there already
+                        break
+                    raise
+                body = answer["Body"]
+                try:
+                    while data := body.read(1024 * 1024):
+                        out.write(data)
+                        have += len(data)
+                except (botocore.exceptions.BotoCoreError, OSError) as exc:
+                    raise self._error(exc, f"read {key}") from None
+                finally:
+                    body.close()
+                total = _total(answer, have)
+                if have >= total:
+                    break
+        return part.read_bytes()
 
     def get_or_none(self, relpath: str) -> bytes | None:
         try:
@@ -149,3 +207,13 @@ class Bucket:
         except NotFound:
             return None
         return int(head["ContentLength"])
+
+
+def _total(answer: dict[str, Any], have: int) -> int:
+    """The object's whole size from a GET's answer (``Content-Range: bytes a-b/TOTAL``
+    for a range, else what was read)."""
+    text = str(answer.get("ContentRange") or "")
+    if "/" in text:
+        with contextlib.suppress(ValueError):
+            return int(text.rsplit("/", 1)[1])
+    return have

@@ -136,3 +136,59 @@ def remove(conn: sqlite3.Connection, layout: Layout, name: str, *, actor: str) -
         conn.execute("DELETE FROM libraries WHERE name=?", (name,))
         audit.record(conn, actor, "library.rm", name, "")
     credentials_path(layout, name).unlink(missing_ok=True)
+
+
+# -- subscriptions: the library_subscriptions table ---------------------------------------
+@dataclass(frozen=True)
+class Subscription:
+    library: str
+    image: str
+    window: str  # "" = any time, else HH:MM-HH:MM
+    cap: int  # bit/s, 0 = none
+
+    def to_dict(self) -> dict[str, object]:
+        return {"library": self.library, "image": self.image, "window": self.window or "any time",
+                "cap": self.cap}  # fmt: skip
+
+
+def subscribe(
+    conn: sqlite3.Connection, library: str, image: str, *, window: str, cap: int, actor: str
+) -> Subscription:
+    """Fetch new versions of ``image`` ahead of time (set again: the new window and cap)."""
+    from appliance.district.pacing import Window
+    from appliance.formats.names import is_image_name
+
+    lib = get(conn, library)
+    if lib.publisher_key == "":
+        raise Conflict(f"this appliance publishes to {library}: it has nothing to fetch there")
+    if not is_image_name(image):
+        raise UsageError(f"{image!r} is not an image name")
+    Window.parse(window)  # refuse a bad one before it is kept
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO library_subscriptions(library, image, window, cap, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(library, image) DO UPDATE SET"
+            " window=excluded.window, cap=excluded.cap",
+            (library, image, window.strip(), cap, utc_now()),
+        )
+        audit.record(conn, actor, "library.subscribe", f"{library}/{image}",
+                     f"window {window or 'any'} cap {cap}")  # fmt: skip
+    return Subscription(library, image, window.strip(), cap)
+
+
+def unsubscribe(conn: sqlite3.Connection, library: str, image: str, *, actor: str) -> None:
+    with transaction(conn):
+        gone = conn.execute(
+            "DELETE FROM library_subscriptions WHERE library=? AND image=?", (library, image)
+        ).rowcount
+        if not gone:
+            raise NotFound(f"no subscription to {image} from {library}",
+                           hint="`slate library subscriptions` lists them")  # fmt: skip
+        audit.record(conn, actor, "library.unsubscribe", f"{library}/{image}", "")
+
+
+def subscriptions(conn: sqlite3.Connection) -> list[Subscription]:
+    rows = conn.execute(
+        "SELECT library, image, window, cap FROM library_subscriptions ORDER BY library, image"
+    ).fetchall()
+    return [Subscription(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]

@@ -21,13 +21,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from appliance.config import Layout
 from appliance.district import keys
 from appliance.district.bucket import PUBLISHER_KEY, Bucket
 from appliance.district.libraries import Library
-from appliance.errors import Conflict, IntegrityError, NotFound, UsageError
+from appliance.district.pacing import Cap, OutsideWindow, Window
+from appliance.errors import Conflict, IntegrityError, NotFound, SlateError, UsageError
 from appliance.formats.manifest import Manifest
 from appliance.formats.names import chunk_relpath, is_version, manifest_relpath
 from appliance.secrets_file import write_secret
@@ -179,8 +181,16 @@ def fetch(
     *,
     progress: Progress | None = None,
     workers: int = WORKERS,
+    cap: int = 0,
+    window: Window | None = None,
+    now: Callable[[], datetime] = datetime.now,
 ) -> tuple[Manifest, Moved]:
-    """Fetch ``image@version`` (the newest published when None) into the store."""
+    """Fetch ``image@version`` (the newest published when None) into the store, at most
+    ``cap`` bit/s, only while ``window`` is open (:class:`OutsideWindow` when it closes:
+    what was stored stays, and the next fetch goes on from there)."""
+    if window is not None and not window.open_at(now()):
+        raise OutsideWindow(f"outside the fetch window {window}; nothing fetched")
+    pace = Cap(cap).take if cap else None
     if version is None:
         found = versions(bucket, image)
         if not found:
@@ -193,16 +203,25 @@ def fetch(
     # Already here: only chunks lost since (deleted, or removed by a verify) are read.
     committed = store.manifest_path(image, version).exists()
     lock = threading.Lock()
+    partial = layout.district / "partial"  # chunks being read: a cut read goes on from there
+    partial.mkdir(parents=True, exist_ok=True)
     session = store.session()
     with session as s:
         todo = s.missing(digests)
 
         def get(digest: str) -> None:
+            if window is not None and not window.open_at(now()):
+                raise OutsideWindow(
+                    f"{manifest.ref}: the fetch window {window} closed; {moved.moved} of"
+                    f" {len(todo)} chunk(s) fetched, the rest in the next window"
+                )
+            part = partial / f"{digest}.part"
             for attempt in (1, 2):
-                frame = bucket.get(chunk_relpath(digest))
+                frame = bucket.get_into(chunk_relpath(digest), part, pace)
                 try:
                     s.put_chunk_frame(digest, frame)
                 except IntegrityError:
+                    part.unlink(missing_ok=True)
                     if attempt == 2:
                         raise IntegrityError(
                             f"{manifest.ref}: chunk {digest} in the library does not match its"
@@ -213,6 +232,7 @@ def fetch(
                     with lock:
                         moved.refetched += 1
                     continue
+                part.unlink(missing_ok=True)
                 with lock:
                     moved.moved += 1
                     moved.bytes += len(frame)
@@ -221,7 +241,7 @@ def fetch(
                 return
 
         try:
-            _run(workers, get, todo)
+            _run(min(workers, 2) if cap else workers, get, todo)
         except BaseException:
             s.created.clear()  # keep what was fetched: the next fetch resumes from it
             raise
@@ -254,3 +274,45 @@ def check_ref(text: str) -> tuple[str, str | None]:
     if not image:
         raise UsageError(f"{text!r} is not IMAGE or IMAGE@VERSION")
     return image, version or None
+
+
+# -- subscriptions ------------------------------------------------------------------------
+def run_subscriptions(
+    store: Store,
+    layout: Layout,
+    conn: Any,
+    *,
+    now: Callable[[], datetime] = datetime.now,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """One pass over the subscriptions (what the appliance does every few minutes, and
+    `slate library sync` does at once): each one whose window is open fetches the newest
+    version of its image that is not ready here.  One row per subscription."""
+    from appliance.district import libraries
+
+    rows: list[dict[str, Any]] = []
+    for sub in libraries.subscriptions(conn):
+        row: dict[str, Any] = {"library": sub.library, "image": sub.image}
+        window = Window.parse(sub.window)
+        if window is not None and not window.open_at(now()):
+            rows.append(row | {"result": f"waiting for its window {window}"})
+            continue
+        lib = libraries.get(conn, sub.library)
+        bucket = Bucket(lib, layout)
+        try:
+            found = versions(bucket, sub.image)
+            if not found:
+                rows.append(row | {"result": "the library holds no version of it yet"})
+                continue
+            newest = found[-1]
+            if state(store, layout, lib.name, sub.image, newest)["state"] == "ready":
+                rows.append(row | {"version": newest, "result": "ready"})
+                continue
+            _, moved = fetch(store, bucket, layout, sub.image, newest, cap=sub.cap,
+                             window=window, now=now, progress=progress)  # fmt: skip
+            rows.append(row | {"version": newest, "result": "fetched", **moved.to_dict()})
+        except OutsideWindow as exc:
+            rows.append(row | {"result": exc.message})
+        except SlateError as exc:  # one library down does not stop the others
+            rows.append(row | {"result": f"failed: {exc.message}"})
+    return rows

@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -203,3 +204,57 @@ def test_altered_unsigned_and_damaged_objects_and_a_school_writing_the_library(
                         district.endpoint, "--credentials", str(creds), "--trust", "SHA256:AAAA",
                         check=False)  # fmt: skip
     assert done.returncode == 1 and "not SHA256:AAAA; not added" in done.stderr, done.stderr
+
+
+def test_subscription_waits_for_its_window_and_a_killed_fetch_resumes(
+    world: World, tmp_path: Path
+) -> None:
+    district, hq, school, _disk = world
+    other = tmp_path / "other.img"
+    make_disk(other, 48 * MIB, seed=40, data_fraction=0.9)  # few chunks shared with "lab"
+    name = "kiosk"
+    version = hq.slate("image", "import", str(other), "--name", name).stdout.strip()
+    hq.slate("library", "publish", f"{name}@{version}")
+    m = hq.store().load(name, version)
+
+    # A window that is closed now: the sync does not even ask the library.
+    hour = int(subprocess.run(["date", "+%H"], capture_output=True, text=True).stdout)
+    closed = f"{(hour + 2) % 24:02}:00-{(hour + 3) % 24:02}:00"
+    school.slate("library", "subscribe", name, "--window", closed, "--cap", "20M")
+    before = district.wan_rx_bytes("school1")
+    rows = school.json("library", "sync")
+    assert rows == [{"library": "district", "image": name,
+                     "result": f"waiting for its window {closed}"}]  # fmt: skip
+    assert district.wan_rx_bytes("school1") - before < 20_000  # nothing but noise (ARP, ...)
+    assert school.json("library", "versions", name)[0]["state"] == "absent"  # type: ignore[index]
+
+    # Any time, capped at 20 Mbit/s: killed (-9) part-way, then run again.
+    school.slate("library", "subscribe", name, "--cap", "20M")
+    before = district.wan_rx_bytes("school1")
+    cmd = [sys.executable, "-m", "appliance.cli", "--home", str(school.home), "library", "sync"]
+    proc = district.school("school1").popen(cmd, cwd=str(ROOT), stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL)  # fmt: skip
+    store = school.store()
+    try:
+        deadline = time.monotonic() + 60
+        while sum(store.has_chunk(d) for d in m.digests()) < 2:
+            assert proc.poll() is None, "the fetch ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.kill()
+    finally:
+        proc.wait()
+    have = sum(store.has_chunk(d) for d in m.digests())
+    assert 2 <= have < len(m.digests())
+    assert not store.manifest_path(name, version).exists()  # never half there
+    partial = school.json("library", "versions", name)[0]  # type: ignore[index]
+    assert (partial["state"], partial["have"]) == ("fetching", have)  # type: ignore[index]
+    rows = school.json("library", "sync")
+    assert rows[0]["result"] == "fetched"  # type: ignore[index]
+    assert rows[0]["moved"] == len(m.digests()) - have  # type: ignore[index]
+    wan = district.wan_rx_bytes("school1") - before
+    assert wan <= 1.05 * compressed(hq.store(), m.digests()), wan
+    assert school.json("library", "versions", name)[0]["state"] == "ready"  # type: ignore[index]
+    school.slate("image", "verify", f"{name}@{version}")
+    rows = school.json("library", "sync")  # nothing new: nothing read
+    assert rows[0]["result"] == "ready"  # type: ignore[index]

@@ -1,0 +1,97 @@
+"""The district's fetch window and bandwidth cap, and the subscriptions table (issue 30):
+pure, on simulated clocks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from appliance import db
+from appliance.config import Layout
+from appliance.district import libraries
+from appliance.district.pacing import BURST, Cap, Window
+from appliance.errors import Conflict, NotFound, UsageError
+
+
+def at(hhmm: str) -> datetime:
+    h, m = hhmm.split(":")
+    return datetime(2026, 12, 7, int(h), int(m))
+
+
+def test_a_window_that_wraps_past_midnight() -> None:
+    w = Window.parse("18:00-06:00")
+    assert w is not None and str(w) == "18:00-06:00"
+    assert [w.open_at(at(t)) for t in ("17:59", "18:00", "23:59", "00:00", "05:59", "06:00")] == [
+        False, True, True, True, True, False,
+    ]  # fmt: skip
+    day = Window.parse("09:30-10:00")
+    assert day is not None
+    assert [day.open_at(at(t)) for t in ("09:29", "09:30", "09:59", "10:00")] == [
+        False, True, True, False,
+    ]  # fmt: skip
+    assert Window.parse("") is None and Window.parse("  ") is None
+
+
+@pytest.mark.parametrize("bad", ["18-06", "18:00", "24:00-06:00", "18:00-6:00", "18:60-06:00",
+                                 "06:00-06:00", "18:00 - 06:00"])  # fmt: skip
+def test_bad_windows_say_how_to_write_one(bad: str) -> None:
+    with pytest.raises(UsageError) as info:
+        Window.parse(bad)
+    assert "HH:MM-HH:MM" in (info.value.hint or "") or "leave --window out" in (
+        info.value.hint or ""
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_the_cap_holds_the_rate_after_its_burst() -> None:
+    clock = Clock()
+    cap = Cap(20_000_000, clock=clock, sleep=clock.sleep)  # 2.5 MB/s
+    block = 64 * 1024
+    sent = 0
+    while sent < 50_000_000:
+        cap.take(block)
+        sent += block
+    # 50 MB at 2.5 MB/s, less the first burst that needed no wait
+    assert clock.now == pytest.approx((sent - BURST) / 2_500_000, rel=1e-6)
+    assert Cap(0, clock=clock, sleep=clock.sleep).take(10**9) == 0.0  # no cap
+
+
+def test_subscriptions_are_kept_set_again_and_removed(home: Path) -> None:
+    layout = Layout(home)
+    conn = db.connect(layout.db)
+    libraries.add(conn, layout, "district", "s3://library", publisher_key="00" * 32, actor="t")
+    libraries.add(conn, layout, "mine", "s3://mine", actor="t")  # this appliance publishes
+    sub = libraries.subscribe(conn, "district", "win11", window="18:00-06:00", cap=50_000_000,
+                              actor="t")  # fmt: skip
+    assert sub.to_dict() == {"library": "district", "image": "win11", "window": "18:00-06:00",
+                             "cap": 50_000_000}  # fmt: skip
+    libraries.subscribe(conn, "district", "win11", window="", cap=0, actor="t")
+    assert [s.to_dict() for s in libraries.subscriptions(conn)] == [
+        {"library": "district", "image": "win11", "window": "any time", "cap": 0}
+    ]
+    with pytest.raises(UsageError, match="not a window"):
+        libraries.subscribe(conn, "district", "ubuntu", window="night", cap=0, actor="t")
+    with pytest.raises(UsageError, match="not an image name"):
+        libraries.subscribe(conn, "district", "../x", window="", cap=0, actor="t")
+    with pytest.raises(Conflict, match="this appliance publishes to mine"):
+        libraries.subscribe(conn, "mine", "win11", window="", cap=0, actor="t")
+    with pytest.raises(NotFound, match="no library nowhere"):
+        libraries.subscribe(conn, "nowhere", "win11", window="", cap=0, actor="t")
+    libraries.unsubscribe(conn, "district", "win11", actor="t")
+    with pytest.raises(NotFound, match="no subscription to win11 from district"):
+        libraries.unsubscribe(conn, "district", "win11", actor="t")
+    libraries.subscribe(conn, "district", "win11", window="", cap=0, actor="t")
+    libraries.remove(conn, layout, "district", actor="t")  # its subscriptions go with it
+    assert libraries.subscriptions(conn) == []
