@@ -208,6 +208,7 @@ class Appliance:
             *([("console", self._console)] if s.console_listen else []),
             ("tftp", self._tftp),
             ("housekeeping", lambda: Housekeeping(self.layout, self.db, settings=s)),
+            ("library-sync", self._library_sync),
             ("notify", self._notifier),
         ]
         if s.dns_enabled:
@@ -245,6 +246,11 @@ class Appliance:
                 service.stop()
             except Exception:
                 log.exception("stopping %s failed", name)
+
+    def _library_sync(self) -> Service:
+        from appliance.district.service import LibrarySync
+
+        return LibrarySync(self.layout, self.db, self.settings.library_sync_interval)
 
     def _tftp(self) -> Service:
         s = self.settings

@@ -55,6 +55,7 @@ class Settings:
     multicast_port: int = 5483
     igmp_query_interval: float = 60.0  # s; 0 = never act as the IGMP querier
     multicast_nice: int = -10  # the process's nice while a room session runs (0: unchanged)
+    library_sync_interval: float = 300.0  # s between passes over the district subscriptions
     # A disk with more reallocated / pending sectors than these is refused before a
     # write (appliance.machines.diskhealth; a job's --ignore-disk-health writes anyway).
     disk_max_reallocated: int = 50
@@ -236,6 +237,12 @@ TABLE: tuple[Setting, ...] = (
     Setting(
         "igmp_query_interval",
         "seconds between IGMP queries while roomcast runs and no other querier is heard (0: never)",
+        float,
+        metavar="S",
+    ),
+    Setting(
+        "library_sync_interval",
+        "seconds between passes over the district library subscriptions (docs/district.md)",
         float,
         metavar="S",
     ),

@@ -258,3 +258,33 @@ def test_subscription_waits_for_its_window_and_a_killed_fetch_resumes(
     school.slate("image", "verify", f"{name}@{version}")
     rows = school.json("library", "sync")  # nothing new: nothing read
     assert rows[0]["result"] == "ready"  # type: ignore[index]
+
+
+def test_the_service_of_slate_serve_runs_the_subscriptions(world: World, tmp_path: Path) -> None:
+    from appliance import db
+    from appliance.district.service import LibrarySync
+
+    district, hq, _school, _disk = world
+    home = tmp_path / "school2"
+    fingerprint = str(hq.json("library", "key")["fingerprint"])  # type: ignore[index]
+    creds = district.credentials_file("school1")
+    cli = [sys.executable, "-m", "appliance.cli", "--home", str(home), "library"]
+    # This one reaches the engine from the test's own process, through the kit's relay.
+    subprocess.run([*cli, "add", "district", "s3://library", "--endpoint",
+                    district.host_endpoint, "--credentials", str(creds), "--trust", fingerprint],
+                   check=True, capture_output=True, cwd=ROOT)  # fmt: skip
+    subprocess.run([*cli, "subscribe", IMAGE], check=True, capture_output=True, cwd=ROOT)
+    layout = Layout(home)
+    sync = LibrarySync(layout, db.ThreadConnections(layout.db), interval=0.5)
+    sync.start()
+    try:
+        deadline = time.monotonic() + 120
+        store = Store(layout)
+        while not store.version_ids(IMAGE):
+            assert time.monotonic() < deadline, "the service fetched nothing"
+            time.sleep(0.2)
+    finally:
+        sync.stop()
+    newest = hq.store().version_ids(IMAGE)[-1]
+    assert store.version_ids(IMAGE) == [newest]  # the newest published, whole
+    assert sync.passes >= 1
