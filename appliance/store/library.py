@@ -180,12 +180,38 @@ class Store:
         except FileNotFoundError:
             raise NotFound(
                 f"image {name} has no version {version}",
-                hint=f"`slate image show {name}` lists its versions",
+                hint=self.library_hint(name, version)
+                or f"`slate image show {name}` lists its versions",
             ) from None
         m = Manifest.from_json(text)
         if (m.image, m.version) != (name, version):
             raise IntegrityError(f"manifest {path} names {m.ref} instead of {name}@{version}")
         return m
+
+    def library_hint(self, name: str, version: str | None = None) -> str | None:
+        """Why a version is not here when a district library has it: it has not been
+        fetched whole yet (the signed manifests a fetch keeps under the data
+        directory's ``district/``, counted against this store's chunks)."""
+        root = self.layout.district
+        if not root.is_dir():
+            return None
+        found = sorted(root.glob(f"*/manifests/{name}/{version or '*'}.json"),
+                       key=lambda p: p.stem)  # fmt: skip
+        if not found:
+            return None
+        path = found[-1]
+        library = path.relative_to(root).parts[0]
+        try:
+            digests = Manifest.from_json(path.read_bytes()).digests()
+        except (OSError, SlateError):
+            return None
+        have = sum(1 for d in digests if self.has_chunk(d))
+        return (
+            f"{name}@{path.stem} is in the library {library} but not whole here ({have} of"
+            f" {len(digests)} chunks): `slate library fetch {name}@{path.stem} --from"
+            f" {library}`, or wait for its subscription; a restore starts only from a"
+            " version that is all here"
+        )
 
     # ------------------------------------------------------------------ marks
     def mark_path(self, name: str, version: str, mark: str) -> Path:
@@ -252,7 +278,9 @@ class Store:
         ids = self.version_ids(ref.image)
         if not ids:
             raise NotFound(
-                f"there is no image {ref.image!r}", hint="`slate image list` shows images"
+                f"there is no image {ref.image!r}",
+                hint=self.library_hint(ref.image, ref.version)
+                or "`slate image list` shows images",
             )
         if ref.version is not None:
             return self.load(ref.image, ref.version)

@@ -95,3 +95,33 @@ def test_subscriptions_are_kept_set_again_and_removed(home: Path) -> None:
     libraries.subscribe(conn, "district", "win11", window="", cap=0, actor="t")
     libraries.remove(conn, layout, "district", actor="t")  # its subscriptions go with it
     assert libraries.subscriptions(conn) == []
+
+
+def test_a_job_for_a_version_not_whole_here_is_refused_with_where_it_is(home: Path) -> None:
+    # What a fetch keeps under district/ (the signed manifest) and the chunks it stored so
+    # far: the restore job is refused when it is made, saying where the version is.
+    from http_kit import V1, V2, write_image
+
+    from appliance.formats.names import chunk_relpath, manifest_relpath
+    from appliance.jobs import Jobs
+    from appliance.machines import Inventory
+    from appliance.store import Store
+
+    layout = Layout(home)
+    write_image(layout, "win11", V1)
+    image = write_image(layout, "win11", V2)  # then made "not whole": as fetched in part
+    cached = layout.district / "district" / manifest_relpath("win11", V2)
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(image.manifest.to_json())
+    (layout.store / manifest_relpath("win11", V2)).unlink()
+    (layout.store / chunk_relpath(sorted(image.chunks)[0])).unlink()
+    conn = db.connect(layout.db)
+    Inventory(conn).add_host("aa:bb:cc:00:00:01", "pc1", actor="t")
+    with pytest.raises(NotFound, match=f"image win11 has no version {V2}") as info:
+        Jobs(conn, layout).restore("pc1", f"win11@{V2}", actor="t")
+    assert info.value.hint == (
+        f"win11@{V2} is in the library district but not whole here (2 of 3 chunks):"
+        f" `slate library fetch win11@{V2} --from district`, or wait for its subscription;"
+        " a restore starts only from a version that is all here"
+    )
+    assert Store(layout).library_hint("win11", V1) is None  # nothing about it in a library
