@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -29,6 +28,7 @@ from appliance.dhcp.leases import bound_at, bound_ip
 from appliance.dns import DnsServer, Resolver
 from appliance.errors import SlateError
 from appliance.machines.queries import fixed_addresses, names_by_mac
+from appliance.periodic import Periodic
 from appliance.settings import Settings
 from appliance.store import Store
 from appliance.tftp import TftpServer
@@ -113,7 +113,7 @@ def dns_names(conn: sqlite3.Connection, settings: Settings) -> dict[str, str]:
     return names
 
 
-class Housekeeping:
+class Housekeeping(Periodic):
     """Every ``interval`` seconds: fail the jobs whose machine went silent
     (:meth:`appliance.jobs.Jobs.expire_stale`), so the console never shows a job
     "running" on a machine that lost power hours ago; create the jobs of recurring
@@ -127,21 +127,11 @@ class Housekeeping:
         interval: float = 30.0,
         settings: Settings | None = None,
     ) -> None:
+        super().__init__("housekeeping", interval)
         self.layout = layout
         self.connect = connect  # a db.ThreadConnections: this thread's connection, kept
-        self.interval = interval
         self.settings = settings
         self._store: Store | None = None  # made in the housekeeping thread
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="housekeeping", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
 
     def run_once(self) -> list[Any]:
         from appliance.jobs import Jobs
@@ -168,13 +158,6 @@ class Housekeeping:
             if result.removed:
                 log.info("retention of %s (%s) removed %s", result.image, result.rules,
                          ", ".join(result.removed))  # fmt: skip
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.run_once()
-            except Exception:  # never let housekeeping take the appliance down
-                log.exception("housekeeping failed; trying again in %.0f s", self.interval)
 
 
 class Appliance:

@@ -6,31 +6,22 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 from collections.abc import Callable
 
 from appliance.config import Layout
+from appliance.periodic import Periodic
 from appliance.store import Store
 
 log = logging.getLogger("slate.district")
 
 
-class LibrarySync:
+class LibrarySync(Periodic):
     def __init__(
         self, layout: Layout, connect: Callable[[], sqlite3.Connection], interval: float
     ) -> None:
-        self.layout, self.connect, self.interval = layout, connect, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="library-sync", daemon=True)
+        super().__init__("library-sync", interval, first=min(5.0, interval))  # soon at start
+        self.layout, self.connect = layout, connect
         self.passes = 0
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
 
     def run_once(self) -> list[dict[str, object]]:
         from appliance.district.sync import run_subscriptions
@@ -46,13 +37,3 @@ class LibrarySync:
             elif result.startswith("failed"):
                 log.warning("library sync of %s %s", what, result)
         return rows
-
-    def _loop(self) -> None:
-        # The first pass soon after the start, then every interval.
-        wait = min(5.0, self.interval)
-        while not self._stop.wait(wait):
-            wait = self.interval
-            try:
-                self.run_once()
-            except Exception:  # never let a library take the appliance down
-                log.exception("library sync failed; trying again in %.0f s", self.interval)

@@ -279,8 +279,7 @@ class Store:
         if not ids:
             raise NotFound(
                 f"there is no image {ref.image!r}",
-                hint=self.library_hint(ref.image, ref.version)
-                or "`slate image list` shows images",
+                hint=self.library_hint(ref.image, ref.version) or "`slate image list` shows images",
             )
         if ref.version is not None:
             return self.load(ref.image, ref.version)

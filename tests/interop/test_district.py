@@ -265,6 +265,10 @@ def test_the_service_of_slate_serve_runs_the_subscriptions(world: World, tmp_pat
     from appliance.district.service import LibrarySync
 
     district, hq, _school, _disk = world
+    small = tmp_path / "svc.img"
+    make_disk(small, 16 * MIB, seed=50, data_fraction=0.5)
+    version = hq.slate("image", "import", str(small), "--name", "svc").stdout.strip()
+    hq.slate("library", "publish", f"svc@{version}")
     home = tmp_path / "school2"
     fingerprint = str(hq.json("library", "key")["fingerprint"])  # type: ignore[index]
     creds = district.credentials_file("school1")
@@ -273,18 +277,17 @@ def test_the_service_of_slate_serve_runs_the_subscriptions(world: World, tmp_pat
     subprocess.run([*cli, "add", "district", "s3://library", "--endpoint",
                     district.host_endpoint, "--credentials", str(creds), "--trust", fingerprint],
                    check=True, capture_output=True, cwd=ROOT)  # fmt: skip
-    subprocess.run([*cli, "subscribe", IMAGE], check=True, capture_output=True, cwd=ROOT)
+    subprocess.run([*cli, "subscribe", "svc"], check=True, capture_output=True, cwd=ROOT)
     layout = Layout(home)
     sync = LibrarySync(layout, db.ThreadConnections(layout.db), interval=0.5)
     sync.start()
     try:
         deadline = time.monotonic() + 120
         store = Store(layout)
-        while not store.version_ids(IMAGE):
+        while not store.version_ids("svc"):
             assert time.monotonic() < deadline, "the service fetched nothing"
             time.sleep(0.2)
     finally:
         sync.stop()
-    newest = hq.store().version_ids(IMAGE)[-1]
-    assert store.version_ids(IMAGE) == [newest]  # the newest published, whole
+    assert store.version_ids("svc") == [version]  # whole: committed only when complete
     assert sync.passes >= 1
