@@ -113,6 +113,11 @@ class Bucket:
     # -- objects ----------------------------------------------------------------------
     def keys(self, relprefix: str) -> Iterator[str]:
         """The keys under ``relprefix`` (relative to the library's prefix)."""
+        for key, _size, _etag in self.objects(relprefix):
+            yield key
+
+    def objects(self, relprefix: str) -> Iterator[tuple[str, int, str]]:
+        """(key, size, ETag without quotes) of each object under ``relprefix``."""
         full = self.lib.key(relprefix)
         strip = len(self.lib.key(""))
         token: str | None = None
@@ -122,7 +127,8 @@ class Bucket:
                 kw["ContinuationToken"] = token
             page = self._call(f"listed {full}", self.s3.list_objects_v2, **kw)
             for item in page.get("Contents", []):
-                yield str(item["Key"])[strip:]
+                etag = str(item.get("ETag", "")).strip('"')
+                yield str(item["Key"])[strip:], int(item.get("Size", -1)), etag
             if not page.get("IsTruncated"):
                 return
             token = page.get("NextContinuationToken")

@@ -16,6 +16,7 @@ store against the signed manifest — never from a transfer log."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -91,8 +92,10 @@ def publish(
     claim(bucket, layout)
     started = time.monotonic()
     digests = sorted(manifest.digests())
-    there = {k.rsplit("/", 1)[-1].removesuffix(".zst") for k in bucket.keys("chunks/")}
-    todo = [d for d in digests if d not in there]
+    there = _chunks_there(bucket)
+    # A chunk the bucket lacks, or holds with other bytes (its size or, for an object put
+    # in one piece, its ETag = MD5 differs from ours): uploaded (again).
+    todo = [d for d in digests if not _same(store, d, there.get(d))]
     moved = Moved(chunks=len(digests))
     lock = threading.Lock()
 
@@ -107,8 +110,8 @@ def publish(
 
     _run(workers, upload, todo)
     # Confirm every chunk the manifest names before the manifest goes in.
-    there = {k.rsplit("/", 1)[-1].removesuffix(".zst") for k in bucket.keys("chunks/")}
-    lacking = [d for d in digests if d not in there]
+    there = _chunks_there(bucket)
+    lacking = [d for d in digests if not _same(store, d, there.get(d))]
     if lacking:
         raise IntegrityError(
             f"{manifest.ref}: {len(lacking)} chunk(s) are not in the library after the upload,"
@@ -120,6 +123,26 @@ def publish(
     bucket.put(manifest_relpath(image, version), data)
     moved.seconds = time.monotonic() - started
     return moved
+
+
+def _chunks_there(bucket: Bucket) -> dict[str, tuple[int, str]]:
+    return {
+        key.rsplit("/", 1)[-1].removesuffix(".zst"): (size, etag)
+        for key, size, etag in bucket.objects("chunks/")
+    }
+
+
+def _same(store: Store, digest: str, there: tuple[int, str] | None) -> bool:
+    """Whether the bucket's object of ``digest`` holds the bytes of our frame."""
+    if there is None:
+        return False
+    size, etag = there
+    path = store.chunk_path(digest)
+    if size != path.stat().st_size:
+        return False
+    if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag.lower()):
+        return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest() == etag.lower()
+    return True  # a multipart ETag is not an MD5 of the bytes: the size must do
 
 
 def _run(workers: int, fn: Callable[[str], None], items: list[str]) -> None:
@@ -226,8 +249,9 @@ def fetch(
                         raise IntegrityError(
                             f"{manifest.ref}: chunk {digest} in the library does not match its"
                             " name (read twice); nothing of it was stored",
-                            hint="the bucket's copy is damaged: publish the version again"
-                            " from the publishing appliance",
+                            hint="the bucket's copy is damaged: `slate library publish` of the"
+                            " version at the publishing appliance puts it back (it replaces"
+                            " chunks whose bytes differ)",
                         ) from None
                     with lock:
                         moved.refetched += 1
