@@ -439,7 +439,8 @@ def test_slate_queries_so_a_snooping_switch_keeps_its_members(tmp_path: Path, im
     try:
         for s in room.seats:
             room.start(s)
-        wait_joined(room, room.seats[1])
+        for s in room.seats:  # each seat's join line: posted by its reporter, in its own time
+            wait_joined(room, s)
         group = _group(room, room.seats[0])
         time.sleep(7)  # past the membership interval: only refreshed entries are left
         seen: dict[str, int] = {s.name: 0 for s in room.seats}
