@@ -3,15 +3,12 @@
 A window is ``HH:MM-HH:MM`` in the appliance's local time (``18:00-06:00`` wraps past
 midnight); a fetch checks it before each chunk it reads, so one that runs past the end
 stops within a chunk and resumes in the next window with what it stored.  The cap is
-one token bucket that every block read from the library passes, shared by the fetch's
-parallel reads."""
+one :class:`appliance.pacing.TokenBucket` (of :data:`BURST` bytes) that every range
+read from the library passes, shared by the fetch's parallel readers."""
 
 from __future__ import annotations
 
 import re
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,33 +52,3 @@ class Window:
         if self.start < self.end:
             return self.start <= now < self.end
         return now >= self.start or now < self.end  # wraps past midnight
-
-
-class Cap:
-    """At most ``bits`` bit/s through :meth:`take` (0: no cap), shared by threads."""
-
-    def __init__(
-        self,
-        bits: int,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.bits, self.clock, self.sleep = bits, clock, sleep
-        self._lock = threading.Lock()
-        self._tokens = float(BURST)
-        self._at = clock()
-
-    def take(self, nbytes: int) -> float:
-        """Wait until ``nbytes`` may go; the seconds waited.  A block takes its tokens at
-        once (going into debt) and sleeps the debt off outside the lock."""
-        if not self.bits:
-            return 0.0
-        with self._lock:
-            now = self.clock()
-            self._tokens = min(float(BURST), self._tokens + (now - self._at) * self.bits / 8)
-            self._at = now
-            self._tokens -= nbytes
-            wait = -self._tokens * 8 / self.bits if self._tokens < 0 else 0.0
-        if wait > 0:
-            self.sleep(wait)
-        return wait

@@ -29,10 +29,11 @@ from appliance.config import Layout
 from appliance.district import keys
 from appliance.district.bucket import PUBLISHER_KEY, Bucket
 from appliance.district.libraries import Library
-from appliance.district.pacing import Cap, OutsideWindow, Window
+from appliance.district.pacing import BURST, OutsideWindow, Window
 from appliance.errors import Conflict, IntegrityError, NotFound, SlateError, UsageError
 from appliance.formats.manifest import Manifest
 from appliance.formats.names import chunk_relpath, is_version, manifest_relpath
+from appliance.pacing import TokenBucket
 from appliance.secrets_file import write_secret
 from appliance.store import Store
 
@@ -213,7 +214,7 @@ def fetch(
     what was stored stays, and the next fetch goes on from there)."""
     if window is not None and not window.open_at(now()):
         raise OutsideWindow(f"outside the fetch window {window}; nothing fetched")
-    pace = Cap(cap).take if cap else None
+    pace = TokenBucket(cap, burst=BURST).take if cap else None
     if version is None:
         found = versions(bucket, image)
         if not found:

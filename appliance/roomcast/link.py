@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from appliance.pacing import TokenBucket
+
 SYS_NET = Path("/sys/class/net")
 HTTP_WIRE = 1514 / 1448  # a full TCP segment (timestamps) as a frame: what the link carries
 HTTP_BURST = 64 * 1024  # bytes: the HTTP bucket's depth (one paced block or a few)
@@ -109,14 +111,10 @@ class DropCounter:
             return self._value
 
 
-class HttpPacer:
-    """One token bucket that every block of every chunk body served by HTTP passes
+class HttpPacer(TokenBucket):
+    """The one token bucket that every block of every chunk body served by HTTP passes
     while room sessions run, shared by all the serving threads.  Its rate is bit/s of
-    frames on the wire (a block's bytes times :data:`HTTP_WIRE`); 0 = not paced.
-
-    A block takes its tokens at once, going into debt, and its thread sleeps out the
-    debt outside the lock: the blocks of all threads leave in the order they asked,
-    and no thread holds the others while it sleeps."""
+    frames on the wire (a block's bytes times :data:`HTTP_WIRE`); 0 = not paced."""
 
     def __init__(
         self,
@@ -124,39 +122,4 @@ class HttpPacer:
         sleep: Callable[[float], None] = time.sleep,
         burst: int = HTTP_BURST,
     ) -> None:
-        self.clock, self.sleep = clock, sleep
-        self.burst = float(burst)
-        self.bits = 0
-        self._lock = threading.Lock()
-        self._tokens = self.burst
-        self._at = clock()
-
-    @property
-    def paced(self) -> bool:
-        return self.bits > 0
-
-    def set_rate(self, bits: int) -> None:
-        """Pace to ``bits`` bit/s from now (0: stop pacing)."""
-        with self._lock:
-            self._refill(self.clock())
-            self.bits = max(0, int(bits))
-            if not self.bits:
-                self._tokens = self.burst
-
-    def _refill(self, now: float) -> None:
-        if self.bits:
-            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.bits / 8.0)
-        self._at = now
-
-    def take(self, nbytes: int) -> float:
-        """Wait until ``nbytes`` of body may go; returns the seconds waited."""
-        with self._lock:
-            if not self.bits:
-                return 0.0
-            now = self.clock()
-            self._refill(now)
-            self._tokens -= nbytes * HTTP_WIRE
-            wait = -self._tokens / (self.bits / 8.0) if self._tokens < 0 else 0.0
-        if wait > 0:
-            self.sleep(wait)
-        return wait
+        super().__init__(0, burst=burst, wire=HTTP_WIRE, clock=clock, sleep=sleep)

@@ -11,8 +11,9 @@ import pytest
 from appliance import db
 from appliance.config import Layout
 from appliance.district import libraries
-from appliance.district.pacing import BURST, Cap, Window
+from appliance.district.pacing import BURST, Window
 from appliance.errors import Conflict, NotFound, UsageError
+from appliance.pacing import TokenBucket
 
 
 def at(hhmm: str) -> datetime:
@@ -57,7 +58,7 @@ class Clock:
 
 def test_the_cap_holds_the_rate_after_its_burst() -> None:
     clock = Clock()
-    cap = Cap(20_000_000, clock=clock, sleep=clock.sleep)  # 2.5 MB/s
+    cap = TokenBucket(20_000_000, burst=BURST, clock=clock, sleep=clock.sleep)  # 2.5 MB/s
     block = 64 * 1024
     sent = 0
     while sent < 50_000_000:
@@ -65,7 +66,7 @@ def test_the_cap_holds_the_rate_after_its_burst() -> None:
         sent += block
     # 50 MB at 2.5 MB/s, less the first burst that needed no wait
     assert clock.now == pytest.approx((sent - BURST) / 2_500_000, rel=1e-6)
-    assert Cap(0, clock=clock, sleep=clock.sleep).take(10**9) == 0.0  # no cap
+    assert TokenBucket(0, burst=BURST, clock=clock, sleep=clock.sleep).take(10**9) == 0.0
 
 
 def test_subscriptions_are_kept_set_again_and_removed(home: Path) -> None:
