@@ -28,7 +28,6 @@ from appliance.district.libraries import Library, credentials_path
 from appliance.errors import NotFound, PeerError, SlateError, UsageError
 
 PUBLISHER_KEY = "publisher.pub"
-BLOCK = 64 * 1024  # bytes read at a time when a read is paced
 RANGE = 256 * 1024  # bytes a capped reader asks for at a time
 _REFUSED = {
     "AccessDenied",
@@ -133,22 +132,13 @@ class Bucket:
                 return
             token = page.get("NextContinuationToken")
 
-    def get(self, relpath: str, pace: Callable[[int], object] | None = None) -> bytes:
-        """The object's bytes; ``pace(n)`` is called before each block of ``n`` is read
-        (a bandwidth cap)."""
+    def get(self, relpath: str) -> bytes:
+        """A small object's bytes (a manifest, its signature, the publisher's key)."""
         key = self.lib.key(relpath)
         answer = self._call(f"read {key}", self.s3.get_object, Bucket=self.lib.bucket, Key=key)
         body = answer["Body"]
         try:
-            if pace is None:
-                return bytes(body.read())
-            out = bytearray()
-            while True:
-                pace(BLOCK)
-                block = body.read(BLOCK)
-                if not block:
-                    return bytes(out)
-                out += block
+            return bytes(body.read())
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             raise self._error(exc, f"read {key}") from None
         finally:
