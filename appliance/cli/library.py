@@ -154,7 +154,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         layout.district.mkdir(mode=0o700, exist_ok=True)
     publisher_key = ""
     staged = libraries.credentials_path(layout, libraries.check_name(args.name))
-    if staged.exists():
+    if any(known.name == args.name for known in libraries.all_(conn)):
         raise Conflict(f"library {args.name} exists", hint=f"`slate library rm {args.name}` first")
     try:
         if creds is not None:
@@ -162,10 +162,10 @@ def cmd_add(args: argparse.Namespace) -> int:
 
             write_secret(staged, creds)
         b = Bucket(trial, layout)
-        there = b.get_or_none(PUBLISHER_KEY)
         if args.publisher:
             claim(b, layout)
         else:
+            there = b.get_or_none(PUBLISHER_KEY)
             if there is None:
                 raise Conflict(
                     f"{trial.url} has no publisher yet",
