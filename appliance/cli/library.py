@@ -49,8 +49,16 @@ def register(subparsers: Any) -> None:
     who.add_argument("--trust", metavar="SHA256:...",
                      help="the publisher's key fingerprint, as `slate library key` prints it"
                      " there: manifests signed by any other key are refused")  # fmt: skip
+    p.add_argument("--area", default="", metavar="s3://BUCKET[/PREFIX]",
+                   help="this appliance's own area, where it writes its status and state"
+                   " backups (the one place a school's credentials may write)")  # fmt: skip
     add_json_flag(p)
     p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("area", help="set this appliance's own area of a library")
+    p.add_argument("name")
+    p.add_argument("area", metavar="s3://BUCKET[/PREFIX]", help='"" to clear it')
+    p.set_defaults(func=cmd_area)
 
     p = sub.add_parser("list", help="the libraries this appliance knows")
     add_json_flag(p)
@@ -148,6 +156,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot read {args.credentials}: {exc.strerror}") from None
     bucket, prefix = libraries.parse_url(args.url)
+    if args.area:
+        libraries.parse_url(args.area)
     trial = libraries.Library(args.name, bucket, prefix, args.endpoint, args.region, "", "")
     # Look at the bucket before anything is kept: the key it names must be the trusted one.
     if creds is not None:
@@ -180,7 +190,7 @@ def cmd_add(args: argparse.Namespace) -> int:
                 )
         lib = libraries.add(conn, layout, args.name, args.url, endpoint=args.endpoint,
                             region=args.region, publisher_key=publisher_key, credentials=creds,
-                            actor=cli_actor())  # fmt: skip
+                            area=args.area, actor=cli_actor())  # fmt: skip
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
@@ -201,6 +211,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         print_table([(x["name"], x["url"], x["endpoint"], x["publisher"]) for x in libs],
                     ["NAME", "URL", "ENDPOINT", "PUBLISHER"])  # fmt: skip
+    return 0
+
+
+def cmd_area(args: argparse.Namespace) -> int:
+    from appliance.district import libraries
+
+    lib = libraries.set_area(_conn(_layout(args)), args.name, args.area, actor=cli_actor())
+    print(f"library {lib.name}: this appliance's area is {lib.area or '(none)'}")
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -33,6 +33,7 @@ class Library:
     region: str
     publisher_key: str  # hex; "" = this appliance publishes (its own key)
     created_at: str
+    area: str = ""  # s3://BUCKET[/PREFIX]: this appliance's own area ("" = none)
 
     @property
     def url(self) -> str:
@@ -48,7 +49,20 @@ class Library:
             "endpoint": self.endpoint,
             "region": self.region,
             "publisher": "this appliance" if not self.publisher_key else self.publisher_key,
+            "area": self.area,
         }
+
+    def area_library(self) -> Library:
+        """The same endpoint and credentials, at this appliance's own area: a
+        ``Bucket(lib.area_library(), layout)`` reads and writes there."""
+        if not self.area:
+            raise UsageError(
+                f"the library {self.name} has no area of this appliance's",
+                hint=f"`slate library area {self.name} s3://BUCKET[/PREFIX]` (the bucket the"
+                " district gave this appliance to write its status and backups to)",
+            )
+        bucket, prefix = parse_url(self.area)
+        return replace(self, bucket=bucket, prefix=prefix)
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -87,11 +101,14 @@ def add(
     region: str = "us-east-1",
     publisher_key: str = "",
     credentials: bytes | None = None,
+    area: str = "",
     actor: str,
 ) -> Library:
     """Remember a library; its credentials (the file's bytes) are kept 0600."""
     check_name(name)
     bucket, prefix = parse_url(url)
+    if area:
+        parse_url(area)
     if endpoint and urlparse(endpoint).scheme not in ("http", "https"):
         raise UsageError(
             f"{endpoint!r} is not an http(s) URL", hint="e.g. https://s3.district.example"
@@ -104,8 +121,8 @@ def add(
     with transaction(conn):
         conn.execute(
             "INSERT INTO libraries(name, bucket, prefix, endpoint, region, publisher_key,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (name, bucket, prefix, endpoint, region, publisher_key, utc_now()),
+            " created_at, area) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, bucket, prefix, endpoint, region, publisher_key, utc_now(), area),
         )
         audit.record(conn, actor, "library.add", name, url)
     return get(conn, name)
@@ -113,7 +130,7 @@ def add(
 
 def get(conn: sqlite3.Connection, name: str) -> Library:
     row = conn.execute(
-        "SELECT name, bucket, prefix, endpoint, region, publisher_key, created_at"
+        "SELECT name, bucket, prefix, endpoint, region, publisher_key, created_at, area"
         " FROM libraries WHERE name=?",
         (name,),
     ).fetchone()
@@ -124,10 +141,21 @@ def get(conn: sqlite3.Connection, name: str) -> Library:
 
 def all_(conn: sqlite3.Connection) -> list[Library]:
     rows = conn.execute(
-        "SELECT name, bucket, prefix, endpoint, region, publisher_key, created_at"
+        "SELECT name, bucket, prefix, endpoint, region, publisher_key, created_at, area"
         " FROM libraries ORDER BY name"
     ).fetchall()
     return [Library(*(str(v) for v in r)) for r in rows]
+
+
+def set_area(conn: sqlite3.Connection, name: str, area: str, *, actor: str) -> Library:
+    """Set (or with "" clear) this appliance's own area of the library."""
+    get(conn, name)
+    if area:
+        parse_url(area)
+    with transaction(conn):
+        conn.execute("UPDATE libraries SET area=? WHERE name=?", (area, name))
+        audit.record(conn, actor, "library.area", name, area or "(none)")
+    return get(conn, name)
 
 
 def remove(conn: sqlite3.Connection, layout: Layout, name: str, *, actor: str) -> None:
