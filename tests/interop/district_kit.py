@@ -34,7 +34,8 @@ The S3 config (``-s3.config``; credentials random for each run)::
       {"name": "ops",       "credentials": [{"accessKey": "...", "secretKey": "..."}],
        "actions": ["Admin"]},
       {"name": "publisher", "credentials": [...],
-       "actions": ["Read:library", "Write:library", "List:library"]},
+       "actions": ["Read:library", "Write:library", "List:library",
+                   "Read:school-publisher", "Write:school-publisher", "List:school-publisher"]},
       {"name": "school1",   "credentials": [...],
        "actions": ["Read:library", "List:library",
                    "Read:school-school1", "Write:school-school1", "List:school-school1"]},
@@ -118,8 +119,10 @@ def weed_binary() -> Path:
 def _actions(identity: str, schools: Sequence[str]) -> list[str]:
     if identity == OPS:
         return ["Admin"]
-    if identity == PUBLISHER:
-        return [f"Read:{LIBRARY}", f"Write:{LIBRARY}", f"List:{LIBRARY}"]
+    if identity == PUBLISHER:  # the library, and an area of its own (its state backups)
+        own = school_bucket(PUBLISHER)
+        return [f"Read:{LIBRARY}", f"Write:{LIBRARY}", f"List:{LIBRARY}",
+                f"Read:{own}", f"Write:{own}", f"List:{own}"]  # fmt: skip
     assert identity in schools, identity
     own = school_bucket(identity)
     return [f"Read:{LIBRARY}", f"List:{LIBRARY}", f"Read:{own}", f"Write:{own}", f"List:{own}"]
@@ -178,7 +181,7 @@ class District:
             self._start_relay()
             self.start_engine()
             ops = self.client(OPS)
-            for bucket in [LIBRARY, *(school_bucket(s) for s in self.schools)]:
+            for bucket in [LIBRARY, *(school_bucket(s) for s in [PUBLISHER, *self.schools])]:
                 ops.create_bucket(Bucket=bucket)
         except BaseException:
             self.close()
