@@ -90,7 +90,7 @@ def test_the_kit_runs_weed_from_the_venv_with_random_credentials(district: Distr
     assert path.stat().st_mode & 0o777 == 0o600
     assert f"aws_access_key_id = {district.credentials(S1)[0]}\n" in path.read_text()
     names = {b["Name"] for b in district.client(OPS).list_buckets()["Buckets"]}
-    assert names == {LIBRARY, school_bucket(S1), school_bucket(S2)}
+    assert names == {LIBRARY, school_bucket(PUBLISHER), school_bucket(S1), school_bucket(S2)}
 
 
 def test_the_publisher_writes_the_library_and_a_school_reads_it_over_its_wan(
@@ -217,4 +217,4 @@ def test_a_restart_of_the_engine_keeps_buckets_and_objects(district: District, h
     district.start_engine()
     assert read(district.client(S1), LIBRARY, f"kept-{hard}") == body
     names = {b["Name"] for b in district.client(OPS).list_buckets()["Buckets"]}
-    assert names == {LIBRARY, school_bucket(S1), school_bucket(S2)}
+    assert names == {LIBRARY, school_bucket(PUBLISHER), school_bucket(S1), school_bucket(S2)}
