@@ -117,6 +117,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--from", dest="source", default="", metavar="LIBRARY")
     add_json_flag(p)
     p.set_defaults(func=cmd_versions)
+    __import__("appliance.cli.library_state", fromlist=["register"]).register(sub)
 
 
 def _rate(text: str) -> int:
