@@ -220,7 +220,7 @@ def cmd_restore_appliance(args: argparse.Namespace) -> int:
         print_json(report)
     else:
         _print_report(report)
-    failed = [r for r in fetched if r["result"] != "ready"]
+    failed = [r for r in fetched if str(r["result"]).startswith("failed")]
     return 1 if failed else 0
 
 

@@ -390,9 +390,11 @@ def existing_state(layout: Layout) -> list[str]:
         conn = sqlite3.connect(layout.db, timeout=10)
         try:
             counts = db_facts(conn)["counts"]
+            found += [f"{n} {t}" for t, n in counts.items() if n and t != "audit"]
+        except sqlite3.Error:
+            found.append(f"{DB}, unreadable")
         finally:
             conn.close()
-        found += [f"{n} {t}" for t, n in counts.items() if n and t != "audit"]
     return found
 
 

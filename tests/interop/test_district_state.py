@@ -67,15 +67,16 @@ def test_disaster_the_data_directory_deleted_restore_appliance_brings_it_all_bac
         area = [AREA, "--endpoint", district.endpoint, "--credentials", creds]
         lists = [["host", "list", "--json"], ["room", "list", "--json"],
                  ["schedule", "list", "--json"]]  # fmt: skip
-        # The publishing appliance: two published versions, one of them kept; hosts, rooms,
-        # a schedule; a state key and a backup.
+        # The publishing appliance: two published versions, one of them kept, and one never
+        # published; hosts, rooms, a schedule; a state key and a backup.
         disk, disk2 = tmp_path / "lab.img", tmp_path / "lab2.img"
         make_disk(disk, 16 * MIB, seed=40, data_fraction=0.9)
         shutil.copyfile(disk, disk2)
         change_chunks(disk2, 0.5, seed=41)
-        v1, v2 = (x.strip() for x in ok(
+        v1, v2, v3 = (x.strip() for x in ok(
             old, ["image", "import", str(disk), "--name", IMAGE],
-            ["image", "import", str(disk2), "--name", IMAGE]))  # fmt: skip
+            ["image", "import", str(disk2), "--name", IMAGE],
+            ["image", "import", str(disk), "--name", "ws-07"]))  # never published  # fmt: skip
         *_, hosts, rooms, schedules, publisher, made, again, backed = ok(
             old,
             ["library", "add", "district", "s3://library", "--endpoint", district.endpoint,
@@ -100,7 +101,8 @@ def test_disaster_the_data_directory_deleted_restore_appliance_brings_it_all_bac
         assert again == {"fingerprint": fingerprint, "made": False}  # the key is shown once
         assert backed[0]["url"] == AREA and backed[0]["key"] == fingerprint
         assert backed[0]["counts"]["hosts"] == 2
-        assert sorted(backed[0]["versions"]) == sorted([f"{IMAGE}@{v1}", f"{IMAGE}@{v2}"])
+        assert sorted(backed[0]["versions"]) == sorted([f"{IMAGE}@{v1}", f"{IMAGE}@{v2}",
+                                                       f"ws-07@{v3}"])  # fmt: skip
 
         # The daily pass (slate serve's LibrarySync): a backup younger than a day is
         # left alone; a day later, one more is made; only the newest are kept.
@@ -170,7 +172,11 @@ def test_disaster_the_data_directory_deleted_restore_appliance_brings_it_all_bac
         report, hosts2, rooms2, schedules2, _, _, versions, key_after, state_key = results
         assert report["counts"]["hosts"] == 2
         assert sorted((r["ref"], r["result"]) for r in report["versions"]) == sorted(
-            [(f"{IMAGE}@{v1}", "ready"), (f"{IMAGE}@{v2}", "ready")]
+            [
+                (f"{IMAGE}@{v1}", "ready"),
+                (f"{IMAGE}@{v2}", "ready"),
+                (f"ws-07@{v3}", "lost: in no library"),
+            ]
         )
         assert (hosts2, rooms2, schedules2) == (hosts, rooms, schedules)
         assert sorted(r["version"] for r in versions) == sorted([v1, v2])
