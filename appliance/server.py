@@ -25,6 +25,7 @@ from appliance import db, metrics
 from appliance.boot.chainload import Chainload
 from appliance.config import Layout
 from appliance.dhcp.leases import bound_at, bound_ip
+from appliance.district.readthrough import ReadThrough
 from appliance.dns import DnsServer, Resolver
 from appliance.errors import SlateError
 from appliance.machines.queries import fixed_addresses, names_by_mac
@@ -173,6 +174,9 @@ class Appliance:
         self.db = db.ThreadConnections(layout.db)
         self.db.prepare()  # create + migrate once, up front
         self.store = Store(layout, self.db)  # the image library, on the same connections
+        # Versions being restored while they arrive from a district library: the HTTP
+        # routes and the roomcast sender read their chunks through it.
+        self.readthrough = ReadThrough(self.store, layout, self.db)
         self.services: list[tuple[str, Service]] = []
         self.roomcast: Roomcast | None = None  # made at start, stopped at stop
         self._app: Flask | None = None  # one Flask app behind the HTTP and console listeners
@@ -291,7 +295,8 @@ class Appliance:
         """The multicast service, one for the process; the HTTP context is handed it."""
         from appliance.http.context import make_roomcast
 
-        self.roomcast = make_roomcast(self.settings, self.layout, self.store, self.db)
+        self.roomcast = make_roomcast(self.settings, self.layout, self.store, self.db,
+                                      self.readthrough.path_of)  # fmt: skip
         return self.roomcast
 
     def _http(self) -> Service:
@@ -313,6 +318,7 @@ class Appliance:
                 connections=self.db,
                 store=self.store,
                 roomcast=self.roomcast,
+                readthrough=self.readthrough,
             )
             self._app = create_app(self.layout, self.settings, context=context)
         return self._app

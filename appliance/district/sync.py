@@ -214,66 +214,138 @@ def fetch(
     what was stored stays, and the next fetch goes on from there)."""
     if window is not None and not window.open_at(now()):
         raise OutsideWindow(f"outside the fetch window {window}; nothing fetched")
-    pace = TokenBucket(cap, burst=BURST).take if cap else None
     if version is None:
         found = versions(bucket, image)
         if not found:
             raise NotFound(f"the library {bucket.lib.name} holds no version of {image}")
         version = found[-1]
-    started = time.monotonic()
     manifest = signed_manifest(bucket, layout, image, version)
-    digests = sorted(manifest.digests())
-    moved = Moved(chunks=len(digests))
-    # Already here: only chunks lost since (deleted, or removed by a verify) are read.
-    committed = store.manifest_path(image, version).exists()
-    lock = threading.Lock()
-    partial = layout.district / "partial"  # chunks being read: a cut read goes on from there
-    partial.mkdir(parents=True, exist_ok=True)
-    session = store.session()
-    with session as s:
-        todo = s.missing(digests)
+    with Fetcher(store, bucket, layout, manifest, cap=cap, window=window, now=now) as fetcher:
+        fetcher.progress = progress
+        fetcher.run(workers)
+    return manifest, fetcher.moved
 
-        def get(digest: str) -> None:
-            if window is not None and not window.open_at(now()):
-                raise OutsideWindow(
-                    f"{manifest.ref}: the fetch window {window} closed; {moved.moved} of"
-                    f" {len(todo)} chunk(s) fetched, the rest in the next window"
-                )
-            part = partial / f"{digest}.part"
-            for attempt in (1, 2):
-                frame = bucket.get_into(chunk_relpath(digest), part, pace)
-                try:
-                    s.put_chunk_frame(digest, frame)
-                except IntegrityError:
-                    part.unlink(missing_ok=True)
-                    if attempt == 2:
-                        raise IntegrityError(
-                            f"{manifest.ref}: chunk {digest} in the library does not match its"
-                            " name (read twice); nothing of it was stored",
-                            hint="the bucket's copy is damaged: `slate library publish` of the"
-                            " version at the publishing appliance puts it back (it replaces"
-                            " chunks whose bytes differ)",
-                        ) from None
-                    with lock:
-                        moved.refetched += 1
-                    continue
-                part.unlink(missing_ok=True)
-                with lock:
-                    moved.moved += 1
-                    moved.bytes += len(frame)
-                    if progress:
-                        progress(moved.moved, len(todo), moved.bytes)
+
+class _Flight:
+    """One chunk being read from the library; whoever else needs it waits for it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+class Fetcher:
+    """Brings one signed version into the store: :meth:`run` reads every chunk the
+    store lacks and commits the version when all are there; :meth:`get_once` reads one
+    chunk now (a restore asking for it before ``run`` got there).  Each chunk is read
+    from the library once however many ask (single-flight), checked, then stored.
+    ``with Fetcher(...) as f:`` holds a store session that pins the chunks against gc
+    until the block ends."""
+
+    def __init__(
+        self,
+        store: Store,
+        bucket: Bucket,
+        layout: Layout,
+        manifest: Manifest,
+        *,
+        cap: int = 0,
+        window: Window | None = None,
+        now: Callable[[], datetime] = datetime.now,
+    ) -> None:
+        self.store, self.bucket, self.manifest = store, bucket, manifest
+        self.window, self.now, self.cap = window, now, cap
+        self.pace = TokenBucket(cap, burst=BURST).take if cap else None
+        self.digests = frozenset(manifest.digests())
+        self.moved = Moved(chunks=len(self.digests))
+        self.progress: Progress | None = None
+        self.todo = 0
+        self.partial = layout.district / "partial"  # a cut read goes on from there
+        self.partial.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._flying: dict[str, _Flight] = {}
+        self._started = time.monotonic()
+        self._session_cm = store.session()
+        self.session: Any = None
+
+    def __enter__(self) -> Fetcher:
+        self.session = self._session_cm.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is not None:
+            self.session.created.clear()  # keep what was fetched: the next fetch resumes
+        self._session_cm.__exit__(*exc)
+
+    def run(self, workers: int = WORKERS) -> Manifest:
+        """Read every chunk the store lacks, then commit the version (unless it is)."""
+        committed = self.store.manifest_path(self.manifest.image, self.manifest.version)
+        already = committed.exists()
+        todo = self.session.missing(sorted(self.digests))
+        self.todo = len(todo)
+        _run(min(workers, 2) if self.cap else workers, self.get_once, todo)
+        if not already:
+            self.session.commit(self.manifest)
+        self.moved.seconds = time.monotonic() - self._started
+        return self.manifest
+
+    def get_once(self, digest: str) -> None:
+        """``digest`` is in the store when this returns (read from the library by this
+        call, or by the one already reading it)."""
+        with self._lock:
+            if self.store.has_chunk(digest):
                 return
-
+            flight = self._flying.get(digest)
+            mine = flight is None
+            if flight is None:
+                flight = self._flying[digest] = _Flight()
+        if not mine:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return
         try:
-            _run(min(workers, 2) if cap else workers, get, todo)
-        except BaseException:
-            s.created.clear()  # keep what was fetched: the next fetch resumes from it
+            self._get(digest)
+        except BaseException as exc:
+            flight.error = exc
             raise
-        if not committed:
-            s.commit(manifest)
-    moved.seconds = time.monotonic() - started
-    return manifest, moved
+        finally:
+            flight.done.set()
+            with self._lock:
+                self._flying.pop(digest, None)
+
+    def _get(self, digest: str) -> None:
+        ref = self.manifest.ref
+        if self.window is not None and not self.window.open_at(self.now()):
+            raise OutsideWindow(
+                f"{ref}: the fetch window {self.window} closed; {self.moved.moved} of"
+                f" {self.todo} chunk(s) fetched, the rest in the next window"
+            )
+        part = self.partial / f"{digest}.part"
+        for attempt in (1, 2):
+            frame = self.bucket.get_into(chunk_relpath(digest), part, self.pace)
+            try:
+                self.session.put_chunk_frame(digest, frame)
+            except IntegrityError:
+                part.unlink(missing_ok=True)
+                if attempt == 2:
+                    raise IntegrityError(
+                        f"{ref}: chunk {digest} in the library does not match its"
+                        " name (read twice); nothing of it was stored",
+                        hint="the bucket's copy is damaged: `slate library publish` of the"
+                        " version at the publishing appliance puts it back (it replaces"
+                        " chunks whose bytes differ)",
+                    ) from None
+                with self._lock:
+                    self.moved.refetched += 1
+                continue
+            part.unlink(missing_ok=True)
+            with self._lock:
+                self.moved.moved += 1
+                self.moved.bytes += len(frame)
+                if self.progress:
+                    self.progress(self.moved.moved, self.todo, self.moved.bytes)
+            return
 
 
 # -- state --------------------------------------------------------------------------------

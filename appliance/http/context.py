@@ -14,10 +14,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appliance import db
 from appliance.config import Layout
+from appliance.district.readthrough import ReadThrough
+from appliance.errors import NotFound
+from appliance.formats.manifest import Manifest
 from appliance.jobs import Jobs, queries
 from appliance.jobs.states import FINAL
 from appliance.machines import Inventory
@@ -47,6 +51,7 @@ class HttpContext:
         connections: db.ThreadConnections | None = None,
         store: Store | None = None,
         roomcast: Roomcast | None = None,
+        readthrough: ReadThrough | None = None,
     ) -> None:
         self.layout = layout
         self.settings = settings if settings is not None else Settings()
@@ -58,6 +63,7 @@ class HttpContext:
         self._roomcast = roomcast
         self._own_roomcast = roomcast is None  # made here (standalone): stopped at close
         self.store = store if store is not None else Store(layout, self.db)
+        self.readthrough = readthrough or ReadThrough(self.store, layout, self.db)
 
     @property
     def unknown_policy(self) -> str:
@@ -77,10 +83,46 @@ class HttpContext:
         with self._lock:
             found = self._digests.get(key)
         if found is None:
-            found = frozenset(self.store.digests(image, version))
+            try:
+                found = frozenset(self.store.digests(image, version))
+            except NotFound:
+                arriving = self.readthrough.manifest(image, version)
+                if arriving is None:
+                    raise
+                found = frozenset(arriving.digests())
             with self._lock:
                 self._digests[key] = found
         return found
+
+    def manifest(self, image: str, version: str) -> Manifest:
+        """A committed version's manifest, or the signed one of a version arriving from
+        its library (read-through)."""
+        try:
+            return self.store.load(image, version)
+        except NotFound:
+            arriving = self.readthrough.manifest(image, version)
+            if arriving is None:
+                raise
+            return arriving
+
+    def manifest_file(self, image: str, version: str) -> Path:
+        """The file to send for a version's manifest (committed, or arriving)."""
+        path = self.store.manifest_path(image, version)
+        if not path.exists() and self.readthrough.manifest(image, version) is not None:
+            signed = self.readthrough.signed(image, version)
+            if signed is not None:
+                return signed[1]
+        return path
+
+    def chunk_file(self, image: str, version: str, digest: str) -> Path:
+        """Where a chunk the job may read is: a version arriving from its library reads
+        it from there first (once, however many ask)."""
+        path = self.store.chunk_path(digest)
+        if path.is_file():
+            return path
+        if self.readthrough.manifest(image, version) is not None:
+            return self.readthrough.path_of(digest)
+        return path
 
     def versions(self, image: str) -> list[str]:
         return list(self.store.version_ids(image))
@@ -125,7 +167,8 @@ class HttpContext:
         """The room sessions: the root's, or (standalone) one made at first use."""
         with self._lock:
             if self._roomcast is None:
-                self._roomcast = make_roomcast(self.settings, self.layout, self.store, self.db)
+                self._roomcast = make_roomcast(self.settings, self.layout, self.store, self.db,
+                                               self.readthrough.path_of)  # fmt: skip
             return self._roomcast
 
     def chunk_pace(self) -> Callable[[int], float] | None:
@@ -149,13 +192,16 @@ def make_roomcast(
     layout: Layout,
     store: Store,
     connections: Callable[[], sqlite3.Connection],
+    path_of: Callable[[str], Path] | None = None,
 ) -> Roomcast:
-    """The multicast service of ``settings`` (no address: no multicast)."""
+    """The multicast service of ``settings`` (no address: no multicast).  ``path_of``:
+    where a chunk is (the read-through's, which reads a chunk of a version arriving from
+    its library first; default the store's)."""
     from appliance.roomcast import Roomcast
 
     return Roomcast(
         settings.address,
-        store.chunk_path,
+        path_of or store.chunk_path,
         connections,
         group=settings.multicast_group,
         port=settings.multicast_port,

@@ -73,7 +73,7 @@ def join() -> Response:
     if why:
         return jsonify({"transport": "unicast", "why": why})
     try:
-        manifest = app.store.load(job.image, job.version)
+        manifest = app.manifest(job.image, job.version)
     except SlateError as exc:
         fail(404, exc.message, exc.hint)
     # The join is checked before a session (and its sender) is started for it.

@@ -14,13 +14,8 @@ from collections.abc import Callable, Iterator
 
 from flask import Blueprint, Response, request
 
-from appliance.formats.names import (
-    chunk_relpath,
-    is_digest,
-    is_image_name,
-    is_version,
-    manifest_relpath,
-)
+from appliance.errors import SlateError
+from appliance.formats.names import is_digest, is_image_name, is_version
 from appliance.http.auth import appliance, client_job, fail
 from appliance.http.files import FileBody, send_path
 from appliance.http.scope import may_read_chunk, readable_versions
@@ -69,7 +64,10 @@ def manifest(image: str, name: str) -> Response:
         fail(404, "no such manifest")
     if image != job.image or version not in readable_versions(job):
         fail(403, f"job {job.id} may not read {image}@{version}", "only its own image")
-    path = appliance().store.root / manifest_relpath(image, version)
+    try:
+        path = appliance().manifest_file(image, version)
+    except SlateError as exc:
+        fail(503, exc.message, exc.hint)
     return send_path(path, request, "application/json")
 
 
@@ -81,9 +79,16 @@ def chunk(prefix: str, name: str) -> Response:
         fail(404, "no such chunk")
     if not may_read_chunk(job, digest):
         fail(403, f"job {job.id} may not read chunk {digest}", "only its own image's chunks")
-    path = appliance().store.root / chunk_relpath(digest)
+    app = appliance()
+    try:
+        # A version arriving from its library: the chunk is read from there first.
+        reading = job.action == "restore" and job.image and job.version
+        path = (app.chunk_file(job.image, job.version, digest) if reading  # type: ignore[arg-type]
+                else app.store.chunk_path(digest))  # fmt: skip
+    except SlateError as exc:
+        fail(503, exc.message, exc.hint or "the client asks again")
     if request.method == "GET":
-        timeline.first_chunk(appliance().db(), job.host, job.id, digest)
+        timeline.first_chunk(app.db(), job.host, job.id, digest)
     # A chunk's name is its content hash: the ETag never changes.
     response = send_path(path, request, "application/zstd", etag=digest)
-    return paced(response, appliance().chunk_pace())
+    return paced(response, app.chunk_pace())

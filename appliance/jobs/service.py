@@ -87,10 +87,21 @@ def resolve_image(layout: Layout, name: str, version: str | None) -> tuple[str, 
     return resolve_spec(layout, f"{name}@{version}" if version else name)
 
 
-def resolve_spec(layout: Layout, spec: str) -> tuple[str, str]:
+def resolve_spec(
+    layout: Layout, spec: str, conn: sqlite3.Connection | None = None
+) -> tuple[str, str]:
     """An image reference (NAME, NAME@VERSION, NAME@2026-11-20, NAME@-3d; see
-    appliance.refs) → (name, version): what every restore, room and rule resolves."""
-    manifest = Store(layout).resolve_ref(spec)
+    appliance.refs) → (name, version): what every restore, room and rule resolves.
+    With ``conn`` (a restore being made), a version the store lacks may come from a
+    district library while it is reachable (read-through, docs/district.md)."""
+    try:
+        manifest = Store(layout).resolve_ref(spec)
+    except NotFound as missing:
+        if conn is None:
+            raise
+        from appliance.district import readthrough
+
+        manifest = readthrough.resolve(layout, conn, spec, missing)
     return manifest.image, manifest.version
 
 
@@ -229,7 +240,7 @@ class Jobs:
         options: dict[str, Any] | None = None,
     ) -> Job:
         """A restore job; ``image_spec`` NAME (latest now) or NAME@VERSION."""
-        name, version = resolve_spec(self.layout, image_spec)
+        name, version = resolve_spec(self.layout, image_spec, self.conn)
         return self.create(
             "restore",
             host_ref,
@@ -253,7 +264,7 @@ class Jobs:
         hosts = self.inventory.hosts(room)
         if not hosts:
             raise NotFound(f"room {room!r} has no hosts", hint="add some with `slate host add`")
-        name, version = resolve_spec(self.layout, image_spec)
+        name, version = resolve_spec(self.layout, image_spec, self.conn)
         with transaction(self.conn):
             jobs = [
                 self._insert("restore", h.mac, name, version, not_before, options or {}, actor)
