@@ -1,5 +1,6 @@
-"""Garbage collection: remove chunks that no committed manifest names and no live
-session has pinned, and temp files of writers that are gone."""
+"""Garbage collection: remove chunks that no committed manifest names, no version
+arriving from a district library names and no live session has pinned, and temp files
+of writers that are gone."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Store(Protocol):
     gc_lock: GcLock
 
     def all_manifests(self) -> list[Manifest]: ...
+    def arriving_digests(self) -> set[str]: ...
     def chunk_files(self) -> Iterator[Path]: ...
     def chunk_path(self, digest: str) -> Path: ...
 
@@ -58,6 +60,7 @@ def collect(
                 keep |= pins
         for m in store.all_manifests():  # raises on a damaged manifest: delete nothing
             keep |= m.digests()
+        keep |= store.arriving_digests()  # versions on their way from a district library
         if candidates is None:
             candidates = {p.name[:-4] for p in store.chunk_files() if is_digest(p.name[:-4])}
         for digest in sorted(candidates):

@@ -311,6 +311,23 @@ class Store:
     def all_manifests(self) -> list[Manifest]:
         return [m for name in self.images() for m in self.versions(name)]
 
+    def arriving_digests(self) -> set[str]:
+        """The chunks of versions on their way from a district library (the signed
+        manifests a fetch keeps under ``district/``, of versions not committed here):
+        gc keeps them, so a fetch cut short resumes without reading them again."""
+        root = self.layout.district
+        found: set[str] = set()
+        if not root.is_dir():
+            return found
+        for path in root.glob("*/manifests/*/*.json"):
+            if self.manifest_path(path.parent.name, path.stem).exists():
+                continue  # committed: its chunks are kept as any version's
+            try:
+                found |= Manifest.from_json(path.read_bytes()).digests()
+            except (OSError, SlateError):
+                continue  # a damaged copy keeps nothing; the fetch reads it again
+        return found
+
     def new_version_id(self, name: str | None = None) -> str:
         now = dt.datetime.now(dt.UTC)
         version = now.strftime("%Y%m%dT%H%M%SZ")
