@@ -125,6 +125,12 @@ def register(subparsers: Any) -> None:
                        " SSH host keys into the restored system (the default)")  # fmt: skip
     ident.add_argument("--no-identity", dest="identity", action="store_false",
                        help="write no identity (sysprep or cloud-init sets it)")  # fmt: skip
+    pub = p.add_mutually_exclusive_group()
+    pub.add_argument("--publish", metavar="LIBRARY",
+                     help="publish each newly promoted version to this district library"
+                     " (`slate serve`'s library pass, or `slate library sync` now)")  # fmt: skip
+    pub.add_argument("--no-publish", dest="publish", action="store_const", const="",
+                     help="publish nothing by itself")  # fmt: skip
     add_json_flag(p)
     p.set_defaults(func=cmd_policy)
 
@@ -464,6 +470,18 @@ def cmd_policy(args: argparse.Namespace) -> int:
         value = getattr(args, f)
         if value is not None:
             changes[f] = None if value == "none" else value
+    if args.publish is not None:
+        if args.publish:
+            from appliance.district import libraries
+
+            lib = libraries.get(conn, args.publish)  # NotFound with its hint
+            if lib.publisher_key:
+                raise UsageError(
+                    f"this appliance does not publish to the library {lib.name} (it trusts"
+                    " another appliance's key)",
+                    hint="publish from the library's publishing appliance",
+                )
+        changes["publish"] = args.publish
     if changes:
         current = policies.put(conn, dataclasses.replace(current, **changes))
         detail = ", ".join(f"{k}={v}" for k, v in changes.items())
@@ -478,6 +496,9 @@ def cmd_policy(args: argparse.Namespace) -> int:
     print(f"{args.name}: captures are {auto}; retention: {current.describe()}")
     print(f"{args.name}: identity " + ("written into each restored machine" if written else
           "off (the image's sysprep or cloud-init sets it)"))  # fmt: skip
+    if current.publish:
+        print(f"{args.name}: each newly promoted version is published to the library"
+              f" {current.publish}")  # fmt: skip
     return 0
 
 

@@ -310,8 +310,8 @@ def _print_report(report: dict[str, Any]) -> None:
     counts = report["counts"]
     print(f"state of {report['hostname']} as of {report['created']} ({report['backup']}):"
           f" {counts.get('hosts', 0)} host(s), {counts.get('rooms', 0)} room(s),"
-          f" {counts.get('schedules', 0)} schedule(s), {counts.get('users', 0)} user(s),"
-          f" libraries {', '.join(report['libraries']) or '(none)'}")  # fmt: skip
+          f" {counts.get('schedules', 0)} schedule(s), {counts.get('users', 0)} user(s);"
+          f" its libraries: {', '.join(report['libraries']) or '(none)'}")  # fmt: skip
     rows = report["versions"]
     if rows:
         print_table([(r["ref"], r["library"], r["result"], r.get("moved", "")) for r in rows],

@@ -59,8 +59,8 @@ def resolve(layout: Layout, conn: sqlite3.Connection, spec: str, missing: NotFou
     if why:
         raise NotFound(
             f"{spec} is not ready here, and a job for it needs the library: " + "; ".join(why),
-            hint="a version that is ready here restores with the WAN down (`slate library"
-            " versions IMAGE` shows each version's state)",
+            hint="a version that is ready here restores with the WAN down; each version's"
+            " state here: `slate library versions IMAGE`",
         ) from None
     raise missing
 

@@ -250,13 +250,11 @@ def db_facts(conn: sqlite3.Connection) -> dict[str, Any]:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608
               for t in COUNTED if t in tables}  # fmt: skip
-    versions = []
-    if "versions" in tables:
-        rows = conn.execute("SELECT image, version FROM versions ORDER BY image, version")
-        versions = [f"{r[0]}@{r[1]}" for r in rows]
-    libs = []
-    if "libraries" in tables:
-        libs = [str(r[0]) for r in conn.execute("SELECT name FROM libraries ORDER BY name")]
+    from appliance.district import libraries
+    from appliance.store import index
+
+    versions = index.refs(conn) if "versions" in tables else []
+    libs = [lib.name for lib in libraries.all_(conn)] if "libraries" in tables else []
     return {"counts": counts, "versions": versions, "libraries": libs}
 
 

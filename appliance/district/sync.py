@@ -87,7 +87,16 @@ def publish(
     *,
     progress: Progress | None = None,
     workers: int = WORKERS,
+    cap: int = 0,
+    window: Window | None = None,
+    now: Callable[[], datetime] = datetime.now,
 ) -> Moved:
+    """Upload what the bucket lacks of ``image@version``, then its signature and its
+    manifest; at most ``cap`` bit/s, only while ``window`` is open (:class:`OutsideWindow`
+    when it closes: what was uploaded stays, and the next publish sends only the rest)."""
+    if window is not None and not window.open_at(now()):
+        raise OutsideWindow(f"outside the publish window {window}; nothing sent")
+    pace = TokenBucket(cap, burst=BURST).take if cap else None
     manifest = store.load(image, version)
     key = keys.own_key(layout)
     claim(bucket, layout)
@@ -101,7 +110,15 @@ def publish(
     lock = threading.Lock()
 
     def upload(digest: str) -> None:
+        if window is not None and not window.open_at(now()):
+            raise OutsideWindow(
+                f"{manifest.ref}: the publish window {window} closed; {moved.moved} of"
+                f" {len(todo)} chunk(s) sent, the rest in the next window"
+            )
         frame = store.read_frame(digest)
+        if pace is not None:  # the cap, held over the frame before it goes
+            for at in range(0, len(frame), BURST):
+                pace(min(BURST, len(frame) - at))
         bucket.put(chunk_relpath(digest), frame)
         with lock:
             moved.moved += 1
@@ -109,7 +126,7 @@ def publish(
             if progress:
                 progress(moved.moved, len(todo), moved.bytes)
 
-    _run(workers, upload, todo)
+    _run(min(workers, 2) if cap else workers, upload, todo)
     # Confirm every chunk the manifest names before the manifest goes in.
     there = _chunks_there(bucket)
     lacking = [d for d in digests if not _same(store, d, there.get(d))]
@@ -371,6 +388,52 @@ def check_ref(text: str) -> tuple[str, str | None]:
     if not image:
         raise UsageError(f"{text!r} is not IMAGE or IMAGE@VERSION")
     return image, version or None
+
+
+# -- publications -------------------------------------------------------------------------
+def run_publications(
+    store: Store, layout: Layout, conn: Any, *, progress: Progress | None = None
+) -> list[dict[str, Any]]:
+    """Each image whose policy names a library (`slate image policy IMAGE --publish
+    LIBRARY`): its promoted versions newer than the newest the library holds are
+    published, oldest first.  One row per image."""
+    from appliance.district import libraries
+    from appliance.store import policy as policies
+
+    rows: list[dict[str, Any]] = []
+    for pol in policies.every(conn):
+        if not pol.publish:
+            continue
+        row: dict[str, Any] = {"library": pol.publish, "image": pol.image, "publish": True}
+        try:
+            bucket = Bucket(libraries.get(conn, pol.publish), layout)
+            there = versions(bucket, pol.image)
+            newer = [v for v in store.promoted_ids(pol.image) if not there or v > there[-1]]
+            if not newer:
+                rows.append(row | {"version": there[-1] if there else None,
+                                   "result": "published"})  # fmt: skip
+                continue
+            for version in newer:
+                moved = publish(store, bucket, layout, pol.image, version, progress=progress)
+                rows.append(row | {"version": version, "result": "published now",
+                                   **moved.to_dict()})  # fmt: skip
+        except SlateError as exc:  # one library down does not stop the others
+            rows.append(row | {"result": f"failed: {exc.message}"})
+    return rows
+
+
+def run_pass(
+    store: Store,
+    layout: Layout,
+    conn: Any,
+    *,
+    now: Callable[[], datetime] = datetime.now,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """What `slate serve` does every few minutes and `slate library sync` at once: the
+    publications, then the subscriptions."""
+    rows = run_publications(store, layout, conn, progress=progress)
+    return rows + run_subscriptions(store, layout, conn, now=now, progress=progress)
 
 
 # -- subscriptions ------------------------------------------------------------------------

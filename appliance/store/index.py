@@ -67,6 +67,12 @@ def rows(store: Store) -> list[sqlite3.Row]:
     )
 
 
+def refs(conn: sqlite3.Connection) -> list[str]:
+    """``image@version`` of every indexed version (of any copy of the database)."""
+    rows = conn.execute("SELECT image, version FROM versions ORDER BY image, version")
+    return [f"{r[0]}@{r[1]}" for r in rows]
+
+
 def sizes(conn: sqlite3.Connection, image: str, version: str) -> tuple[int, int] | None:
     """(logical, stored) bytes of ``image@version`` as indexed, or None (no such row)."""
     row = conn.execute(

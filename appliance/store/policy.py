@@ -21,6 +21,7 @@ class ImagePolicy:
     keep_weekly: int | None = None
     keep_monthly: int | None = None
     pruned_at: str | None = None  # the last automatic prune (UTC)
+    publish: str = ""  # the district library its promoted versions go to ("" = none)
 
     @property
     def retains(self) -> bool:
@@ -40,7 +41,8 @@ def get(conn: sqlite3.Connection, image: str) -> ImagePolicy:
     if row is None:
         return ImagePolicy(image)
     keep = {f: row[f] for f in KEEP_FIELDS}
-    return ImagePolicy(image, bool(row["auto_promote"]), **keep, pruned_at=row["pruned_at"])
+    return ImagePolicy(image, bool(row["auto_promote"]), **keep, pruned_at=row["pruned_at"],
+                       publish=row["publish"])  # fmt: skip
 
 
 def every(conn: sqlite3.Connection) -> list[ImagePolicy]:
@@ -55,12 +57,13 @@ def put(conn: sqlite3.Connection, policy: ImagePolicy) -> ImagePolicy:
             raise UsageError(f"--{f.replace('_', '-')} {value} is out of range", hint="0..10000")
     conn.execute(
         "INSERT INTO image_policy(image, auto_promote, keep_last, keep_daily, keep_weekly,"
-        " keep_monthly, pruned_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT(image) DO UPDATE SET"
-        " auto_promote=excluded.auto_promote, keep_last=excluded.keep_last,"
+        " keep_monthly, pruned_at, publish) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(image) DO"
+        " UPDATE SET auto_promote=excluded.auto_promote, keep_last=excluded.keep_last,"
         " keep_daily=excluded.keep_daily, keep_weekly=excluded.keep_weekly,"
-        " keep_monthly=excluded.keep_monthly, pruned_at=excluded.pruned_at",
+        " keep_monthly=excluded.keep_monthly, pruned_at=excluded.pruned_at,"
+        " publish=excluded.publish",
         (policy.image, int(policy.auto_promote), *(getattr(policy, f) for f in KEEP_FIELDS),
-         policy.pruned_at),
+         policy.pruned_at, policy.publish),
     )  # fmt: skip
     return policy
 

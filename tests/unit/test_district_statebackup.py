@@ -122,7 +122,7 @@ def test_collect_takes_a_db_snapshot_the_secrets_and_marks_not_the_store(home: P
     snapshot = home.parent / "snapshot.db"
     snapshot.write_bytes(files["slate.db"])
     copy = sqlite3.connect(snapshot)
-    assert copy.execute("SELECT name FROM hosts").fetchall() == [("pc-01",)]
+    assert [h.name for h in Inventory(copy).hosts()] == ["pc-01"]
     copy.close()
     # Written back into an empty data directory: the same files, the secrets 0600.
     fresh = Layout(home.parent / "fresh")
@@ -132,7 +132,7 @@ def test_collect_takes_a_db_snapshot_the_secrets_and_marks_not_the_store(home: P
     assert stat.S_IMODE((fresh.home / "district-ed25519.key").stat().st_mode) == 0o600
     assert (fresh.home / "district-ed25519.key").read_bytes() == layout.district_key.read_bytes()
     restored = db.connect(fresh.db)
-    assert restored.execute("SELECT name FROM hosts").fetchall()[0][0] == "pc-01"
+    assert [h.name for h in Inventory(restored).hosts()] == ["pc-01"]
     assert statebackup.existing_state(fresh) == ["district-ed25519.key", "1 hosts", "1 rooms",
                                                  "1 libraries"]  # fmt: skip
 
