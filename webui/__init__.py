@@ -63,6 +63,9 @@ def init_app(app: Flask) -> None:
     from webui import hardware  # issue 14: hardware facts, disk health, power
 
     blueprints.append(hardware.bp)
+    from webui import district  # issue 30: the district view
+
+    blueprints.append(district.bp)
     for bp in [*blueprints, api.bp]:
         app.register_blueprint(bp)
     names = frozenset(bp.name for bp in [*blueprints, api.bp])

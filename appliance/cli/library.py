@@ -118,6 +118,7 @@ def register(subparsers: Any) -> None:
     add_json_flag(p)
     p.set_defaults(func=cmd_versions)
     __import__("appliance.cli.library_state", fromlist=["register"]).register(sub)
+    __import__("appliance.cli.library_district", fromlist=["*"]).add_library_commands(sub)
 
 
 def _rate(text: str) -> int:

@@ -49,6 +49,7 @@ class LibrarySync(Periodic):
         finally:
             self.state_backups = self.back_up_state()
         self.passes += 1
+        self.write_status()
         for row in rows:
             what = f"{row['library']}/{row['image']}"
             result = str(row["result"])
@@ -100,3 +101,17 @@ class LibrarySync(Periodic):
                 log.exception("state backup to %s (library %s) failed", lib.area, lib.name)
                 rows.append(row | {"result": f"failed: {exc}"})
         return rows
+
+    def write_status(self) -> None:
+        """This appliance's status into each of its areas (the district view); logged."""
+        from appliance.district import status
+
+        try:
+            done = status.write_all(Store(self.layout, self.connect), self.layout,
+                                    self.connect(), interval=self.interval)  # fmt: skip
+        except Exception:
+            log.exception("district status: not written")
+            return
+        for library, error in done:
+            if error:
+                log.warning("district status to library %s not written: %s", library, error)

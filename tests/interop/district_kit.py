@@ -35,12 +35,18 @@ The S3 config (``-s3.config``; credentials random for each run)::
        "actions": ["Admin"]},
       {"name": "publisher", "credentials": [...],
        "actions": ["Read:library", "Write:library", "List:library",
-                   "Read:school-publisher", "Write:school-publisher", "List:school-publisher"]},
+                   "Read:school-publisher", "Write:school-publisher", "List:school-publisher",
+                   "Read:school-school1/status.json*", ...one per school]},
       {"name": "school1",   "credentials": [...],
        "actions": ["Read:library", "List:library",
-                   "Read:school-school1", "Write:school-school1", "List:school-school1"]},
+                   "Read:school-school1", "Write:school-school1", "List:school-school1",
+                   "Read:school-publisher/status.json*", "Read:school-school2/status.json*",
+                   ...the status object of every other area]},
       ...one per school
     ]}
+
+``revoke(identity)`` takes an identity out of the config: SeaweedFS 4.48 does not read
+its -s3.config again while it runs (a probe waited 10 s), so the kit restarts the engine.
 
 The test process reaches the engine through ``District.host_endpoint``: the Lab gives
 the host no leg on the bridge, so a relay (a thread of this process that moved into the
@@ -90,10 +96,13 @@ READY_SECONDS = 30.0
 #   "Tagging"   object tags; "ReadAcp"/"WriteAcp" ACLs; "DeleteBucket" DeleteBucket
 #   "Admin"     every right on every bucket; CreateBucket (PutBucket) needs it
 # A right alone ("Read") holds for every bucket; "Read:B" for bucket B only;
-# "Read:B/prefix*" for keys under a prefix; "Admin:B" is every right on B: it passes
-# CreateBucket of B, and DeleteBucket of B, objects and all (-s3.allowDeleteBucketNotEmpty
-# is on by default), which is why the publisher does not get it.  ListBuckets needs no
-# right and shows each identity only the buckets it holds a right on.  Rights are
+# "Read:B/prefix*" for keys under a prefix ("Read:B/status.json*" reads that object
+# and no other; "Read:B/status.json" without the "*" reads nothing, a probe of 4.48
+# saw); "Admin:B" is every right on B: it passes CreateBucket of B, and DeleteBucket
+# of B, objects and all (-s3.allowDeleteBucketNotEmpty is on by default), which is why
+# the publisher does not get it.  ListBuckets needs no
+# right and shows each identity only the buckets it holds a right on (on the whole bucket:
+# a key-prefix right, or ReadAcp/Tagging on it, does not show it).  Rights are
 # checked before anything is looked up: without one, a key or a bucket that does not
 # exist is 403 AccessDenied too (no 404 tells what is there).  DeleteObjects answers
 # 200 with AccessDenied per key in its Errors.  Anonymous requests (no "anonymous"
@@ -122,10 +131,20 @@ def _actions(identity: str, schools: Sequence[str]) -> list[str]:
     if identity == PUBLISHER:  # the library, and an area of its own (its state backups)
         own = school_bucket(PUBLISHER)
         return [f"Read:{LIBRARY}", f"Write:{LIBRARY}", f"List:{LIBRARY}",
-                f"Read:{own}", f"Write:{own}", f"List:{own}"]  # fmt: skip
+                f"Read:{own}", f"Write:{own}", f"List:{own}",
+                *_status_rights(identity, schools)]  # fmt: skip
     assert identity in schools, identity
     own = school_bucket(identity)
-    return [f"Read:{LIBRARY}", f"List:{LIBRARY}", f"Read:{own}", f"Write:{own}", f"List:{own}"]
+    return [f"Read:{LIBRARY}", f"List:{LIBRARY}", f"Read:{own}", f"Write:{own}", f"List:{own}",
+            *_status_rights(identity, schools)]  # fmt: skip
+
+
+def _status_rights(identity: str, schools: Sequence[str]) -> list[str]:
+    """Read on the other areas' status objects only (the district view): "Read:B/KEY*" is
+    a key-prefix right (an exact key without "*" matches nothing in 4.48); it lists
+    nothing and does not make B appear in the identity's ListBuckets."""
+    return [f"Read:{school_bucket(other)}/status.json*"
+            for other in [PUBLISHER, *schools] if other != identity]  # fmt: skip
 
 
 def s3_config(attempts: int = 3) -> Config:
@@ -162,6 +181,7 @@ class District:
             identity: (f"SL{secrets.token_hex(9).upper()}", secrets.token_urlsafe(30))
             for identity in [OPS, PUBLISHER, *self.schools]
         }
+        self.revoked: set[str] = set()
         self._relay: socket.socket | None = None
         self._socks = Path(tempfile.mkdtemp(prefix="slw-"))  # short: unix socket paths
         self._grpc = _grpc_ports()
@@ -237,8 +257,18 @@ class District:
                 "actions": _actions(identity, self.schools),
             }
             for identity, (access, secret) in self._keys.items()
+            if identity not in self.revoked
         ]
         _write_private(self.config_path, json.dumps({"identities": identities}, indent=2))
+
+    def revoke(self, identity: str) -> None:
+        """Take ``identity`` out of the engine's identities: its keys are refused from now
+        on (InvalidAccessKeyId).  The engine is restarted to read its config again."""
+        assert identity != OPS, "ops starts and checks the engine"
+        self.revoked.add(identity)
+        self._write_config()
+        self.stop_engine()
+        self.start_engine()
 
     def credentials(self, identity: str) -> tuple[str, str]:
         """(access key, secret key) of ``identity``: "ops", "publisher" or a school."""

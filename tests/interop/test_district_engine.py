@@ -1,7 +1,7 @@
 """The district's S3 engine and its access control, for real (SeaweedFS's ``weed mini`` in
 a namespace, boto3 clients, no mocks): the publisher writes the library, schools read it
-and write only their own bucket, a school sees nothing of another school's bucket, the
-WAN links are shaped, and a restart of the engine keeps what it stored."""
+and write only their own bucket, a school reads nothing of another school's bucket but
+its status object, the WAN links are shaped, and a restart of the engine keeps what it stored."""
 
 from __future__ import annotations
 
@@ -143,9 +143,18 @@ def test_a_school_writes_its_own_bucket_and_no_other(district: District) -> None
     assert in_school(district, S1, "put", school_bucket(S1), "backups/pc2", "1000")["ok"]
 
 
-def test_a_school_sees_nothing_of_another_schools_bucket(district: District) -> None:
+def test_a_school_reads_another_schools_status_object_and_nothing_else(
+    district: District,
+) -> None:
     district.client(S2).put_object(Bucket=school_bucket(S2), Key="backups/pc9", Body=b"s2")
+    district.client(S2).put_object(Bucket=school_bucket(S2), Key="status.json", Body=b"{}")
     s1, other = district.client(S1), school_bucket(S2)
+    # "Read:school-school2/status.json*": that object, read only (the district view).
+    assert read(s1, other, "status.json") == b"{}"
+    assert code_of(lambda: s1.put_object(Bucket=other, Key="status.json", Body=b"x")) == (
+        "AccessDenied"
+    )
+    assert code_of(lambda: s1.list_objects_v2(Bucket=other, Prefix="status")) == "AccessDenied"
     # Refused by SeaweedFS's rights (no right on the bucket), not hidden behind a 404.
     assert code_of(lambda: s1.get_object(Bucket=other, Key="backups/pc9")) == "AccessDenied"
     assert code_of(lambda: s1.list_objects_v2(Bucket=other)) == "AccessDenied"

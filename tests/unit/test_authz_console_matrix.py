@@ -42,6 +42,7 @@ POST   /images/{image}/policy                     400 403 403 302
 POST   /images/{image}/identity                   400 403 403 302
 POST   /images/{image}/prune                      400 403 403 302
 GET    /schedules                                 302 200 200 200
+GET    /district                                  302 200 200 200
 POST   /schedules/add                             400 403 400 400
 POST   /schedules/{schedule}/pause                400 403 302 302
 POST   /schedules/{schedule}/resume               400 403 302 302
