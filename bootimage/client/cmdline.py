@@ -27,7 +27,9 @@ class Settings:
     workers: int = 8  # chunk transfers in flight; bench/client_bench.py: 8 beats 4 here
     console: bool = True  # draw a progress bar on the console
     after: str | None = None  # overrides the job's reboot|poweroff|none (tests: none)
-    dump: str | None = None  # "disks": print what udev says about the disks, then stop
+    # "disks": print what udev says about the disks, then stop; "smart": print what
+    # smartctl says, then run the job if one is given (else stop)
+    dump: str | None = None
 
 
 def parse_cmdline(text: str) -> dict[str, str]:

@@ -44,8 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if settings.dump == "smart":  # how tests/golden/smart/qemu-*.json is captured
         checkup.dump_smart()
-        power(settings.after or "poweroff", reporter)
-        return 0
+        if settings.job == "-":  # a diagnostic boot; beside a job, the job runs next
+            power(settings.after or "poweroff", reporter)
+            return 0
     ok, after = run(settings, reporter)
     power(after, reporter)
     return 0 if ok else 1

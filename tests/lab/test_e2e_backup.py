@@ -1,11 +1,14 @@
-"""The disaster path in QEMU: a machine's nightly backup is captured (the job made by the
-scheduler), its disk dies (wiped to zeros), and a restore "as of" the backup's time puts
-it back: the machine boots the restored system."""
+"""The disaster path in QEMU, and capture end to end: a machine, changed from the master
+the way a technician would, has its nightly backup captured (the job made by the
+scheduler) as a new version; its disk dies and is replaced by a *larger* empty one; a
+restore "as of" the backup's time puts the system back: the machine boots it, and its
+GPT is sound (the backup header moved to the end of the larger disk)."""
 
 from __future__ import annotations
 
 import secrets
 import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 from appliance.backups.schedules import Schedules
@@ -14,12 +17,13 @@ from appliance.lab import steps
 from appliance.lab.masterimage import rewrite_marker
 from appliance.refs import version_time
 from appliance.store import policy as policies
-from tests.lab.conftest import E2ELab
+from tests.lab.conftest import E2ELab, record_figure
 
 IMAGE = "ws-e2e"
+GiB = 1 << 30
 
 
-def test_nightly_backup_wipe_restore_as_of(e2e: E2ELab) -> None:
+def test_nightly_backup_onto_a_larger_new_disk_restored_as_of(e2e: E2ELab) -> None:
     marker = f"backup-{secrets.token_hex(3)}"
     disk = e2e.run.workdir / "e2e-ws.disk.img"
     shutil.copyfile(e2e.image.path, disk)
@@ -41,14 +45,16 @@ def test_nightly_backup_wipe_restore_as_of(e2e: E2ELab) -> None:
         assert sched.run_once(occurrence.astimezone(UTC) + timedelta(seconds=35)) == []
     finally:
         conn.close()
+    watch = steps.Watch()
     e2e.start(ws)
-    steps.wait_jobs(e2e.home, [capture_id], [ws], 600)
+    steps.wait_jobs(e2e.home, [capture_id], [ws], 600, watch=watch)
     version = steps.job(e2e.home, capture_id).result_version
     assert version
     ws.stop()
+    record_figure("capture", **watch.figures(capture_id))
 
-    # The disk dies: a replacement of the same size, all zeros.
-    size = disk.stat().st_size
+    # The disk dies: its replacement is larger (half a GiB), all zeros.
+    size = disk.stat().st_size + GiB // 2
     with open(disk, "wb") as fh:
         fh.truncate(size)
     as_of = version_time(version).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -57,3 +63,6 @@ def test_nightly_backup_wipe_restore_as_of(e2e: E2ELab) -> None:
     e2e.start(ws)
     steps.wait_jobs(e2e.home, [restore_id], [ws], 600)
     steps.wait_booted([ws], lambda _: f"SLATE-MARKER {marker} firmware=bios", 240)
+    check = subprocess.run(["sgdisk", "-v", str(disk)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "No problems found" in check.stdout, check.stdout

@@ -2,7 +2,8 @@
 
 Two machines boot at once: pc1 has a capture job and must come up in the job's kernel +
 initramfs with slate.job/slate.token on its command line; pc2 is registered without a
-job and must be sent to its local disk, whose MBR prints a marker.  Both use the NIC's
+job and must be sent to its local disk, whose MBR prints a marker (the disk is left
+as it was, and no job is made for it).  Both use the NIC's
 iPXE ROM (virtio-net), which DHCPs as iPXE and fetches /boot/<mac>.ipxe directly.
 """
 
@@ -30,6 +31,7 @@ def test_bios_machines_boot_their_job_or_their_local_disk(pxe_lab: PxeLab) -> No
 
     with_job = lab.machine("pc1", "bios", MAC_JOB, memory=384)
     disk = lab.marker_disk("pc2.img")
+    before = disk.read_bytes()
     local = lab.machine("pc2", "bios", MAC_LOCAL, memory=256, disks=[(disk, "S2")])
     with_job.start()
     local.start()
@@ -43,6 +45,13 @@ def test_bios_machines_boot_their_job_or_their_local_disk(pxe_lab: PxeLab) -> No
     assert re.search(r"slate\.token=[0-9a-f]{16,}", line)
     assert f"slate.mac={MAC_JOB}" in line
     assert "boots its local disk" in local.console()
+    # A known machine without a job: sent to its disk, which nothing touched, and no job
+    # was made for it.
+    local.stop()  # its MBR halts
+    assert disk.read_bytes() == before
+    assert [
+        j for j in json.loads(lab.slate("job", "list", "--json")) if j["host"] == MAC_LOCAL
+    ] == []
     with_job.wait_exit(60)  # the marker init powers off
     job = json.loads(lab.slate("job", "show", str(job_id), "--json"))
     assert job["state"] == "booting"
