@@ -9,24 +9,14 @@ win11`` and ``slate library versions win11`` (each version's state here)."""
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
 
-from appliance import db
 from appliance.audit import cli_actor
+from appliance.cli.library_args import _conn, _layout, _library, _rate
 from appliance.cli.output import Progress, add_group, add_json_flag, print_json, print_table
-from appliance.config import Layout, resolve_home
 from appliance.errors import Conflict, UsageError
-
-
-def _layout(args: argparse.Namespace) -> Layout:
-    return Layout(resolve_home(args.home))
-
-
-def _conn(layout: Layout) -> sqlite3.Connection:
-    return db.connect(layout.db)
 
 
 def register(subparsers: Any) -> None:
@@ -75,6 +65,11 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("publish", help="upload a version (only the chunks the bucket lacks)")
     p.add_argument("ref", metavar="IMAGE[@VERSION]")
     p.add_argument("--to", default="", metavar="LIBRARY", help="(default: the only one)")
+    p.add_argument("--cap", type=_rate, default=0, metavar="RATE",
+                   help="at most this many bit/s to the library: 50M, 1G")  # fmt: skip
+    p.add_argument("--window", default="", metavar="HH:MM-HH:MM",
+                   help="send only inside this daily window (local time); past its end the"
+                   " publish stops, and the next one sends only the rest")  # fmt: skip
     add_json_flag(p)
     p.set_defaults(func=cmd_publish)
 
@@ -108,7 +103,11 @@ def register(subparsers: Any) -> None:
     add_json_flag(p)
     p.set_defaults(func=cmd_subscriptions)
 
-    p = sub.add_parser("sync", help="run the subscriptions now (those whose window is open)")
+    p = sub.add_parser(
+        "sync",
+        help="publish what image policies name, then run the"
+        " subscriptions (those whose window is open) now",
+    )
     add_json_flag(p)
     p.set_defaults(func=cmd_sync)
 
@@ -117,31 +116,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--from", dest="source", default="", metavar="LIBRARY")
     add_json_flag(p)
     p.set_defaults(func=cmd_versions)
-    __import__("appliance.cli.library_state", fromlist=["register"]).register(sub)
-    __import__("appliance.cli.library_district", fromlist=["*"]).add_library_commands(sub)
+    # More `slate library` commands, in modules of their own (no register(): the CLI
+    # would make each a top-level group).
+    from appliance.cli import library_district, library_state
 
-
-def _rate(text: str) -> int:
-    from appliance.units import parse_rate
-
-    try:
-        return parse_rate(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc} (e.g. 50M)") from None
-
-
-def _library(conn: sqlite3.Connection, name: str) -> Any:
-    from appliance.district import libraries
-
-    if name:
-        return libraries.get(conn, name)
-    found = libraries.all_(conn)
-    if len(found) != 1:
-        raise UsageError(
-            "which library?" if found else "no library yet",
-            hint="name it with --to/--from" if found else "`slate library add` first",
-        )
-    return found[0]
+    library_state.add_library_commands(sub)
+    library_district.add_library_commands(sub)
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -256,6 +236,7 @@ def _bar(label: str) -> tuple[list[Progress], Any]:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from appliance.district.bucket import Bucket
+    from appliance.district.pacing import Window
     from appliance.district.sync import check_ref, publish
     from appliance.store import Store
 
@@ -269,7 +250,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     bars, progress = _bar("publish")
     try:
         moved = publish(store, Bucket(lib, layout), layout, manifest.image, manifest.version,
-                        progress=progress)  # fmt: skip
+                        progress=progress, cap=args.cap,
+                        window=Window.parse(args.window))  # fmt: skip
     finally:
         for bar in bars:
             bar.close()
@@ -364,13 +346,13 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from appliance.district.sync import run_subscriptions
+    from appliance.district.sync import run_pass
     from appliance.store import Store
 
     layout = _layout(args)
-    bars, progress = _bar("fetch")
+    bars, progress = _bar("sync")
     try:
-        rows = run_subscriptions(Store(layout), layout, _conn(layout), progress=progress)
+        rows = run_pass(Store(layout), layout, _conn(layout), progress=progress)
     finally:
         for bar in bars:
             bar.close()

@@ -13,7 +13,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from appliance.cli.library import _conn, _layout, _library
+from appliance.cli.library_args import _conn, _layout, _library
 from appliance.cli.output import add_json_flag, print_json, print_table
 from appliance.errors import Conflict
 

@@ -21,7 +21,7 @@ from appliance.config import Layout, resolve_home
 from appliance.errors import Conflict, SlateError, UsageError
 
 
-def register(sub: Any) -> None:
+def add_library_commands(sub: Any) -> None:
     """Add the subcommands to the ``slate library`` group (its subparsers ``sub``)."""
     p = sub.add_parser(
         "state-key",

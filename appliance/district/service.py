@@ -1,5 +1,6 @@
 """The subscriptions, run by ``slate serve``: every ``library_sync_interval`` seconds,
-one pass of :func:`appliance.district.sync.run_subscriptions` (what `slate library sync`
+one pass of :func:`appliance.district.sync.run_pass` — the publications image policies
+name, then the subscriptions (what `slate library sync`
 does at once).  A library that cannot be reached is logged and tried again next pass.
 
 The same pass backs up the appliance's own state (appliance.district.statebackup) to
@@ -41,10 +42,10 @@ class LibrarySync(Periodic):
         self._newest: dict[str, datetime] = {}  # area → its newest backup seen
 
     def run_once(self) -> list[dict[str, object]]:
-        from appliance.district.sync import run_subscriptions
+        from appliance.district.sync import run_pass
 
         try:
-            rows = run_subscriptions(Store(self.layout, self.connect), self.layout,
+            rows = run_pass(Store(self.layout, self.connect), self.layout,
                                      self.connect())  # fmt: skip
         finally:
             self.state_backups = self.back_up_state()

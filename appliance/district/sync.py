@@ -36,8 +36,9 @@ from appliance.formats.names import chunk_relpath, is_version, manifest_relpath
 from appliance.pacing import TokenBucket
 from appliance.secrets_file import write_secret
 from appliance.store import Store
+from appliance.store.library import version_key
 
-WORKERS = 4
+WORKERS = 2
 Progress = Callable[[int, int, int], None]  # (chunks done, chunks to do, bytes so far)
 
 
@@ -173,13 +174,14 @@ def _run(workers: int, fn: Callable[[str], None], items: list[str]) -> None:
 
 # -- fetch --------------------------------------------------------------------------------
 def versions(bucket: Bucket, image: str) -> list[str]:
-    """The versions of ``image`` published in the library (manifest present), oldest first."""
+    """The versions of ``image`` published in the library (manifest present), oldest first
+    (by time: ``…50Z`` before ``…50.823856Z``, which text order would swap)."""
     out = []
     for k in bucket.keys(f"manifests/{image}/"):
         name = k.rsplit("/", 1)[-1]
         if name.endswith(".json") and is_version(name.removesuffix(".json")):
             out.append(name.removesuffix(".json"))
-    return sorted(out)
+    return sorted(out, key=version_key)
 
 
 def pinned_key(lib: Library, layout: Layout) -> bytes:
@@ -408,7 +410,9 @@ def run_publications(
         try:
             bucket = Bucket(libraries.get(conn, pol.publish), layout)
             there = versions(bucket, pol.image)
-            newer = [v for v in store.promoted_ids(pol.image) if not there or v > there[-1]]
+            last = version_key(there[-1]) if there else None
+            newer = [v for v in store.promoted_ids(pol.image)
+                     if last is None or version_key(v) > last]  # fmt: skip
             if not newer:
                 rows.append(row | {"version": there[-1] if there else None,
                                    "result": "published"})  # fmt: skip

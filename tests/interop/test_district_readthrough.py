@@ -11,7 +11,6 @@ traffic never crosses them."""
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
 import time
@@ -19,34 +18,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from client_kit import MIB, ROOT, ServedHome, change_chunks, make_disk
+from client_kit import MIB, ROOT, change_chunks, make_disk
 from district_kit import District
-from room_kit import Room, SeatProc, link_of
+from district_room import room_seats, school_room
 
 from appliance import db
 from appliance.config import Layout
 from appliance.jobs import Jobs
-from appliance.lab.netns import IP, Lab, Netns
 from appliance.machines import Inventory
 from appliance.store import Store
 from tests.conftest import require_root
 
 WAN_MBIT = 50
 SEATS = 8
-LAN = "10.83.0.1"
 IMAGE = "lab"
-
-
-def join_lan(ns: Netns, lab: Lab, address: str) -> None:
-    """Give ``ns`` a second interface, ``lan0``, on ``lab``'s bridge."""
-    outer = f"l{secrets.token_hex(4)}"
-    subprocess.run([IP, "link", "add", outer, "type", "veth", "peer", "name", "lan0", "netns",
-                    ns.name], check=True, capture_output=True)  # fmt: skip
-    subprocess.run([IP, "link", "set", outer, "netns", lab.net.name], check=True,
-                   capture_output=True)  # fmt: skip
-    lab.net.run([IP, "link", "set", outer, "master", "br0", "up"])
-    ns.run([IP, "link", "set", "lan0", "up"])
-    ns.run([IP, "addr", "add", address, "brd", "+", "dev", "lan0"])
 
 
 class School:
@@ -97,48 +82,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         district.close()
 
 
-def _room(school: School, tmp: Path, seats: int) -> Room:
-    """The school's appliance served on its lan0, and ``seats`` seats of room lab1."""
-    conn = db.connect(school.layout.db)
-    if Inventory(conn).find_host("pc1") is not None:  # ServedHome adds it again
-        Inventory(conn).remove_host("pc1", actor="test")
-    conn.close()
-    lab = Lab()
-    try:
-        join_lan(school.district.school("school1"), lab, f"{LAN}/24")
-        app = ServedHome(school.home, host=LAN,
-                         wrap=[IP, "netns", "exec", school.district.school("school1").name],
-                         extra=["--multicast-rate", "90M", *link_of("90M")])  # fmt: skip
-    except BaseException:
-        lab.close()
-        raise
-    room = Room(lab, app)
-    inv = Inventory(app.conn)
-    if "lab1" not in {r.name for r in inv.rooms()}:
-        inv.add_room("lab1", actor="test")
-    for i in range(seats):
-        name = f"seat{i + 1}"
-        if inv.find_host(name) is None:
-            inv.add_host(f"52:54:00:84:00:{i + 1:02x}", name, actor="test", room="lab1")
-        lab.add_host(name, f"10.83.0.{10 + i}/24")
-        room.shape(name, 100)
-    return room
-
-
-def _seats(room: Room, school: School, tmp: Path, size: int) -> None:
-    jobs = Jobs(room.app.conn, school.layout)
-    for name in sorted(room.lab.hosts):
-        host = Inventory(room.app.conn).find_host(name)
-        job = jobs.active_for(host.mac) if host is not None else None
-        if job is None:
-            continue
-        disk = tmp / f"{job.host_name}.img"
-        with disk.open("wb") as f:
-            f.truncate(size)
-        ns = room.lab.hosts[job.host_name]
-        room.seats.append(SeatProc(job.host_name, ns, job, jobs.token(job.id), disk))
-
-
 def test_a_cold_room_restores_a_version_the_school_never_fetched(
     world: World, tmp_path: Path
 ) -> None:
@@ -147,12 +90,12 @@ def test_a_cold_room_restores_a_version_the_school_never_fetched(
     manifest = hq_store.load(IMAGE, version)
     compressed = sum(hq_store.chunk_path(d).stat().st_size for d in manifest.digests())
     assert not Store(school.layout).manifest_path(IMAGE, version).exists()
-    room = _room(school, tmp_path, SEATS)
+    room = school_room(district, "school1", school.home, SEATS)
     try:
         before = district.wan_rx_bytes("school1")
         # The job is made while the library answers: its signed manifest is read, checked.
         school.slate("job", "restore", "--room", "lab1", "--image", f"{IMAGE}@{version}")
-        _seats(room, school, tmp_path, disk.stat().st_size)
+        room_seats(room, school.layout, tmp_path, disk.stat().st_size)
         assert len(room.seats) == SEATS
         room.app.start()
         room.start_together(room.seats)
@@ -210,11 +153,11 @@ def test_wan_down_a_ready_version_restores_and_one_not_ready_is_refused(
         seat1 = Inventory(conn).find_host("seat1")
         assert seat1 is None or Jobs(conn, school.layout).active_for(seat1.mac) is None
         conn.close()
-        room = _room(school, tmp_path, 1)
+        room = school_room(district, "school1", school.home, 1)
         try:
             before = district.wan_rx_bytes("school1")
             school.slate("job", "restore", "--host", "seat1", "--image", f"{IMAGE}@{version}")
-            _seats(room, school, tmp_path, disk.stat().st_size)
+            room_seats(room, school.layout, tmp_path, disk.stat().st_size)
             room.app.start()
             room.start_together(room.seats)
             assert room.wait_all(timeout=300) == [0], room.seats[0].out[-2000:]

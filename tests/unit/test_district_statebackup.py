@@ -122,6 +122,7 @@ def test_collect_takes_a_db_snapshot_the_secrets_and_marks_not_the_store(home: P
     snapshot = home.parent / "snapshot.db"
     snapshot.write_bytes(files["slate.db"])
     copy = sqlite3.connect(snapshot)
+    copy.row_factory = sqlite3.Row
     assert [h.name for h in Inventory(copy).hosts()] == ["pc-01"]
     copy.close()
     # Written back into an empty data directory: the same files, the secrets 0600.
