@@ -46,7 +46,11 @@ class CredentialsRefused(SlateError):
 
 
 class Bucket:
-    def __init__(self, lib: Library, layout: Layout) -> None:
+    def __init__(
+        self, lib: Library, layout: Layout, *, attempts: int = 3, connect_timeout: float = 5
+    ) -> None:
+        """``attempts``, ``connect_timeout``: how hard to try (a question a person waits
+        on, such as making a job, asks once and briefly)."""
         self.lib = lib
         kw: dict[str, Any] = {}
         path = credentials_path(layout, lib.name)
@@ -63,8 +67,8 @@ class Bucket:
             kw["aws_secret_access_key"] = section.get("aws_secret_access_key", "")
         config = Config(
             s3={"addressing_style": "path"},
-            retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=5,
+            retries={"max_attempts": attempts, "mode": "standard"},
+            connect_timeout=connect_timeout,
             read_timeout=30,
             max_pool_connections=16,
             signature_version="s3v4",

@@ -47,7 +47,7 @@ def resolve(layout: Layout, conn: sqlite3.Connection, spec: str, missing: NotFou
     why: list[str] = []
     for lib in known:
         try:
-            bucket = Bucket(lib, layout)
+            bucket = Bucket(lib, layout, attempts=1, connect_timeout=3)  # a person waits
             chosen = version or (sync.versions(bucket, image) or [""])[-1]
             if not chosen:
                 continue

@@ -300,7 +300,10 @@ class Fetcher:
         """Read every chunk the store lacks, then commit the version (unless it is)."""
         committed = self.store.manifest_path(self.manifest.image, self.manifest.version)
         already = committed.exists()
-        todo = self.session.missing(sorted(self.digests))
+        # In the order restores need them (disk by disk, from the start): a room being
+        # restored while the version arrives (read-through) finds the next chunk here.
+        ordered = [c.digest for disk in self.manifest.disks for c in disk.chunks if c.digest]
+        todo = self.session.missing(ordered)
         self.todo = len(todo)
         _run(min(workers, 2) if self.cap else workers, self.get_once, todo)
         if not already:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,6 +93,24 @@ class Lab:
             # `brd +` matters: multicast receivers hang without a broadcast address.
             ns.run([IP, "addr", "add", address, "brd", "+", "dev", "eth0"])
         return ns
+
+    def attach(self, ns: Netns, ifname: str, address: str) -> None:
+        """Give ``ns`` (a namespace of another Lab, say) one more leg, ``ifname``, on
+        this bridge, with ``address`` (``A/len``).  The leg goes when either namespace
+        does (a veth pair dies whole); the kernel removes a deleted namespace in the
+        background, so a leg of the same name made a moment ago is waited for."""
+        deadline = time.monotonic() + 10
+        while ns.run([IP, "link", "show", ifname], check=False).returncode == 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{ns.name} still has a {ifname} from before")
+            time.sleep(0.1)
+        self._n += 1
+        outer = f"x{self._n}{self.prefix[-4:]}"
+        _run([IP, "link", "add", outer, "type", "veth", "peer", "name", ifname, "netns", ns.name])
+        _run([IP, "link", "set", outer, "netns", self.net.name])
+        self.net.run([IP, "link", "set", outer, "master", "br0", "up"])
+        ns.run([IP, "link", "set", ifname, "up"])
+        ns.run([IP, "addr", "add", address, "brd", "+", "dev", ifname])
 
     def add_tap(self) -> str:
         """A tap device on the bridge (inside the bridge namespace), for QEMU."""

@@ -6,9 +6,6 @@ crosses the school's WAN counters."""
 
 from __future__ import annotations
 
-import secrets
-import subprocess
-import time
 from pathlib import Path
 
 from client_kit import ServedHome
@@ -18,29 +15,10 @@ from room_kit import Room, SeatProc, link_of
 from appliance import db
 from appliance.config import Layout
 from appliance.jobs import Jobs
-from appliance.lab.netns import IP, Lab, Netns
+from appliance.lab.netns import IP, Lab
 from appliance.machines import Inventory
 
 LAN = "10.83.0.1"
-
-
-def join_lan(ns: Netns, lab: Lab, address: str) -> None:
-    """Give ``ns`` a second interface, ``lan0``, on ``lab``'s bridge."""
-    # The leg of a classroom closed a moment ago goes with its namespace, which the
-    # kernel removes in the background: wait until it has.
-    deadline = time.monotonic() + 10
-    while ns.run([IP, "link", "show", "lan0"], check=False).returncode == 0:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{ns.name} still has a lan0 from an earlier classroom")
-        time.sleep(0.1)
-    outer = f"l{secrets.token_hex(4)}"
-    subprocess.run([IP, "link", "add", outer, "type", "veth", "peer", "name", "lan0", "netns",
-                    ns.name], check=True, capture_output=True)  # fmt: skip
-    subprocess.run([IP, "link", "set", outer, "netns", lab.net.name], check=True,
-                   capture_output=True)  # fmt: skip
-    lab.net.run([IP, "link", "set", outer, "master", "br0", "up"])
-    ns.run([IP, "link", "set", "lan0", "up"])
-    ns.run([IP, "addr", "add", address, "brd", "+", "dev", "lan0"])
 
 
 def school_room(
@@ -64,7 +42,7 @@ def school_room(
     lab = Lab()
     try:
         ns = district.school(school)
-        join_lan(ns, lab, f"{LAN}/24")
+        lab.attach(ns, "lan0", f"{LAN}/24")
         app = ServedHome(home, host=LAN, wrap=[IP, "netns", "exec", ns.name],
                          extra=["--multicast-rate", rate, *link_of(rate)])  # fmt: skip
     except BaseException:

@@ -16,6 +16,6 @@ def test_district_bench_quick_runs() -> None:
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     for row in ("first version", "slate ", "rclone copy", "FOG-style rsync",
-                "slate's fetch itself", "5 % of its chunks changed", "a cold room of 4 seats",
+                "slate's fetch itself", "5 % of its chunks changed", "a cold room of 3 seats",
                 "three schools fetching at once", "capped at 20 Mbit/s"):  # fmt: skip
         assert row in proc.stdout, proc.stdout
