@@ -25,6 +25,8 @@ import json
 import os
 import struct
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,12 +36,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from appliance.config import Layout
 from appliance.dhcp import options as o
 from appliance.dhcp.packet import Message, parse
+from appliance.jobs.states import FINAL
 from appliance.lab import steps
+from appliance.lab.forward import enter_netns
 from appliance.lab.harness import SERVER_IP, LabRun
 from appliance.lab.masterimage import MasterImage
 from appliance.lab.qemu import Machine
+from appliance.store import Store
+from tests.conftest import ROOT
+from tests.interop.district_kit import District
 from tests.lab.conftest import E2ELab, _log, first_difference, record_figure
 
 if TYPE_CHECKING:
@@ -126,12 +134,26 @@ def own_uuid() -> list[str]:
     return ["-uuid", str(uuid.uuid4())]
 
 
-def restore_and_boot(lab: E2ELab, name: str, firmware: str, serial: str, **kw: object) -> str:
-    """Restore the sample image onto the disk ``serial`` names, boot it; the console."""
+def restore_and_boot(lab: E2ELab, name: str, firmware: str, serial: str, *,
+                     netns: str | None = None, **kw: object) -> str:  # fmt: skip
+    """Restore the sample image onto the disk ``serial`` names, boot it; the console.
+    ``netns``: the job is made from inside that namespace (the library it may need to
+    ask is reachable from there)."""
     m = lab.machine(name, firmware, serial=serial, extra_args=own_uuid(), **kw)  # type: ignore[arg-type]
     steps.register(lab.home, [m])
     ref = f"{steps.SAMPLE_IMAGE}@{lab.version}"
-    [job_id] = steps.restore(lab.home, [m.name], ref, disk={"serial": serial})
+    made: list[int] = []
+
+    def make() -> None:
+        if netns is not None:
+            enter_netns(netns)  # this thread only
+        made.extend(steps.restore(lab.home, [m.name], ref, disk={"serial": serial}))
+
+    maker = threading.Thread(target=make)
+    maker.start()
+    maker.join()
+    assert len(made) == 1, "the restore job was not made (see the thread's error above)"
+    [job_id] = made
     watch = steps.Watch()
     lab.start(m)
     steps.wait_jobs(lab.home, [job_id], [m], RESTORE_TIMEOUT, watch=watch)
@@ -195,8 +217,49 @@ def test_uefi_http_boot_restores_onto_nvme_and_boots_it(matrix: MatrixLab) -> No
     )
 
 
-def test_bios_pxe_chainloads_undionly_and_restores_onto_sata(matrix: MatrixLab) -> None:
-    console = restore_and_boot(matrix, "mx-bios-undi", "bios", "MX-SATA-1", disk_model="sata")
+def from_the_library(lab: MatrixLab, district: District) -> None:
+    """The sample version published to a district library — a real SeaweedFS, reached
+    through a second leg of the lab appliance's namespace — then removed from the
+    appliance's store and its chunks collected: a restore of it now comes from the
+    library (read-through, docs/district.md)."""
+    assert lab.run.srv is not None and lab.refusal is not None
+    srv = lab.run.srv
+    district.lab.attach(srv, "wan0", "10.84.0.60/24")
+    ref = f"{steps.SAMPLE_IMAGE}@{lab.version}"
+    cli = [sys.executable, "-m", "appliance.cli", "--home", str(lab.home)]
+    creds = str(district.credentials_file("publisher"))
+    for argv in (["library", "add", "district", "s3://library", "--endpoint", district.endpoint,
+                  "--credentials", creds, "--publisher"], ["library", "publish", ref]):  # fmt: skip
+        done = srv.run([*cli, *argv], check=False, cwd=str(ROOT))
+        assert done.returncode == 0, done.stdout + done.stderr
+    deadline = time.monotonic() + 300  # the 4K cell's job uses the version until it fails
+    while steps.job(lab.home, lab.refusal[1]).state not in FINAL:
+        assert time.monotonic() < deadline, "the 4K cell's job never ended"
+        time.sleep(1)
+    steps.slate(lab.home, "image", "rm", ref)
+    steps.slate(lab.home, "image", "gc")
+    store = Store(Layout(lab.home))
+    assert steps.SAMPLE_IMAGE not in store.images()
+    assert not any(store.chunk_files())
+
+
+def test_bios_pxe_chainloads_undionly_and_restores_onto_sata(
+    matrix: MatrixLab, tmp_path: Path
+) -> None:
+    # The version this cell restores came from the district library: the appliance's
+    # store held none of it when the job was made.
+    with District(tmp_path / "district", schools=(), wan_mbit=None) as district:
+        from_the_library(matrix, district)
+        assert matrix.run.srv is not None
+        console = restore_and_boot(matrix, "mx-bios-undi", "bios", "MX-SATA-1",
+                                   netns=matrix.run.srv.name, disk_model="sata")  # fmt: skip
+        # Whole here again, committed by the read-through, as the library's state says.
+        done = matrix.run.srv.run([sys.executable, "-m", "appliance.cli", "--home",
+                                   str(matrix.home), "library", "versions", steps.SAMPLE_IMAGE,
+                                   "--json"], check=False, cwd=str(ROOT))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        states = {r["version"]: r["state"] for r in json.loads(done.stdout)}
+        assert states[matrix.version] == "ready", states
     mac = matrix.run.machines["mx-bios-undi"].mac
     files = [boot_file(r) for r in replies_to(matrix.pcap, mac) if r.get(o.VENDOR_CLASS)]
     script = f"http://{SERVER_IP}:80/boot/{mac}.ipxe"
