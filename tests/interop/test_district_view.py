@@ -183,6 +183,28 @@ def test_prune_deletes_old_manifests_and_only_unnamed_chunks_past_the_grace(worl
     assert keys("chunks/") == sorted(f"chunks/{d[:2]}/{d}.zst" for d in m2.digests())
 
 
+def test_a_school_writes_its_own_area_and_no_other(world: World) -> None:
+    district, _hq, s1, _s2, _v1, _v2 = world
+    ops = district.client("ops")
+
+    def keys(bucket: str) -> list[str]:
+        return sorted(o["Key"] for o in ops.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+    theirs = school_bucket("school2")
+    before = keys(theirs)
+    s1.slate("library", "area", "district", f"s3://{theirs}")  # pointed at another's area
+    try:
+        done = s1.slate("library", "status", "--write", check=False)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "the library district refused this appliance's credentials (AccessDenied)" in (
+            done.stderr
+        ), done.stderr
+        assert "Traceback" not in done.stderr
+        assert keys(theirs) == before  # nothing written there
+    finally:
+        s1.slate("library", "area", "district", f"s3://{school_bucket('school1')}")
+
+
 def test_a_revoked_school_is_refused_and_stores_nothing(world: World) -> None:
     district, hq, _s1, s2, v1, v2 = world
     store = s2.store()
