@@ -16,8 +16,9 @@ from __future__ import annotations
 import configparser
 import contextlib
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import boto3
 import botocore.exceptions
@@ -39,6 +40,13 @@ _REFUSED = {
     "Forbidden",
     "403",
 }
+
+
+class Object(NamedTuple):
+    key: str  # relative to the library's prefix
+    size: int
+    etag: str  # without quotes
+    written: datetime | None  # UTC
 
 
 class CredentialsRefused(SlateError):
@@ -116,11 +124,12 @@ class Bucket:
     # -- objects ----------------------------------------------------------------------
     def keys(self, relprefix: str) -> Iterator[str]:
         """The keys under ``relprefix`` (relative to the library's prefix)."""
-        for key, _size, _etag in self.objects(relprefix):
-            yield key
+        for o in self.objects(relprefix):
+            yield o.key
 
-    def objects(self, relprefix: str) -> Iterator[tuple[str, int, str]]:
-        """(key, size, ETag without quotes) of each object under ``relprefix``."""
+    def objects(self, relprefix: str) -> Iterator[Object]:
+        """Each object under ``relprefix``: its key (relative to the library's prefix),
+        size, ETag without quotes, and when it was written."""
         full = self.lib.key(relprefix)
         strip = len(self.lib.key(""))
         token: str | None = None
@@ -131,10 +140,34 @@ class Bucket:
             page = self._call(f"listed {full}", self.s3.list_objects_v2, **kw)
             for item in page.get("Contents", []):
                 etag = str(item.get("ETag", "")).strip('"')
-                yield str(item["Key"])[strip:], int(item.get("Size", -1)), etag
+                written = item.get("LastModified")
+                written = written.astimezone(UTC) if written is not None else None
+                yield Object(str(item["Key"])[strip:], int(item.get("Size", -1)), etag, written)
             if not page.get("IsTruncated"):
                 return
             token = page.get("NextContinuationToken")
+
+    def delete(self, relpath: str) -> None:
+        key = self.lib.key(relpath)
+        self._call(f"deleted {key}", self.s3.delete_object, Bucket=self.lib.bucket, Key=key)
+
+    def delete_many(self, relpaths: list[str]) -> None:
+        """DeleteObjects, 1000 at a time; a key refused in its answer is an error too (S3
+        answers 200 and lists the refusals)."""
+        for start in range(0, len(relpaths), 1000):
+            keys = [{"Key": self.lib.key(p)} for p in relpaths[start : start + 1000]]
+            answer = self._call(f"deleted {len(keys)} object(s)", self.s3.delete_objects,
+                                Bucket=self.lib.bucket,
+                                Delete={"Objects": keys, "Quiet": True})  # fmt: skip
+            errors = answer.get("Errors") or []
+            if errors:
+                first = errors[0]
+                refused = botocore.exceptions.ClientError(
+                    {"Error": {"Code": str(first.get("Code", "")),
+                               "Message": str(first.get("Message", ""))}},
+                    "DeleteObjects",
+                )  # fmt: skip
+                raise self._error(refused, f"deleted {first.get('Key')} ({len(errors)} refused)")
 
     def get(self, relpath: str) -> bytes:
         """A small object's bytes (a manifest, its signature, the publisher's key)."""

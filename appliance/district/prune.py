@@ -76,49 +76,11 @@ def unneeded_chunks(
 # -- the bucket ---------------------------------------------------------------------------
 def _chunks(bucket: Bucket) -> dict[str, datetime]:
     """{digest: when its object was written} of every chunk in the library."""
-    full = bucket.lib.key("chunks/")
-    out: dict[str, datetime] = {}
-    token: str | None = None
-    while True:
-        kw: dict[str, Any] = {"Bucket": bucket.lib.bucket, "Prefix": full, "MaxKeys": 1000}
-        if token:
-            kw["ContinuationToken"] = token
-        page = bucket._call(f"listed {full}", bucket.s3.list_objects_v2, **kw)
-        for item in page.get("Contents", []):
-            name = str(item["Key"]).rsplit("/", 1)[-1]
-            if name.endswith(".zst"):
-                out[name.removesuffix(".zst")] = item["LastModified"].astimezone(UTC)
-        if not page.get("IsTruncated"):
-            return out
-        token = page.get("NextContinuationToken")
-
-
-def _delete(bucket: Bucket, relpath: str) -> None:
-    key = bucket.lib.key(relpath)
-    bucket._call(f"deleted {key}", bucket.s3.delete_object, Bucket=bucket.lib.bucket, Key=key)
-
-
-def _delete_many(bucket: Bucket, relpaths: list[str]) -> None:
-    """DeleteObjects, 1000 at a time; a key refused in its answer is an error too (S3
-    answers 200 and lists the refusals)."""
-    for start in range(0, len(relpaths), 1000):
-        keys = [{"Key": bucket.lib.key(p)} for p in relpaths[start : start + 1000]]
-        answer = bucket._call(f"deleted {len(keys)} chunk(s)", bucket.s3.delete_objects,
-                              Bucket=bucket.lib.bucket,
-                              Delete={"Objects": keys, "Quiet": True})  # fmt: skip
-        errors = answer.get("Errors") or []
-        if errors:
-            first = errors[0]
-            raise bucket._error(
-                _client_error(str(first.get("Code", "")), str(first.get("Message", ""))),
-                f"deleted {first.get('Key')} ({len(errors)} refused)",
-            )
-
-
-def _client_error(code: str, message: str) -> Exception:
-    from botocore.exceptions import ClientError
-
-    return ClientError({"Error": {"Code": code, "Message": message}}, "DeleteObjects")
+    return {
+        o.key.rsplit("/", 1)[-1].removesuffix(".zst"): o.written or datetime.now(UTC)
+        for o in bucket.objects("chunks/")
+        if o.key.endswith(".zst")
+    }
 
 
 def _images(bucket: Bucket) -> list[str]:
@@ -147,8 +109,8 @@ def prune(
         kept[image] = sorted(decided.keep)
         for version in decided.remove:
             if not dry_run:
-                _delete(bucket, manifest_relpath(image, version))  # first: no school fetches it
-                _delete(bucket, _sig_relpath(image, version))
+                bucket.delete(manifest_relpath(image, version))  # first: no school fetches it
+                bucket.delete(_sig_relpath(image, version))
             result.removed.append(f"{image}@{version}")
     # What the manifests left name, listed again after the chunks were (a version
     # published meanwhile counts too: its chunks were in the bucket before its manifest).
@@ -171,6 +133,6 @@ def prune(
     if not dry_run and old:
         from appliance.formats.names import chunk_relpath
 
-        _delete_many(bucket, [chunk_relpath(d) for d in old])
+        bucket.delete_many([chunk_relpath(d) for d in old])
     result.chunks_removed = old
     return result

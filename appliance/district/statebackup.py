@@ -315,7 +315,7 @@ def object_name(created: str) -> str:
 def backups(bucket: Any) -> list[tuple[str, int]]:
     """(object, size) of the state backups in the area, oldest first."""
     found = []
-    for key, size, _etag in bucket.objects(PREFIX):
+    for key, size, _etag, _written in bucket.objects(PREFIX):
         stamp = key.removeprefix(PREFIX).removesuffix(SUFFIX)
         if key.endswith(SUFFIX) and "/" not in stamp and _parse_stamp(stamp) is not None:
             found.append((key, size))
@@ -340,10 +340,7 @@ def put(bucket: Any, blob: bytes, created: str, keep: int = KEEP) -> tuple[str, 
     bucket.put(name, blob)
     older = [k for k, _ in backups(bucket)][: -max(keep, 1)]
     for key in older:
-        full = bucket.lib.key(key)
-        # Bucket has no delete of its own yet: its call maps S3's errors to Slate's.
-        bucket._call(f"deleted {full}", bucket.s3.delete_object, Bucket=bucket.lib.bucket,
-                     Key=full)  # fmt: skip
+        bucket.delete(key)
     return name, older
 
 

@@ -147,7 +147,7 @@ def publish(
 def _chunks_there(bucket: Bucket) -> dict[str, tuple[int, str]]:
     return {
         key.rsplit("/", 1)[-1].removesuffix(".zst"): (size, etag)
-        for key, size, etag in bucket.objects("chunks/")
+        for key, size, etag, _written in bucket.objects("chunks/")
     }
 
 
