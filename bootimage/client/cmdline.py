@@ -87,7 +87,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument(
         "--dump",
         choices=("disks", "smart"),
-        help="print udev's disk facts or smartctl's JSON of every disk, then stop",
+        help="print udev's disk facts or smartctl's JSON of every disk, then run the job if"
+        " one is given (else stop)",
     )
     args = parser.parse_args(argv)
     values: dict[str, str] = {}

@@ -38,12 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open("/proc/cmdline") as f:
             stream = console_streams(f.read(), sys.stderr)
     reporter = Reporter(None, console=settings.console, stream=stream)
-    if settings.dump == "disks":
-        dump_disks()
-        power(settings.after or "poweroff", reporter)
-        return 0
-    if settings.dump == "smart":  # how tests/golden/smart/qemu-*.json is captured
-        checkup.dump_smart()
+    if settings.dump:  # disks: tests/golden/udev/; smart: tests/golden/smart/qemu-*.json
+        dump_disks() if settings.dump == "disks" else checkup.dump_smart()
         if settings.job == "-":  # a diagnostic boot; beside a job, the job runs next
             power(settings.after or "poweroff", reporter)
             return 0
