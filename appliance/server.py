@@ -32,6 +32,7 @@ from appliance.machines.queries import fixed_addresses, names_by_mac
 from appliance.periodic import Periodic
 from appliance.settings import Settings
 from appliance.store import Store
+from appliance.store.library import check_format as check_store_format
 from appliance.tftp import TftpServer
 
 if TYPE_CHECKING:
@@ -171,6 +172,7 @@ class Appliance:
     def __init__(self, layout: Layout, settings: Settings) -> None:
         self.layout = layout
         self.settings = settings
+        check_store_format(layout.store)  # a newer library: refused before migrating
         self.db = db.ThreadConnections(layout.db)
         self.db.prepare()  # create + migrate once, up front
         self.store = Store(layout, self.db)  # the image library, on the same connections

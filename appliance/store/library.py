@@ -30,8 +30,14 @@ from appliance.errors import Conflict, IntegrityError, NotFound, SlateError, Usa
 from appliance.formats.chunkio import decode_chunk
 from appliance.formats.manifest import MAX_CHUNK_SIZE, Manifest
 from appliance.formats.names import chunk_relpath, is_digest, is_image_name, is_version
+from appliance.secrets_file import write_secret
 from appliance.store import index, policy
 from appliance.store.sessions import GcLock, Pins
+
+# The layout of the store's files (the tree above, chunk and manifest names), recorded in
+# ``store/format`` when the store is made; a store of a newer format is refused untouched.
+STORE_FORMAT = 1
+FORMAT_FILE = "format"
 
 # A version's marks (files beside its manifest): not yet promoted; never pruned.
 MARKS = ("candidate", "keep")
@@ -65,6 +71,28 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
     return name, (version if sep else None)
 
 
+def check_format(root: Path) -> int:
+    """The store's format (``store/format``; a store without the file is format 1, made
+    before it was recorded); a store of a format newer than this code's is refused."""
+    try:
+        text = (root / FORMAT_FILE).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return 1
+    if not text.isdigit():
+        raise IntegrityError(
+            f"{root / FORMAT_FILE} does not hold a store format number: {text[:40]!r}",
+            hint=f"it should hold {STORE_FORMAT} if the store was made by this Slate",
+        )
+    found = int(text)
+    if found > STORE_FORMAT:
+        raise SlateError(
+            f"the image library {root} has format {found}, newer than this Slate knows"
+            f" ({STORE_FORMAT}): it was written by a newer Slate; it is left as it is",
+            hint="install that newer Slate again",
+        )
+    return found
+
+
 class Store:
     def __init__(
         self, layout: Layout, connections: Callable[[], sqlite3.Connection] | None = None
@@ -73,8 +101,11 @@ class Store:
         of the process (:class:`appliance.db.ThreadConnections`); None = the store's own."""
         self.layout = layout
         self.root = layout.store
+        check_format(self.root)
         for sub in ("chunks", "manifests", "sessions", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        if not (self.root / FORMAT_FILE).exists():  # new, or made before it was recorded
+            write_secret(self.root / FORMAT_FILE, f"{STORE_FORMAT}\n", mode=0o644)
         self.gc_lock = GcLock(self.root / "gc.lock")
         self._connections = connections or db.ThreadConnections(layout.db)
 
