@@ -21,10 +21,16 @@ def default_home() -> Path:
     return Path.home() / ".local" / "share" / "slate"
 
 
+HOME_MODE = 0o700  # the database, secrets and keys live in it: its owner's only
+
+
 def resolve_home(home: str | os.PathLike[str] | None) -> Path:
-    """The data directory to use, created if missing."""
+    """The data directory to use, created (0700) if missing; one that exists keeps its
+    mode (the package makes /var/lib/slate 0700)."""
     path = Path(home) if home else default_home()
-    path.mkdir(parents=True, exist_ok=True)
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=HOME_MODE, exist_ok=True)
     return path
 
 
