@@ -4,7 +4,8 @@ Each machine both restores and boots the restored disk, so one machine boot prov
 firmware, a boot path and a disk type at once (docs/lab.md, "The boot matrix"):
 
 * UEFI HTTP boot (OVMF, its PXE options off: vendor class ``HTTPClient``, option 93 =
-  16) in full DHCP mode, onto an NVMe disk chosen by serial;
+  16) in full DHCP mode, onto an NVMe disk chosen by serial: the master fitted to a disk
+  16 MiB smaller, with a host hook (so this disk is not compared with the image);
 * BIOS PXE → ``undionly.kpxe`` over TFTP → iPXE → the boot script, onto a SATA disk on
   AHCI chosen by serial (``--ipxe-rom-chainload``: QEMU's BIOS ROM is iPXE itself);
 * an NVMe disk with 4096-byte logical blocks, refused for the 512-byte-sector image
@@ -29,7 +30,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,7 +44,7 @@ from appliance.jobs.states import FINAL
 from appliance.lab import steps
 from appliance.lab.forward import enter_netns
 from appliance.lab.harness import SERVER_IP, LabRun
-from appliance.lab.masterimage import MasterImage
+from appliance.lab.masterimage import MasterImage, data_files
 from appliance.lab.qemu import Machine
 from appliance.store import Store
 from tests.conftest import ROOT
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 RESTORE_TIMEOUT = 600
 BOOT_TIMEOUT = 240
 HTTP_URL = f"http://{SERVER_IP}:80/ipxe/snponly.efi"
+MIB = 1024 * 1024
 
 
 @dataclass
@@ -135,13 +137,22 @@ def own_uuid() -> list[str]:
 
 
 def restore_and_boot(lab: E2ELab, name: str, firmware: str, serial: str, *,
-                     netns: str | None = None, **kw: object) -> str:  # fmt: skip
-    """Restore the sample image onto the disk ``serial`` names, boot it; the console.
+                     netns: str | None = None, version: str | None = None,
+                     size: int | None = None, before: Callable[[Machine], object] | None = None,
+                     **kw: object) -> tuple[str, int]:  # fmt: skip
+    """Restore the sample image onto the disk ``serial`` names, boot it; the console and
+    the job's id.
     ``netns``: the job is made from inside that namespace (the library it may need to
-    ask is reachable from there)."""
+    ask is reachable from there).  ``version`` of ``size`` bytes (another than the
+    sample's, say a fitted one): the restored disk is not compared with the image;
+    ``before(machine)`` runs once the machine is registered, before its job is made."""
+    if size is not None:
+        kw["disk_size"] = size
     m = lab.machine(name, firmware, serial=serial, extra_args=own_uuid(), **kw)  # type: ignore[arg-type]
     steps.register(lab.home, [m])
-    ref = f"{steps.SAMPLE_IMAGE}@{lab.version}"
+    if before is not None:
+        before(m)
+    ref = f"{steps.SAMPLE_IMAGE}@{version or lab.version}"
     made: list[int] = []
 
     def make() -> None:
@@ -160,14 +171,15 @@ def restore_and_boot(lab: E2ELab, name: str, firmware: str, serial: str, *,
     marker = lab.image.marker_line(firmware)
     booted = steps.wait_booted([m], lambda _: marker, BOOT_TIMEOUT)
     job = steps.job(lab.home, job_id)
-    assert job.state == "done" and job.verified_bytes >= lab.image.size
+    assert job.state == "done" and job.verified_bytes >= (size or lab.image.size)
     log = " / ".join(_job_log(lab, job_id))
     assert "target for disk 0: " in log and serial in log.split("target for disk 0: ", 1)[1]
-    diff = first_difference(m.disks[0][0], lab.image.path)
-    assert diff is None, f"restored disk differs from the image at offset {diff}"
+    if version is None:
+        diff = first_difference(m.disks[0][0], lab.image.path)
+        assert diff is None, f"restored disk differs from the image at offset {diff}"
     record_figure(f"matrix-{name}", **watch.figures(job_id), boot_after_done=booted[m.name],
                   power_on_to_booted=time.monotonic() - watch.started)  # fmt: skip
-    return m.console()
+    return m.console(), job_id
 
 
 def boots_on(lab: E2ELab, firmware: str, disk: Path, serial: str, model: str) -> float:
@@ -195,10 +207,38 @@ def _job_log(lab: E2ELab, job_id: int) -> list[str]:
         conn.close()
 
 
-def test_uefi_http_boot_restores_onto_nvme_and_boots_it(matrix: MatrixLab) -> None:
-    console = restore_and_boot(
-        matrix, "mx-uefi-http", "uefi", "MX-NVME-1", netboot="http", disk_model="nvme"
-    )
+# The fitted master's post-restore hook: it runs in the real boot environment, with the
+# restored root filesystem mounted where docs/hooks.md says; what it writes is on the disk.
+HOOK = b"""#!/bin/sh
+set -e
+test -f "$SLATE_MNT_P3/etc/os-release"
+echo "hooked $SLATE_HOST $SLATE_IMAGE@$SLATE_VERSION" > "$SLATE_MNT_P3/etc/slate-hook"
+echo "mounts: $SLATE_MOUNTS"
+"""
+
+
+def test_uefi_http_boot_restores_onto_nvme_and_boots_it(matrix: MatrixLab, tmp_path: Path) -> None:
+    """Also the smaller disk (issue 13): the master fitted with `slate image fit` to a disk
+    16 MiB smaller (its last partition, the NTFS data one, shrunk) is what this machine
+    restores, with a host hook; the restored Debian boots on UEFI and on BIOS, its NTFS
+    volume is clean and holds the master's files, and the hook's file is in its root."""
+    small = matrix.image.size - 16 * MIB
+    ref = f"{steps.SAMPLE_IMAGE}@{matrix.version}"
+    made = json.loads(steps.slate(matrix.home, "image", "fit", ref, "--size", str(small),
+                                  "--json").stdout)  # fmt: skip
+    assert made["size"] == small and made["partition"] == 4
+    fitted = made["version"]
+    hook = tmp_path / "10-lab.sh"
+    hook.write_bytes(HOOK)
+    try:
+        console, job_id = restore_and_boot(
+            matrix, "mx-uefi-http", "uefi", "MX-NVME-1", netboot="http", disk_model="nvme",
+            version=fitted, size=small,
+            before=lambda m: steps.slate(matrix.home, "hook", "add", "--host", m.name, str(hook)),
+        )  # fmt: skip
+    finally:
+        # The library cell after this one expects the store to hold the sample version only.
+        steps.slate(matrix.home, "image", "rm", f"{steps.SAMPLE_IMAGE}@{fitted}")
     mac = matrix.run.machines["mx-uefi-http"].mac
     # OVMF booted over HTTP, never by PXE, and fetched iPXE from the URL Slate handed it.
     assert "Start HTTP Boot over IPv4" in console
@@ -209,12 +249,54 @@ def test_uefi_http_boot_restores_onto_nvme_and_boots_it(matrix: MatrixLab) -> No
     assert http, "no DHCP reply with vendor class HTTPClient"
     assert {boot_file(r) for r in http} == {HTTP_URL}
     assert {o.MESSAGE_TYPES[r.message_type or 0] for r in http} >= {"OFFER", "ACK"}
-    # The NVMe disk this machine restored boots on BIOS (SeaBIOS) too.
     matrix.run.machines["mx-uefi-http"].stop()
     disk = matrix.run.machines["mx-uefi-http"].disks[0][0]
+    hooked = f"hooked mx-uefi-http {steps.SAMPLE_IMAGE}@{fitted}\n"
+    fitted_disk_is_sound(matrix, job_id, disk, small, hooked)
+    # The NVMe disk this machine restored boots on BIOS (SeaBIOS) too.
     record_figure(
         "matrix-nvme-on-bios", seconds=boots_on(matrix, "bios", disk, "MX-NVME-1", "nvme")
     )
+
+
+def fitted_disk_is_sound(lab: E2ELab, job_id: int, disk: Path, small: int, hooked: str) -> None:
+    """The shrunk partition ends inside the disk, its NTFS volume is clean and holds the
+    master's files, and the hook wrote into the restored root (and logged its mounts)."""
+    out = subprocess.run(["sfdisk", "--json", str(disk)], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    parts = {p["node"][-1]: p for p in json.loads(out)["partitiontable"]["partitions"]}
+    start, size = int(parts["4"]["start"]) * 512, int(parts["4"]["size"]) * 512
+    assert start + size <= small
+    ntfs = attach(disk, parts["4"])
+    try:
+        check = subprocess.run(["ntfsfix", "--no-action", ntfs], capture_output=True, text=True)
+        got = {r: subprocess.run(["ntfscat", ntfs, r], capture_output=True, check=True)
+               .stdout.decode() for r in data_files()}  # fmt: skip
+    finally:
+        detach(ntfs)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert got == data_files()
+    root = attach(disk, parts["3"])
+    try:
+        found = subprocess.run(["debugfs", "-R", "cat /etc/slate-hook", root],
+                               capture_output=True, text=True).stdout  # fmt: skip
+    finally:
+        detach(root)
+    assert found == hooked
+    log = "\n".join(_job_log(lab, job_id))
+    assert "hook 10-lab.sh (host " in log and "hook 10-lab.sh: mounts: /mnt/slate/p" in log, log
+
+
+def attach(disk: Path, part: dict[str, object]) -> str:
+    """A read-only loop device over one partition (sfdisk's sectors of 512 bytes)."""
+    start, size = int(str(part["start"])) * 512, int(str(part["size"])) * 512
+    return subprocess.run(["losetup", "--find", "--show", "--read-only", "--offset", str(start),
+                           "--sizelimit", str(size), str(disk)], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+
+
+def detach(dev: str) -> None:
+    subprocess.run(["losetup", "--detach", dev], check=False)
 
 
 def from_the_library(lab: MatrixLab, district: District) -> None:
@@ -251,7 +333,7 @@ def test_bios_pxe_chainloads_undionly_and_restores_onto_sata(
     with District(tmp_path / "district", schools=(), wan_mbit=None) as district:
         from_the_library(matrix, district)
         assert matrix.run.srv is not None
-        console = restore_and_boot(matrix, "mx-bios-undi", "bios", "MX-SATA-1",
+        console, _ = restore_and_boot(matrix, "mx-bios-undi", "bios", "MX-SATA-1",
                                    netns=matrix.run.srv.name, disk_model="sata")  # fmt: skip
         # Whole here again, committed by the read-through, as the library's state says.
         done = matrix.run.srv.run([sys.executable, "-m", "appliance.cli", "--home",
