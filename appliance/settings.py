@@ -2,8 +2,10 @@
 
 One declarative table, :data:`TABLE`, names every setting once; the command-line flags
 (``--http-port``) and environment variables (``SLATE_HTTP_PORT``) are derived from it
-(mkosi style).  Precedence: flag, then environment, then the default.  Values are
-checked here, so services receive plain, valid constructor arguments.
+(mkosi style), and so are the keys of the configuration file (``/etc/slate/slate.conf``,
+``HTTP_PORT=80``; :func:`read_config`, :func:`default_config`).  Precedence: flag, then
+environment, then the configuration file, then the default.  Values are checked here, so
+services receive plain, valid constructor arguments.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import ipaddress
 import json
 import os
 import subprocess
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from difflib import get_close_matches
+from pathlib import Path
 from typing import Any
 
 from appliance.errors import UsageError
@@ -116,7 +121,12 @@ class Setting:
 
     @property
     def env(self) -> str:
-        return "SLATE_" + self.name.upper()
+        return "SLATE_" + self.key
+
+    @property
+    def key(self) -> str:
+        """Its key in the configuration file: ``HTTP_PORT``."""
+        return self.name.upper()
 
 
 def _port(text: str) -> int:
@@ -307,27 +317,140 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def from_sources(
-    args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None
-) -> Settings:
-    """Settings from flags, then ``SLATE_*`` environment variables, then defaults."""
+@dataclass(frozen=True)
+class ConfigValue:
+    """One ``KEY=value`` line of the configuration file."""
+
+    raw: str
+    source: str  # "/etc/slate/slate.conf, line 3 (HTTP_PORT)"
+
+
+DEFAULT_CONFIG = Path("/etc/slate/slate.conf")
+BY_KEY = {s.key: s for s in TABLE}
+
+
+def read_config(path: Path) -> dict[str, ConfigValue]:
+    """The settings of a configuration file: ``KEY=value`` lines (``HTTP_PORT=8080``),
+    ``#`` comments and blank lines; a value may be quoted ("..." or '...'); ``KEY=``
+    (empty) leaves the default.  Every value is checked now, and a bad line (not
+    ``KEY=value``, an unknown key, one given twice, a bad value) is refused naming its
+    line and key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read the configuration file {path}: {exc.strerror or exc}",
+            hint="`slate config default` prints one with every setting, commented out",
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"the configuration file {path} is not UTF-8 text: {exc}") from exc
+    found: dict[str, ConfigValue] = {}
+    lines: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, sep, value = stripped.partition("=")
+        key, value = key.strip(), value.strip()
+        where = f"{path}, line {number}"
+        if not sep or not key:
+            raise UsageError(
+                f"{where}: {stripped[:60]!r} is not KEY=value",
+                hint="each line sets one setting, e.g. HTTP_PORT=80 (# starts a comment)",
+            )
+        setting = BY_KEY.get(key.upper())
+        if setting is None:
+            close = get_close_matches(key.upper(), BY_KEY, n=1)
+            raise UsageError(
+                f"{where}: unknown key {key}",
+                hint=f"did you mean {close[0]}?"
+                if close
+                else "`slate config default` lists every key",
+            )
+        if setting.key in lines:
+            raise UsageError(
+                f"{where}: {setting.key} is set twice (first on line {lines[setting.key]})",
+                hint="keep one of the two lines",
+            )
+        lines[setting.key] = number
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        if value == "":
+            continue
+        entry = ConfigValue(value, f"{where} ({setting.key})")
+        _parse(setting, value, entry.source)
+        found[setting.name] = entry
+    return found
+
+
+def config_path(given: str | None, env: Mapping[str, str] | None = None) -> Path | None:
+    """The configuration file ``slate serve`` reads: ``--config``, else
+    ``$SLATE_CONFIG``, else /etc/slate/slate.conf when it exists (else none)."""
     env = os.environ if env is None else env
+    chosen = given or env.get("SLATE_CONFIG")
+    if chosen:
+        return Path(chosen)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def from_sources(
+    args: argparse.Namespace | None = None,
+    env: Mapping[str, str] | None = None,
+    config: Mapping[str, ConfigValue] | None = None,
+) -> Settings:
+    """Settings from flags, then ``SLATE_*`` environment variables, then the
+    configuration file's lines (:func:`read_config`), then defaults."""
+    env = os.environ if env is None else env
+    config = config or {}
     values: dict[str, Any] = {}
+    address_text = ""
     for s in TABLE:
         raw = getattr(args, s.name, None) if args is not None else None
         source = s.flag
         if raw is None and s.env in env:
             raw, source = env[s.env], s.env
+        if raw is None and s.name in config:
+            raw, source = config[s.name].raw, config[s.name].source
         if raw is None:
             continue
         values[s.name] = _parse(s, raw, source)
+        if s.name == "address":
+            address_text = str(raw)
     address = values.pop("address", "")
     if address:
         iface = ipaddress.IPv4Interface(address)
         values["address"] = str(iface.ip)
-        if "/" in str(getattr(args, "address", None) or env.get("SLATE_ADDRESS", "")):
+        if "/" in address_text:
             values["prefix"] = iface.network.prefixlen
     return Settings(**values)
+
+
+def default_config(version: str = "") -> str:
+    """The configuration file with every setting documented and commented out at its
+    default (``slate config default``)."""
+    defaults = Settings()
+    out = [
+        "# /etc/slate/slate.conf: the settings of `slate serve` (slate.service).",
+        "#",
+        "# One KEY=value a line; # starts a comment.  A key left commented out (or given",
+        "# empty, KEY=) has its default.  A flag of `slate serve` (--http-port) or an",
+        "# environment variable (SLATE_HTTP_PORT) overrides the line here.  A bad line is",
+        "# refused, naming its line, and the service does not start.",
+    ]
+    if version:
+        out.append(f"# Written by `slate config default` (slate {version}).")
+    for s in TABLE:
+        default = getattr(defaults, s.name)
+        shown = str(default) if not isinstance(default, bool) else "yes" if default else "no"
+        words = s.help.replace("%%", "%")
+        if s.choices and not all(c in words for c in s.choices):
+            words += f" ({', '.join(s.choices)})"
+        out.append("")
+        out.extend(textwrap.wrap(words, width=86, initial_indent="# ", subsequent_indent="# "))
+        note = "" if shown else "; required" if s.name == "interface" else "; default: auto"
+        out.append(f"# flag {s.flag}, environment {s.env}{note}")
+        out.append(f"#{s.key}={shown}")
+    return "\n".join(out) + "\n"
 
 
 def _parse(s: Setting, raw: Any, source: str) -> Any:
@@ -341,9 +464,10 @@ def _parse(s: Setting, raw: Any, source: str) -> Any:
     try:
         return s.parse(raw)
     except ValueError as exc:
-        raise UsageError(
-            f"{source}: {raw!r} is not valid ({exc})", hint=f"see `slate serve --help` for {s.flag}"
-        ) from exc
+        hint = f"see `slate serve --help` for {s.flag}"
+        if ", line " in source:  # a line of the configuration file
+            hint = f"`slate config default` documents {s.key}"
+        raise UsageError(f"{source}: {raw!r} is not valid ({exc})", hint=hint) from exc
 
 
 def interface_addresses(interface: str) -> list[ipaddress.IPv4Interface]:

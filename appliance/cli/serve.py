@@ -19,8 +19,16 @@ def register(subparsers: Any) -> None:
         "serve",
         help="run the appliance: DHCP, TFTP, DNS and HTTP on one interface",
         description="Run every Slate service in one process, bound to one network "
-        "interface.  Every flag can also be given as an environment variable SLATE_<NAME>. "
+        "interface.  Every flag can also be given as an environment variable SLATE_<NAME> "
+        "or a line NAME=value of the configuration file (--config). "
         "Stops cleanly on SIGTERM or Ctrl-C.",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="configuration file of KEY=value lines, overridden by flags and SLATE_*"
+        " variables (env SLATE_CONFIG; default: /etc/slate/slate.conf if it exists;"
+        " `slate config default` prints one)",
     )
     settings_mod.add_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every transfer")
@@ -55,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from appliance.server import Appliance
 
     setup_logging(args.verbose)
-    settings = settings_mod.resolve(settings_mod.from_sources(args))
+    path = settings_mod.config_path(args.config)
+    config = settings_mod.read_config(path) if path else {}
+    settings = settings_mod.resolve(settings_mod.from_sources(args, config=config))
     layout = Layout(resolve_home(args.home))
     stop = threading.Event()
 

@@ -16,6 +16,7 @@ NAME = re.compile(r"SLATE_[A-Z_]+")
 # Read from the environment outside the settings table, each for its documented reason.
 KNOBS = {
     "SLATE_HOME",
+    "SLATE_CONFIG",
     "SLATE_TRUST_PROXY",
     "SLATE_TEST_CACHE",
     "SLATE_DEBIAN_MIRROR",
