@@ -31,6 +31,7 @@ from appliance.machines import identity
 from appliance.store import Store, parse_ref
 from appliance.store import policy as policies
 from appliance.store.collect import collect
+from appliance.store.detect import FORMATS
 from appliance.store.exporter import export_image
 from appliance.store.importer import import_image
 from appliance.store.index import rows
@@ -43,13 +44,18 @@ from appliance.store.verify import verify
 def register(subparsers: Any) -> None:
     _, sub = add_group(subparsers, "image", "the image library: import, list, export, verify")
     p = sub.add_parser("import", help="import disk(s) as a new version of an image")
-    p.add_argument("source", nargs="?", type=Path, help="raw image, block device or qcow2")
+    p.add_argument("source", nargs="?", type=Path,
+                   help="raw disk image, block device, VM disk (qcow2, VMDK, VHD, VHDX, VDI),"
+                   " partclone image or FOG image directory")  # fmt: skip
     p.add_argument("--disk", action="append", type=Path, default=[], metavar="SOURCE",
                    help="one more disk, in order (repeat for a multi-disk image)")  # fmt: skip
     p.add_argument("--name", required=True, help="image name (letters, digits, . _ -)")
     p.add_argument("--note", default="", help="a note kept with the version")
     p.add_argument("--chunk-size", type=_mib, default=None, metavar="MIB",
                    help="chunk size in MiB (default 4)")  # fmt: skip
+    p.add_argument("--format", dest="fmt", choices=FORMATS, default="auto",
+                   help="what the source is (default: recognized by its content; something"
+                   " that is not a disk image is refused, --format raw insists)")  # fmt: skip
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("list", help="list images and their versions")
@@ -184,8 +190,13 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise UsageError("no source given", hint="slate image import DISK.img --name NAME")
     store = _store(args)
     extra = {"chunk_size": args.chunk_size} if args.chunk_size else {}
+
+    def found(path: Path, what: str) -> None:
+        print(f"{path}: {what}", file=sys.stderr)
+
     with _progress("import") as progress:
-        result = import_image(store, sources, args.name, args.note, progress=progress, **extra)
+        result = import_image(store, sources, args.name, args.note, progress=progress,
+                              fmt=args.fmt, found=found, **extra)  # fmt: skip
     m = result.manifest
     print(
         f"imported {m.ref}: {human_bytes(m.logical_size)} logical, "

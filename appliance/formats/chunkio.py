@@ -205,11 +205,13 @@ def encode_chunks(
     sink: Callable[[str, bytes], object] | None = None,
     level: int = DEFAULT_LEVEL,
     workers: int | None = None,
+    hole: Chunk = ZERO,
 ) -> Iterator[Encoded]:
     """Cut a source of ``size`` bytes into chunks, in order.
 
     For each chunk (in worker threads): read it with ``read(offset, length)`` (must be
-    thread-safe, e.g. ``os.pread``) unless ``extents`` says it is a hole; all-zero →
+    thread-safe, e.g. ``os.pread``) unless ``extents`` says it is a hole (then it is
+    ``hole``: zero, or unused for free filesystem blocks); all-zero →
     ``zero``; else hash it, and when ``need(digest)`` compress it and hand the frame to
     ``sink(digest, frame)`` (e.g. a store write or an upload).
     """
@@ -218,7 +220,7 @@ def encode_chunks(
         offset = index * chunk_size
         length = min(chunk_size, size - offset)
         if extents is not None and not extents.overlaps(offset, length):
-            return Encoded(index, offset, length, ZERO)
+            return Encoded(index, offset, length, hole)
         data = read(offset, length)
         if len(data) != length:
             raise SlateError(

@@ -1,4 +1,5 @@
-"""``slate image import``: disks (files, block devices, qcow2) → a new version."""
+"""``slate image import``: disks (files, block devices, VM disks, partclone and FOG
+images; see :mod:`appliance.store.sources`) → a new version."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from appliance.errors import Conflict, UsageError
 from appliance.formats import chunkio, partitions
 from appliance.formats.manifest import DEFAULT_CHUNK_SIZE, Chunk, Disk, Manifest
 from appliance.store.library import Session, Store, check_name
-from appliance.store.sources import Source, open_source
+from appliance.store.sources import Source, open_sources
 from appliance.timestamps import utc_now
 
 Progress = Callable[[int], None]
@@ -34,18 +35,27 @@ def import_image(
     level: int = chunkio.DEFAULT_LEVEL,
     workers: int | None = None,
     progress: Callable[[int], Progress] | None = None,
+    fmt: str = "any",
+    found: Callable[[Path, str], None] | None = None,
 ) -> ImportResult:
     """Import one disk per path as a new version of ``name``.  Every source is
     opened and checked before anything is written; on any failure the chunks this
     import added are removed again and no version becomes visible.
 
-    ``progress(total_bytes)`` returns a callback given bytes done per chunk."""
+    ``progress(total_bytes)`` returns a callback given bytes done per chunk.  ``fmt``:
+    see :func:`open_sources` ("auto" refuses what is not a disk image; the CLI's
+    default); ``found(path, what)`` is told what each source was recognized as."""
     check_name(name)
     if not paths:
         raise UsageError("no source given", hint="give a disk image file or block device")
     with store.session() as session, contextlib.ExitStack() as stack:
-        sources = [stack.enter_context(open_source(p, store.root / "tmp", session.id))
-                   for p in paths]  # fmt: skip
+        sources: list[Source] = []
+        for p in paths:
+            opened = stack.enter_context(open_sources(p, store.root / "tmp", session.id, fmt))
+            for src in opened:
+                if found:
+                    found(p, src.what)
+            sources.extend(opened)
         advance = progress(sum(s.size for s in sources)) if progress else None
         result = ImportResult(manifest=None)  # type: ignore[arg-type]
         disks = tuple(
@@ -96,6 +106,7 @@ def _import_disk(
         sink=session.write_chunk,
         level=level,
         workers=workers,
+        hole=src.hole,
     ):
         chunks.append(enc.chunk)
         if enc.stored:

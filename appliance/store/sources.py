@@ -1,6 +1,6 @@
-"""Import sources: a raw image file, a block device, or a qcow2 file — each opened as a
-thread-safe ``read(offset, length)`` plus the extents that may hold data, so holes
-and unallocated qcow2 clusters are never read.
+"""Import sources: a raw image file, a block device or a VM disk (qcow2, VMDK, VHD,
+VHDX, VDI through ``qemu-img``) — each opened as a thread-safe ``read(offset, length)``
+plus the extents that may hold data, so holes and unallocated clusters are never read.
 """
 
 from __future__ import annotations
@@ -20,9 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.errors import IntegrityError, NotFound, SlateError, UsageError
+from appliance.formats import partitions
 from appliance.formats.chunkio import Extents, ReadFn, pread_fn, zeros
+from appliance.formats.manifest import ZERO, Chunk
+from appliance.store.detect import (
+    FORMATS,
+    QEMU_FORMATS,
+    Found,
+    identify,
+    identify_dir,
+    refusal,
+)
 
-QCOW2_MAGIC = b"QFI\xfb"
 BLKSSZGET = 0x1268
 BLKPBSZGET = 0x127B
 BLKGETSIZE64 = 0x80081272
@@ -31,7 +40,7 @@ BLKGETSIZE64 = 0x80081272
 @dataclass
 class Source:
     path: Path
-    kind: str  # "file" | "block" | "qcow2"
+    kind: str  # "file" | "block" | "qcow2" | "vmdk" | … | "partclone" | "fog"
     size: int
     read: ReadFn
     extents: Extents | None
@@ -39,18 +48,40 @@ class Source:
     physical_sector_size: int = 512
     model: str = ""
     serial: str = ""
+    hole: Chunk = ZERO  # what a chunk outside ``extents`` is: zero, or unused (partclone)
+    what: str = ""  # what the import found, said to the user
 
 
 @contextlib.contextmanager
 def open_source(path: Path, scratch: Path, tag: str = "x") -> Iterator[Source]:
-    """Open ``path`` for import; ``scratch`` is a directory on the store's filesystem
-    for a raw copy when a qcow2 file cannot be read in place (compressed clusters),
-    named ``<tag>.qcow2-*`` so gc knows whose it is."""
+    """Open ``path`` (a raw file, block device or VM disk) as one disk for import;
+    ``scratch`` is a directory on the store's filesystem for a raw copy when a VM disk
+    cannot be read in place (compressed clusters), named ``<tag>.<format>-*`` so gc
+    knows whose it is."""
+    with open_sources(path, scratch, tag) as sources:
+        if len(sources) != 1:
+            raise UsageError(f"{path} holds {len(sources)} disks; give one disk")
+        yield sources[0]
+
+
+@contextlib.contextmanager
+def open_sources(
+    path: Path, scratch: Path, tag: str = "x", fmt: str = "any"
+) -> Iterator[list[Source]]:
+    """The disk(s) of ``path`` for import.  ``fmt`` is one of
+    :data:`appliance.store.detect.FORMATS` to force it, ``"auto"`` to recognize the
+    format by content and refuse what is not a disk image, or ``"any"`` (the library's
+    default) to recognize it and read anything else as a raw disk."""
+    if fmt not in ("auto", "any", *FORMATS):
+        raise UsageError(f"unknown image format {fmt!r}", hint=f"one of: {', '.join(FORMATS)}")
     st = _stat(path)
     if stat.S_ISDIR(st.st_mode):
+        found = identify_dir(path)
+        if fmt not in ("auto", "any", found.fmt):
+            raise UsageError(f"{path} is a directory ({found.what}), not a {fmt} image")
         raise UsageError(
-            f"{path} is a directory, not a disk image",
-            hint="give a raw image file, a qcow2 file or a block device",
+            f"{path} is a {found.what}; importing it is not implemented yet",
+            hint="restore it with its own tool and import the disk",
         )
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
         raise UsageError(f"{path} is neither a file nor a block device")
@@ -60,14 +91,47 @@ def open_source(path: Path, scratch: Path, tag: str = "x") -> Iterator[Source]:
         raise SlateError(f"cannot open {path}: {exc.strerror}", hint="check permissions") from exc
     try:
         if stat.S_ISBLK(st.st_mode):
-            yield _block(path, fd)
-        elif os.pread(fd, 4, 0) == QCOW2_MAGIC:
-            with _qcow2(path, fd, scratch, tag) as src:
-                yield src
+            src = _block(path, fd)
+            src.what = f"block device, {_table_words(src)}"
+            yield [src]
+            return
+        found = _identify_file(path, fd, st.st_size, fmt)
+        if found.fmt in QEMU_FORMATS:
+            with _qemu(path, fd, found.fmt, scratch, tag) as src:
+                src.what = found.what
+                yield [src]
+        elif found.fmt in ("partclone", "fog", "clonezilla"):
+            raise UsageError(f"{path} is a {found.what}; importing it is not implemented yet",
+                             hint="restore it with its own tool and import the disk")  # fmt: skip
         else:
-            yield _raw(path, fd, st.st_size)
+            src = _raw(path, fd, st.st_size)
+            src.what = found.what
+            yield [src]
     finally:
         os.close(fd)
+
+
+def _identify_file(path: Path, fd: int, size: int, fmt: str) -> Found:
+    if fmt not in ("auto", "any"):
+        return Found(fmt, "raw disk (--format raw)" if fmt == "raw" else f"{fmt} (--format)")
+    if size == 0:
+        raise _empty(path)
+    head = os.pread(fd, 4096, 0)
+    found = identify(path, head, size, fd)
+    if found is None:
+        what, err = refusal(path, head, size, fd)
+        if err is not None and fmt == "auto":
+            raise err
+        found = Found("raw", what or "raw data (no partition table)")
+    return found
+
+
+def _table_words(src: Source) -> str:
+    table = partitions.detect(src.read, src.size, src.logical_sector_size)
+    if table.kind == "none":
+        return "no partition table"
+    n = len(table.partitions)
+    return f"{table.kind.upper()}, {n} partition{'s' * (n != 1)}"
 
 
 def _stat(path: Path) -> os.stat_result:
@@ -134,60 +198,76 @@ def _sysfs(path: Path) -> str:
         return ""
 
 
-def _qemu_img(*args: str, path: Path) -> subprocess.CompletedProcess[str]:
+def _qemu_img(*args: str, path: Path, label: str) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(["qemu-img", *args], capture_output=True, text=True, check=False)
     except FileNotFoundError:
         raise SlateError(
-            f"cannot read qcow2 file {path}: qemu-img is not installed",
+            f"cannot read {label} file {path}: qemu-img is not installed",
             hint="install qemu-utils (apt-get install qemu-utils)",
         ) from None
 
 
-def _corrupt(path: Path, detail: str) -> IntegrityError:
+def _corrupt(path: Path, detail: str, label: str = "qcow2") -> IntegrityError:
     first = next((ln.strip() for ln in detail.splitlines() if ln.strip()), "no detail")
     return IntegrityError(
-        f"{path} is a damaged qcow2 file: {first}",
+        f"{path} is a damaged {label} file: {first}",
         hint=f"`qemu-img check {path}` shows the damage; re-create or repair the file",
     )
 
 
+_CHECKABLE = {"qcow2", "vmdk", "vhdx", "vdi"}  # `qemu-img check` has no check for vpc (VHD)
+
+
 @contextlib.contextmanager
-def _qcow2(path: Path, fd: int, scratch: Path, tag: str) -> Iterator[Source]:
-    check = _qemu_img("check", "-f", "qcow2", "--output=json", str(path), path=path)
-    if check.returncode not in (0, 3):  # 3 = leaked clusters only: data is intact
-        raise _corrupt(path, check.stderr or check.stdout)
-    info = _qemu_img("info", "-f", "qcow2", "--output=json", str(path), path=path)
-    mapped = _qemu_img("map", "-f", "qcow2", "--output=json", str(path), path=path)
+def _qemu(path: Path, fd: int, fmt: str, scratch: Path, tag: str) -> Iterator[Source]:
+    """A VM disk through qemu-img: allocated extents (``qemu-img map``) read in place
+    where they are plain data in this very file, else a sparse raw copy in scratch."""
+    qfmt = QEMU_FORMATS[fmt]
+    label = fmt if fmt == "qcow2" else fmt.upper()
+
+    def qemu(*args: str) -> subprocess.CompletedProcess[str]:
+        return _qemu_img(*args[:1], "-f", qfmt, *args[1:], str(path), path=path, label=label)
+
+    if qfmt in _CHECKABLE:
+        check = qemu("check", "--output=json")
+        if check.returncode not in (0, 3):  # 3 = leaked clusters only: data is intact
+            raise _corrupt(path, check.stderr or check.stdout, label)
+    info, mapped = qemu("info", "--output=json"), qemu("map", "--output=json")
     if info.returncode or mapped.returncode:
-        raise _corrupt(path, info.stderr + mapped.stderr)
+        raise _corrupt(path, info.stderr + mapped.stderr, label)
     size = int(json.loads(info.stdout)["virtual-size"])
     if size == 0:
         raise _empty(path)
     entries = json.loads(mapped.stdout)
     data = [e for e in entries if e.get("data")]
-    if all("offset" in e and e.get("depth", 0) == 0 for e in data):
+    # A VMDK descriptor names its extents in other files: map offsets are theirs.
+    in_place = fmt != "vmdk" or os.pread(fd, 4, 0) == b"KDMV"
+    if in_place and all(
+        "offset" in e and e.get("depth", 0) == 0 and not e.get("compressed") for e in data
+    ):
         file_size = os.fstat(fd).st_size
         if any(e["offset"] + e["length"] > file_size for e in data):
-            raise _corrupt(path, "data clusters lie beyond the end of the file (truncated)")
+            raise _corrupt(path, "data clusters lie beyond the end of the file (truncated)", label)
         ext = Extents((e["start"], e["length"]) for e in data)
-        yield Source(path, "qcow2", size, _mapped_reader(fd, data), ext)
+        yield Source(path, fmt, size, _mapped_reader(fd, data), ext)
         return
-    # Compressed clusters or a backing chain: let qemu-img write a sparse raw copy.
-    with tempfile.TemporaryDirectory(dir=scratch, prefix=f"{tag}.qcow2-") as tmp:
+    # Compressed clusters, a backing chain or extents elsewhere: a sparse raw copy.
+    with tempfile.TemporaryDirectory(dir=scratch, prefix=f"{tag}.{fmt}-") as tmp:
         raw = Path(tmp) / "disk.raw"
-        conv = _qemu_img("convert", "-f", "qcow2", "-O", "raw", str(path), str(raw), path=path)
+        conv = _qemu_img("convert", "-f", qfmt, "-O", "raw", str(path), str(raw), path=path,
+                         label=label)  # fmt: skip
         if conv.returncode:
-            raise _corrupt(path, conv.stderr)
+            raise _corrupt(path, conv.stderr, label)
         rfd = os.open(raw, os.O_RDONLY)
         try:
-            yield Source(path, "qcow2", size, pread_fn(rfd), Extents(_data_extents(rfd, size)))
+            yield Source(path, fmt, size, pread_fn(rfd), Extents(_data_extents(rfd, size)))
         finally:
             os.close(rfd)
 
 
 def _mapped_reader(fd: int, data: list[dict[str, int]]) -> ReadFn:
-    """Read virtual disk bytes straight from a qcow2 file's uncompressed clusters."""
+    """Read virtual disk bytes straight from a VM disk file's uncompressed clusters."""
     starts = [e["start"] for e in data]
     pread = pread_fn(fd)
 
@@ -201,7 +281,7 @@ def _mapped_reader(fd: int, data: list[dict[str, int]]) -> ReadFn:
             if lo < hi:
                 part = pread(e["offset"] + lo - e["start"], hi - lo)
                 if len(part) != hi - lo:
-                    raise IntegrityError(f"the qcow2 file ended early at virtual offset {lo}")
+                    raise IntegrityError(f"the VM disk file ended early at virtual offset {lo}")
                 out[lo - offset : hi - offset] = part
             i += 1
         return bytes(out)

@@ -135,7 +135,8 @@ def _bad_inputs(tmp_path: Path) -> dict[str, list[str]]:
 
 def test_bad_input_one_line_exit_1_store_untouched(slate, tmp_path, home):
     cases = _bad_inputs(tmp_path)
-    slate("image", "import", str(tmp_path / "good.img"), "--name", "ok", check=True)
+    slate("image", "import", str(tmp_path / "good.img"), "--name", "ok", "--format", "raw",
+          check=True)  # random bytes, no partition table: raw on request  # fmt: skip
     before = store_state(home)
     for label, args in cases.items():
         proc = slate(*args)

@@ -21,6 +21,7 @@ MIB = 1024 * 1024
 
 def _random_file(path: Path, mib: int, seed: int) -> Path:
     # Incompressible, 64 KiB chunks: an import takes long enough to be caught mid-way.
+    # Not a disk (no partition table): imported with --format raw.
     with open(path, "wb") as fh:
         for i in range(mib):
             fh.write(seed.to_bytes(4, "big") + os.urandom(MIB - 4) if i else b"\1" * MIB)
@@ -30,7 +31,7 @@ def _random_file(path: Path, mib: int, seed: int) -> Path:
 def _import(home: Path, src: Path, name: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "appliance.cli", "--home", str(home), "image", "import",
-         str(src), "--name", name, "--chunk-size", "0.0625"],
+         str(src), "--name", name, "--chunk-size", "0.0625", "--format", "raw"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
 
@@ -64,7 +65,7 @@ def test_kill_9_during_import(slate, tmp_path, home):
     assert json.loads(slate("image", "list", "--json", check=True).stdout) == []
     slate("image", "verify", check=True)
     small = _random_file(tmp_path / "small.img", 4, seed=2)
-    slate("image", "import", str(small), "--name", "pc", check=True)
+    slate("image", "import", str(small), "--name", "pc", "--format", "raw", check=True)
     gc = json.loads(slate("image", "gc", "--json", check=True).stdout)
     assert gc["removed"] >= orphans - 1  # the all-ones chunk may be shared
     store = Store(Layout(home))
