@@ -1,6 +1,7 @@
-"""Import sources: a raw image file, a block device or a VM disk (qcow2, VMDK, VHD,
-VHDX, VDI through ``qemu-img``) — each opened as a thread-safe ``read(offset, length)``
-plus the extents that may hold data, so holes and unallocated clusters are never read.
+"""Import sources: a raw image file, a block device, a VM disk (qcow2, VMDK, VHD, VHDX,
+VDI through ``qemu-img``), a partclone image or a FOG image directory — each opened as
+a thread-safe ``read(offset, length)`` plus the extents that may hold data, so holes,
+unallocated clusters and free filesystem blocks are never read.
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ from pathlib import Path
 from appliance.errors import IntegrityError, NotFound, SlateError, UsageError
 from appliance.formats import partitions
 from appliance.formats.chunkio import Extents, ReadFn, pread_fn, zeros
-from appliance.formats.manifest import ZERO, Chunk
+from appliance.formats.manifest import UNUSED, ZERO, Chunk
 from appliance.store.detect import (
     FORMATS,
     QEMU_FORMATS,
     Found,
+    compression,
     identify,
     identify_dir,
     refusal,
 )
+from appliance.store.fog import fog_disks
+from appliance.store.foreign import Disk, partclone_disk, peek_partclone
 
 BLKSSZGET = 0x1268
 BLKPBSZGET = 0x127B
@@ -79,9 +83,14 @@ def open_sources(
         found = identify_dir(path)
         if fmt not in ("auto", "any", found.fmt):
             raise UsageError(f"{path} is a directory ({found.what}), not a {fmt} image")
+        if found.fmt == "fog":
+            with fog_disks(path, scratch, tag) as disks:
+                yield [_unpacked(path, "fog", d) for d in disks]
+            return
         raise UsageError(
-            f"{path} is a {found.what}; importing it is not implemented yet",
-            hint="restore it with its own tool and import the disk",
+            f"{path} is a {found.what}; importing Clonezilla images is not implemented yet",
+            hint="restore it with Clonezilla and import the disk, or import its partclone"
+            " files one by one (slate image import DIR/sda1.ext4-ptcl-img.zst --name …)",
         )
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
         raise UsageError(f"{path} is neither a file nor a block device")
@@ -100,9 +109,12 @@ def open_sources(
             with _qemu(path, fd, found.fmt, scratch, tag) as src:
                 src.what = found.what
                 yield [src]
-        elif found.fmt in ("partclone", "fog", "clonezilla"):
-            raise UsageError(f"{path} is a {found.what}; importing it is not implemented yet",
-                             hint="restore it with its own tool and import the disk")  # fmt: skip
+        elif found.fmt == "partclone":
+            with partclone_disk(path, scratch, tag) as disk:
+                yield [_unpacked(path, "partclone", disk)]
+        elif found.fmt in ("fog", "clonezilla"):
+            raise UsageError(f"{path} is a file; a {found.fmt} image is a directory",
+                             hint="give the image's directory")  # fmt: skip
         else:
             src = _raw(path, fd, st.st_size)
             src.what = found.what
@@ -118,6 +130,9 @@ def _identify_file(path: Path, fd: int, size: int, fmt: str) -> Found:
         raise _empty(path)
     head = os.pread(fd, 4096, 0)
     found = identify(path, head, size, fd)
+    if found is None and compression(head):
+        hdr = peek_partclone(path)
+        found = Found("partclone", "partclone image") if hdr else None
     if found is None:
         what, err = refusal(path, head, size, fd)
         if err is not None and fmt == "auto":
@@ -132,6 +147,11 @@ def _table_words(src: Source) -> str:
         return "no partition table"
     n = len(table.partitions)
     return f"{table.kind.upper()}, {n} partition{'s' * (n != 1)}"
+
+
+def _unpacked(path: Path, kind: str, disk: Disk) -> Source:
+    return Source(path, kind, disk.size, pread_fn(disk.scratch.fd), Extents(disk.scratch.used),
+                  hole=UNUSED, what=disk.what)  # fmt: skip
 
 
 def _stat(path: Path) -> os.stat_result:

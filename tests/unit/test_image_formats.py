@@ -1,7 +1,8 @@
 """`slate image import` of what technicians already have (issue 31): it recognizes the
 source by its content and says what it found, refuses what is not a disk image, and
-imports VM disks (qemu-img) — made here by the real tools on small filesystems in
-regular files."""
+imports VM disks (qemu-img), partclone images (compressed, split) and FOG image
+directories — all made here by the real tools (qemu-img, partclone, sfdisk, sgdisk,
+pigz, zstd, xz, lz4) on small filesystems in regular files."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 
 from appliance.config import Layout
 from appliance.errors import UsageError
-from appliance.formats.manifest import Manifest
+from appliance.formats.manifest import UNUSED, Manifest
 from appliance.store import Store
 from appliance.store.exporter import export_image
 from appliance.store.importer import import_image
@@ -187,3 +188,171 @@ def test_vm_disk_imports_byte_identical(tmp_path: Path, fmt: str, opts: list[str
     assert exported(store, m, tmp_path) == disk.read_bytes()
     assert (m.disks[0].table, len(m.disks[0].partitions)) == ("gpt", 2)
     assert list((store.root / "tmp").iterdir()) == []  # a scratch copy is gone again
+
+
+# ------------------------------------------------------------------ partclone
+
+
+def partclone_image(tmp: Path, fs: Path, tool: str, *extra: str) -> Path:
+    img = tmp / f"{fs.name}.ptcl"
+    # -f 0: no progress updates (partclone sleeps up to one interval, 2 s, at the end)
+    run(f"partclone.{tool}", "-c", "-s", str(fs), "-O", str(img), "-L", str(img) + ".log",
+        "-f", "0", *extra)  # fmt: skip
+    return img
+
+
+@pytest.mark.parametrize(
+    ("pack", "suffix"),
+    [
+        (None, ""),
+        (["pigz", "-c"], ".gz"),
+        (["zstd", "-q", "-c", "-T0"], ".zst"),
+        (["xz", "-c", "-T1"], ".xz"),
+        (["lz4", "-q", "-c"], ".lz4"),
+    ],
+)
+def test_partclone_image_used_blocks_only(tmp_path: Path, pack: list[str] | None, suffix: str):
+    fs = ext4(tmp_path / "root.ext4", 6, seed=5)
+    img = partclone_image(tmp_path, fs, "ext4")
+    want = partclone_restore(img, tmp_path / "restored.raw")
+    src = img
+    if pack:
+        src = tmp_path / f"root.ptcl{suffix}"
+        run(*pack, str(img), stdout=src)
+    store = store_at(tmp_path)
+    seen: list[str] = []
+    m = import_image(store, [src], "p", fmt="auto", chunk_size=CHUNK,
+                     found=lambda p, w: seen.append(w)).manifest  # fmt: skip
+    assert seen[0].startswith("partclone image (EXTFS"), seen
+    got = exported(store, m, tmp_path)
+    assert got == want
+    out = tmp_path / "out-p-0.img"  # the files themselves, read back by e2fsprogs
+    blob = subprocess.run(["debugfs", "-R", "cat /blob.bin", str(out)], capture_output=True,
+                          check=True).stdout  # fmt: skip
+    assert blob == (tmp_path / "root.ext4.d" / "blob.bin").read_bytes()
+    unused = [i for i, c in enumerate(m.disks[0].chunks) if c == UNUSED]
+    assert len(unused) >= 16  # free blocks: unused chunks (never sent, never written)
+    assert all(want[i * CHUNK : (i + 1) * CHUNK] == bytes(CHUNK) for i in unused)
+
+
+def test_partclone_vfat_split_in_parts(tmp_path: Path) -> None:
+    """A vfat image (scattered clusters), zstd-compressed and split like Clonezilla does
+    (``split -b … -a 2``: .aa .ab …), and uncompressed split like FOG (``-a 3 -d``)."""
+    fs = vfat(tmp_path / "efi.vfat", 4, seed=6)
+    img = partclone_image(tmp_path, fs, "vfat")
+    want = partclone_restore(img, tmp_path / "restored.raw")
+    zst = tmp_path / "efi.vfat-ptcl-img.zst"
+    run("zstd", "-q", "-c", "-1", str(img), stdout=zst)
+    run("split", "-b", "2k", str(zst), f"{zst}.")
+    run("split", "-a", "3", "-d", "-b", "16k", str(img), f"{tmp_path / 'd1p1.img'}.")
+    assert (tmp_path / f"{zst.name}.ab").exists() and (tmp_path / "d1p1.img.001").exists()
+    store = store_at(tmp_path)
+    for n, first in enumerate([Path(f"{zst}.aa"), tmp_path / "d1p1.img.000"]):
+        m = import_image(store, [first], f"s{n}", fmt="auto", chunk_size=CHUNK).manifest
+        assert exported(store, m, tmp_path) == want
+    small = subprocess.run(["mcopy", "-i", str(tmp_path / "out-s1-0.img"), "::/sub/small.bin",
+                            "-"], capture_output=True, check=True).stdout  # fmt: skip
+    assert small == (tmp_path / "efi.vfat.d" / "sub" / "small.bin").read_bytes()
+
+
+# ------------------------------------------------------------------ FOG
+
+
+def fos_capture(disk: Path, parts: list[Path], image: Path, n: int, pack: list[str],
+                split: bool = False) -> None:  # fmt: skip
+    """Save disk ``n`` the way FOS does (fogproject/fos, funcs.sh at 7cb91cd):
+
+    * ``savePartitionTablesAndBootLoaders`` (l. 2067-2121): MBR disks — ``saveGRUB``
+      (l. 1819-1843: ``dd if=$disk of=dN.mbr count=$count bs=512``, count = the first
+      partition's start, at most 2048) and ``sfdisk -d $disk > dN.partitions``; GPT —
+      ``saveGRUB`` then ``sgdisk -b dN.mbr $disk`` and ``sfdisk -d``.
+    * ``savePartition`` (l. 2740-2749): ``partclone.$fstype -cs $part -O $fifo -Nf 1 -a0``
+      into ``uploadFormat`` (l. 1761-1796): ``pigz $PIGZ_COMP`` or ``zstdmt --rsyncable
+      --ultra $PIGZ_COMP`` to ``dNpM.img.000`` (renamed ``dNpM.img``), or through
+      ``split -a 3 -d -b 200m`` (here 64k) when split.
+
+    Here ``$part`` is the partition's filesystem file (the same bytes; this kernel has
+    no partition devices), ``-N -f 1`` (ncurses progress every second) is ``-f 0`` (no
+    progress), and the fifo is a temporary file.
+    """
+    image.mkdir(parents=True, exist_ok=True)
+    dump = subprocess.run(["sfdisk", "-d", str(disk)], capture_output=True, text=True,
+                          check=True).stdout  # fmt: skip
+    (image / f"d{n}.partitions").write_text(dump)
+    if "label: gpt" in dump:
+        run("dd", f"if={disk}", f"of={image / f'd{n}.mbr'}", "count=2048", "bs=512")
+        run("sgdisk", "-b", str(image / f"d{n}.mbr"), str(disk))
+    else:
+        run("dd", f"if={disk}", f"of={image / f'd{n}.mbr'}", "count=2048", "bs=512")
+    for m, (part, tool) in enumerate(((p, p.suffix[1:]) for p in parts), start=1):
+        fifo = image.parent / f"fifo-{n}-{m}"
+        run(f"partclone.{tool}", "-c", "-s", str(part), "-O", str(fifo), "-a0",
+            "-f", "0", "-L", str(fifo) + ".log")  # fmt: skip
+        out = image / f"d{n}p{m}.img"
+        if split:
+            packed = image.parent / f"packed-{n}-{m}"
+            run(*pack, stdin=fifo, stdout=packed)
+            run("split", "-a", "3", "-d", "-b", "64k", str(packed), f"{out}.")
+        else:
+            run(*pack, stdin=fifo, stdout=Path(f"{out}.000"))
+            os.rename(f"{out}.000", out)
+
+
+def mbr_disk(tmp: Path) -> tuple[Path, list[Path]]:
+    disk = tmp / "mbr.img"
+    run("truncate", "-s", "9M", str(disk))
+    run("sfdisk", "-q", str(disk), stdin=_write(tmp / "mbr.sf", "label: dos\n2048,4096,83\n,,83\n"))
+    p1, p2 = ext4(tmp / "m1.ext4", 2, seed=8), ext4(tmp / "m2.ext4", 6, seed=9)
+    run("dd", f"if={p1}", f"of={disk}", "bs=1M", "seek=1", "conv=notrunc,sparse")
+    run("dd", f"if={p2}", f"of={disk}", "bs=1M", "seek=3", "conv=notrunc,sparse")
+    with open(disk, "r+b") as fh:  # boot code in the MBR and the gap FOS saves with it
+        fh.write(b"\xeb\x63\x90GRUB boot code")
+        fh.seek(1 << 15)
+        fh.write(b"core.img stand-in " * 100)
+    return disk, [p1, p2]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def sfdisk_dump(disk: Path) -> list[str]:
+    out = subprocess.run(["sfdisk", "-d", str(disk)], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    return [ln.replace(str(disk), "DISK") for ln in out.splitlines()]
+
+
+def test_fog_image_two_disks_gpt_and_mbr(tmp_path: Path) -> None:
+    """A FOG image of two disks: a GPT one through pigz, an MBR one through zstd, split.
+    The imported version's tables equal the source's (``sfdisk -d``), every used block
+    is what partclone itself restores, the MBR's boot sectors are kept."""
+    gpt = gpt_disk(tmp_path)
+    gpt_parts = [tmp_path / "disk.img.p1", tmp_path / "disk.img.p2"]
+    for p, tool in zip(gpt_parts, ("vfat", "ext4"), strict=True):
+        p.rename(p.with_suffix(f".{tool}"))
+    gpt_parts = [tmp_path / "disk.img.vfat", tmp_path / "disk.img.ext4"]
+    mbr, mbr_parts = mbr_disk(tmp_path)
+    image = tmp_path / "images" / "lab"
+    fos_capture(gpt, gpt_parts, image, 1, ["pigz", "-6", "-c"])
+    fos_capture(mbr, mbr_parts, image, 2, ["zstd", "-q", "--rsyncable", "--ultra", "-3", "-c"],
+                split=True)  # fmt: skip
+    shutil.copyfile(image / "d1.partitions", image / "d1.minimum.partitions")
+    store = store_at(tmp_path)
+    seen: list[str] = []
+    m = import_image(store, [image], "fog", fmt="auto", chunk_size=CHUNK,
+                     found=lambda p, w: seen.append(w)).manifest  # fmt: skip
+    assert len(seen) == 2 and seen[0].startswith("FOG image disk 1: GPT, 2 partitions"), seen
+    for n, (disk, parts) in enumerate(((gpt, gpt_parts), (mbr, mbr_parts))):
+        out = tmp_path / f"fog-{n}.img"
+        export_image(store, m, [out], disk=n, force=True)
+        assert sfdisk_dump(out) == sfdisk_dump(disk)  # the same table, ids and all
+        got = out.read_bytes()
+        table = m.disks[n].partitions
+        for part, fs in zip(table, parts, strict=True):
+            pc = partclone_image(tmp_path, fs, fs.suffix[1:])
+            want = partclone_restore(pc, tmp_path / f"want-{n}-{part.number}.raw")
+            assert got[part.start : part.start + part.size] == want, (n, part.number)
+        assert UNUSED in m.disks[n].chunks
+        if disk == mbr:  # boot code and the gap before the first partition, as saved
+            assert got[: 1 << 20] == mbr.read_bytes()[: 1 << 20]
