@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import os
 import random
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from appliance.config import Layout
-from appliance.errors import UsageError
+from appliance.errors import IntegrityError, SlateError, UsageError
 from appliance.formats.manifest import UNUSED, Manifest
 from appliance.store import Store
 from appliance.store.exporter import export_image
@@ -356,3 +357,86 @@ def test_fog_image_two_disks_gpt_and_mbr(tmp_path: Path) -> None:
         assert UNUSED in m.disks[n].chunks
         if disk == mbr:  # boot code and the gap before the first partition, as saved
             assert got[: 1 << 20] == mbr.read_bytes()[: 1 << 20]
+
+
+def test_fog_raw_type_is_one_partclone_imager_file(tmp_path: Path) -> None:
+    """FOG's "raw" (dd) type: ``savePartition`` runs ``partclone.imager -c`` on the whole
+    disk into ``uploadFormat`` (pigz): one file, the disk's table inside."""
+    disk = gpt_disk(tmp_path)
+    img = partclone_image(tmp_path, disk, "imager")
+    packed = tmp_path / "lab-dd"
+    run("pigz", "-c", str(img), stdout=packed)
+    store = store_at(tmp_path)
+    m = import_image(store, [packed], "dd", fmt="auto", chunk_size=CHUNK).manifest
+    assert exported(store, m, tmp_path) == disk.read_bytes()
+    assert (m.disks[0].table, len(m.disks[0].partitions)) == ("gpt", 2)
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_truncated_partclone_image(tmp_path: Path) -> None:
+    img = partclone_image(tmp_path, ext4(tmp_path / "r.ext4", 4, seed=11), "ext4")
+    zst = tmp_path / "r.ptcl.zst"
+    run("zstd", "-q", "-c", str(img), stdout=zst)
+    zst.write_bytes(zst.read_bytes()[: zst.stat().st_size * 2 // 3])
+    store = store_at(tmp_path)
+    with pytest.raises(IntegrityError, match="truncated") as err:
+        import_image(store, [zst], "t", fmt="auto", chunk_size=CHUNK)
+    assert str(zst) in err.value.message
+    assert_clean(store)
+
+
+def test_missing_split_part(tmp_path: Path) -> None:
+    img = partclone_image(tmp_path, vfat(tmp_path / "e.vfat", 4, seed=12), "vfat")
+    run("split", "-b", "16k", str(img), f"{tmp_path / 'sda1.vfat-ptcl-img'}.")
+    assert (tmp_path / "sda1.vfat-ptcl-img.ac").exists()
+    (tmp_path / "sda1.vfat-ptcl-img.ab").unlink()
+    store = store_at(tmp_path)
+    with pytest.raises(IntegrityError) as err:
+        import_image(store, [tmp_path / "sda1.vfat-ptcl-img.aa"], "s", fmt="auto")
+    assert f"{tmp_path / 'sda1.vfat-ptcl-img.ab'} is missing" in err.value.message
+    assert_clean(store)
+
+
+def test_partclone_checksum_failure(slate, tmp_path: Path, home: Path) -> None:
+    img = partclone_image(tmp_path, ext4(tmp_path / "c.ext4", 4, seed=13), "ext4")
+    data = bytearray(img.read_bytes())
+    data_start = 110 + (4 * 1024 + 7) // 8 + 4  # header, bitmap of 4096 blocks, its CRC
+    data[data_start + 1500] ^= 0x40
+    img.write_bytes(bytes(data))
+    proc = slate("image", "import", str(img), "--name", "c")
+    assert proc.returncode == 1
+    error, hint = proc.stderr.splitlines()[-2:]
+    assert error.startswith(f"slate: error: {img} is damaged: the checksum of the blocks up to")
+    assert hint.startswith("hint: ")
+    store = Store(Layout(home))
+    assert_clean(store)
+    assert slate("image", "list", "--json", check=True).stdout.strip() == "[]"
+
+
+def test_fog_partition_table_not_matching_partitions(tmp_path: Path) -> None:
+    mbr, parts = mbr_disk(tmp_path)
+    image = tmp_path / "images" / "bad"
+    fos_capture(mbr, parts, image, 1, ["pigz", "-c"])
+    dump = (image / "d1.partitions").read_text()  # partition 2 recorded 1 MiB smaller
+    bad = re.sub(r"size=\s*12288", "size=10240", dump)
+    assert bad != dump
+    (image / "d1.partitions").write_text(bad)
+    store = store_at(tmp_path)
+    with pytest.raises(IntegrityError, match="does not match the partition table") as err:
+        import_image(store, [image], "f", fmt="auto", chunk_size=CHUNK)
+    assert str(image / "d1p2.img") in err.value.message
+    assert_clean(store)
+
+
+def test_encrypted_clonezilla_image_refused_with_a_hint(tmp_path: Path) -> None:
+    image = tmp_path / "2026-12-01-10-img-enc"  # what `ocs-sr -enc` leaves in the clear
+    image.mkdir()
+    (image / "ecryptfs.info").write_text('disk_of_img="sda"\nparts_of_img="sda1"\n')
+    (image / "ECRYPTFS_FNEK_ENCRYPTED.FWaL3lA5hZ1zd-TxmfVCq3a6wyqNBk--").write_bytes(b"\x8f" * 64)
+    store = store_at(tmp_path)
+    with pytest.raises(SlateError, match="encrypted Clonezilla image") as err:
+        import_image(store, [image], "e", fmt="auto")
+    assert str(image) in err.value.message and "decrypt" in (err.value.hint or "")
+    assert_clean(store)
