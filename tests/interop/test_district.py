@@ -46,7 +46,9 @@ class Appliance:
         return Store(self.layout)
 
     def import_disk(self, path: Path) -> str:
-        return self.slate("image", "import", str(path), "--name", IMAGE).stdout.strip()
+        return self.slate(
+            "image", "import", str(path), "--name", IMAGE, "--format", "raw"
+        ).stdout.strip()
 
     def add_library(self, identity: str, *trust: str) -> None:
         creds = self.district.credentials_file(identity)
@@ -216,7 +218,9 @@ def test_subscription_waits_for_its_window_and_resumes_after_a_flap_a_kill_and_a
     other = tmp_path / "other.img"
     make_disk(other, 48 * MIB, seed=40, data_fraction=0.9)  # few chunks shared with "lab"
     name = "kiosk"
-    version = hq.slate("image", "import", str(other), "--name", name).stdout.strip()
+    version = hq.slate(
+        "image", "import", str(other), "--name", name, "--format", "raw"
+    ).stdout.strip()
     hq.slate("library", "publish", f"{name}@{version}")
     m = hq.store().load(name, version)
 
@@ -293,7 +297,9 @@ def test_the_service_of_slate_serve_runs_the_subscriptions(world: World, tmp_pat
     district, hq, _school, _disk = world
     small = tmp_path / "svc.img"
     make_disk(small, 16 * MIB, seed=50, data_fraction=0.5)
-    version = hq.slate("image", "import", str(small), "--name", "svc").stdout.strip()
+    version = hq.slate(
+        "image", "import", str(small), "--name", "svc", "--format", "raw"
+    ).stdout.strip()
     hq.slate("library", "publish", f"svc@{version}")
     home = tmp_path / "school2"
     fingerprint = str(hq.json("library", "key")["fingerprint"])  # type: ignore[index]

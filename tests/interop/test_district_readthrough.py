@@ -67,7 +67,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
         disk = tmp / "lab.img"
         make_disk(disk, 48 * MIB, seed=60, data_fraction=0.9)
-        version = at_hq("image", "import", str(disk), "--name", IMAGE).strip()
+        version = at_hq("image", "import", str(disk), "--name", IMAGE, "--format", "raw").strip()
         creds = str(district.credentials_file("publisher"))
         at_hq("library", "add", "district", "s3://library", "--endpoint", district.endpoint,
               "--credentials", creds, "--publisher")  # fmt: skip
@@ -132,8 +132,8 @@ def test_wan_down_a_ready_version_restores_and_one_not_ready_is_refused(
     disk2.write_bytes(disk.read_bytes())
     change_chunks(disk2, 0.1, seed=61)
     cli = [sys.executable, "-m", "appliance.cli", "--home", str(hq)]
-    v2 = district.run_in("hq", [*cli, "image", "import", str(disk2), "--name", IMAGE],
-                         cwd=str(ROOT)).stdout.strip()  # fmt: skip
+    v2 = district.run_in("hq", [*cli, "image", "import", str(disk2), "--name", IMAGE,
+                                "--format", "raw"], cwd=str(ROOT)).stdout.strip()  # fmt: skip
     done = district.run_in("hq", [*cli, "library", "publish", f"{IMAGE}@{v2}"], cwd=str(ROOT))
     assert done.returncode == 0, done.stderr
     if not Store(school.layout).manifest_path(IMAGE, version).exists():

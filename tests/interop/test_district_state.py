@@ -74,9 +74,10 @@ def test_disaster_the_data_directory_deleted_restore_appliance_brings_it_all_bac
         shutil.copyfile(disk, disk2)
         change_chunks(disk2, 0.5, seed=41)
         v1, v2, v3 = (x.strip() for x in ok(
-            old, ["image", "import", str(disk), "--name", IMAGE],
-            ["image", "import", str(disk2), "--name", IMAGE],
-            ["image", "import", str(disk), "--name", "ws-07"]))  # never published  # fmt: skip
+            old, ["image", "import", str(disk), "--name", IMAGE, "--format", "raw"],
+            ["image", "import", str(disk2), "--name", IMAGE, "--format", "raw"],
+            ["image", "import", str(disk), "--name", "ws-07", "--format", "raw"]))  # fmt: skip
+        # (ws-07 is never published; make_disk's random disks are imported --format raw)
         *_, hosts, rooms, schedules, publisher, made, again, backed = ok(
             old,
             ["library", "add", "district", "s3://library", "--endpoint", district.endpoint,

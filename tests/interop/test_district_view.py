@@ -77,10 +77,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         hq.add_library("publisher", "s3://school-publisher", "--publisher")
         disk = tmp / "lab.img"
         make_disk(disk, 24 * MIB, seed=60, data_fraction=0.9)
-        v1 = hq.slate("image", "import", str(disk), "--name", IMAGE).stdout.strip()
+        v1 = hq.slate(
+            "image", "import", str(disk), "--name", IMAGE, "--format", "raw"
+        ).stdout.strip()
         change_chunks(disk, 0.34, seed=61)  # 2 of the 6 chunks
         time.sleep(1 - time.time() % 1)  # v2's id in a later second (see sync.versions)
-        v2 = hq.slate("image", "import", str(disk), "--name", IMAGE).stdout.strip()
+        v2 = hq.slate(
+            "image", "import", str(disk), "--name", IMAGE, "--format", "raw"
+        ).stdout.strip()
         for v in (v1, v2):
             hq.slate("library", "publish", f"{IMAGE}@{v}")
         fingerprint = str(hq.json("library", "key")["fingerprint"])
