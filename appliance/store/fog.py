@@ -89,7 +89,7 @@ def parse_dump(path: Path) -> Dump:
     )
 
 
-def _run(cmd: list[str], what: Path, stdin: Path | None = None) -> None:
+def run_tool(cmd: list[str], what: Path, stdin: Path | None = None) -> None:
     try:
         with open(stdin, "rb") if stdin else contextlib.nullcontext() as fh:
             proc = subprocess.run(cmd, stdin=fh, capture_output=True, text=True, check=False)
@@ -153,7 +153,7 @@ def _fog_disk(root: Path, n: int, names: set[str], scratch: Path, tag: str) -> I
         if dump.label == "dos":
             if mbr.exists():
                 _copy_sectors(mbr, out, 2048 * ss)
-            _run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(out.path)], dump_path,
+            run_tool(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(out.path)], dump_path,
                  stdin=dump_path)  # fmt: skip
         else:
             grub = root / f"d{n}.grub.mbr"
@@ -161,13 +161,13 @@ def _fog_disk(root: Path, n: int, names: set[str], scratch: Path, tag: str) -> I
                 _copy_sectors(grub, out, 2048 * ss)
             if not mbr.exists():
                 raise IntegrityError(f"{mbr} is missing: the GPT backup of disk {n}")
-            _run(["sgdisk", "-z", str(out.path)], mbr)
-            _run(["sgdisk", "-gl", str(mbr), str(out.path)], mbr)
+            run_tool(["sgdisk", "-z", str(out.path)], mbr)
+            run_tool(["sgdisk", "-gl", str(mbr), str(out.path)], mbr)
         head = 34 * ss if dump.label == "gpt" else ss
         out.used.append((0, head))
         if dump.label == "gpt":
             out.used.append((size - 33 * ss, 33 * ss))
-        _check_table(out, size, ss, dump, dump_path)
+        check_table(out, size, ss, dump, dump_path)
         kinds = set()
         for num, start, count in dump.parts:
             if num in images:
@@ -181,7 +181,7 @@ def _fog_disk(root: Path, n: int, names: set[str], scratch: Path, tag: str) -> I
         yield Disk(size, out, what)
 
 
-def _check_table(out: Scratch, size: int, ss: int, dump: Dump, dump_path: Path) -> None:
+def check_table(out: Scratch, size: int, ss: int, dump: Dump, dump_path: Path) -> None:
     table = partitions.detect(pread_fn(out.fd), size, ss)
     got = sorted((p.number, p.start // ss, p.size // ss) for p in table.partitions)
     want = sorted(dump.parts)

@@ -31,7 +31,7 @@ from appliance.errors import IntegrityError, SlateError, UsageError
 from appliance.formats import partclone
 from appliance.store.detect import compression
 
-_SPLIT = re.compile(r"^(?P<stem>.*)\.(?P<suffix>[a-z]{2}|\d{3})$")
+_SPLIT = re.compile(r"^(?P<stem>.*)\.(?P<suffix>[a-z]{2,3}|\d{3})$")
 
 
 # ----------------------------------------------------------------------------- streams
@@ -39,19 +39,20 @@ _SPLIT = re.compile(r"^(?P<stem>.*)\.(?P<suffix>[a-z]{2}|\d{3})$")
 
 def split_parts(path: Path) -> list[Path]:
     """``path`` and its sibling parts when it is the first part of a split image
-    (``x.aa`` → ``x.aa, x.ab …``; ``x.000`` → ``x.000, x.001 …``); a gap is an error."""
+    (``x.aa`` → ``x.aa, x.ab …``; ``x.aaa`` → ``x.aab …``; ``x.000`` → ``x.001 …``); a gap
+    is an error."""
     m = _SPLIT.match(path.name)
-    if not m or m["suffix"] not in ("aa", "000"):
+    if not m or m["suffix"] not in ("aa", "aaa", "000"):
         return [path]
-    stem, digits = m["stem"], m["suffix"].isdigit()
+    stem, style = m["stem"], _style(m["suffix"])
     found = {}
     for sib in path.parent.iterdir():
         s = _SPLIT.match(sib.name)
-        if s and s["stem"] == stem and s["suffix"].isdigit() == digits:
+        if s and s["stem"] == stem and _style(s["suffix"]) == style:
             found[_part_index(s["suffix"])] = sib
     missing = [i for i in range(max(found) + 1) if i not in found]
     if missing:
-        name = f"{stem}.{_part_suffix(missing[0], digits)}"
+        name = f"{stem}.{_part_suffix(missing[0], style)}"
         raise IntegrityError(
             f"{path.parent / name} is missing: the split image {path.parent / stem} has"
             f" {len(found)} of at least {max(found) + 1} parts",
@@ -60,14 +61,27 @@ def split_parts(path: Path) -> list[Path]:
     return [found[i] for i in range(len(found))]
 
 
+def _style(suffix: str) -> str:
+    return "digits" if suffix.isdigit() else f"letters{len(suffix)}"
+
+
 def _part_index(suffix: str) -> int:
     if suffix.isdigit():
         return int(suffix)
-    return (ord(suffix[0]) - 97) * 26 + ord(suffix[1]) - 97
+    index = 0
+    for c in suffix:
+        index = index * 26 + ord(c) - 97
+    return index
 
 
-def _part_suffix(index: int, digits: bool) -> str:
-    return f"{index:03d}" if digits else chr(97 + index // 26) + chr(97 + index % 26)
+def _part_suffix(index: int, style: str) -> str:
+    if style == "digits":
+        return f"{index:03d}"
+    letters = ""
+    for _ in range(int(style[-1])):
+        index, c = divmod(index, 26)
+        letters = chr(97 + c) + letters
+    return letters
 
 
 class _Joined(io.RawIOBase):

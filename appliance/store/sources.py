@@ -24,6 +24,7 @@ from appliance.errors import IntegrityError, NotFound, SlateError, UsageError
 from appliance.formats import partitions
 from appliance.formats.chunkio import Extents, ReadFn, pread_fn, zeros
 from appliance.formats.manifest import UNUSED, ZERO, Chunk
+from appliance.store.clonezilla import clonezilla_disks
 from appliance.store.detect import (
     FORMATS,
     QEMU_FORMATS,
@@ -87,11 +88,9 @@ def open_sources(
             with fog_disks(path, scratch, tag) as disks:
                 yield [_unpacked(path, "fog", d) for d in disks]
             return
-        raise UsageError(
-            f"{path} is a {found.what}; importing Clonezilla images is not implemented yet",
-            hint="restore it with Clonezilla and import the disk, or import its partclone"
-            " files one by one (slate image import DIR/sda1.ext4-ptcl-img.zst --name …)",
-        )
+        with clonezilla_disks(path, scratch, tag) as disks:
+            yield [_unpacked(path, "clonezilla", d) for d in disks]
+        return
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
         raise UsageError(f"{path} is neither a file nor a block device")
     try:
