@@ -8,6 +8,8 @@ fixed level and worker count.  A build whose inputs match a cached result copies
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.util
 import io
@@ -19,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +80,22 @@ def input_key(rootfs_key: str, kernel_package_version: str, epoch: int) -> str:
     return digest.hexdigest()[:20]
 
 
+@contextlib.contextmanager
+def cache_lock(cache_dir: Path) -> Iterator[None]:
+    """The cache to oneself: two builds at once (two test workers, two terminals) would
+    debootstrap into, pack into and prune the same folders.  Not re-entrant."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".build.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 def build(out_dir: Path, cache_dir: Path, log: Callable[[str], None] = print) -> BuildResult:
+    with cache_lock(cache_dir):
+        return _build(out_dir, cache_dir, log)
+
+
+def _build(out_dir: Path, cache_dir: Path, log: Callable[[str], None]) -> BuildResult:
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_EPOCH))
     log("kernel: resolving Debian's linux-image-amd64")
     kernel = fetch_kernel(cache_dir)

@@ -176,9 +176,11 @@ def lab_cache() -> Path:
 
 @pytest.fixture(scope="session")
 def test_kernel(lab_cache: Path) -> Path:
+    from bootimage.builder.build import cache_lock
     from bootimage.builder.kernel import fetch_kernel
 
-    return Path(fetch_kernel(lab_cache).vmlinuz)
+    with cache_lock(lab_cache):  # the lab tier's workers share the cache
+        return Path(fetch_kernel(lab_cache).vmlinuz)
 
 
 @pytest.fixture(scope="session")
@@ -203,7 +205,7 @@ def marker_initrd(lab_cache: Path) -> Path:
         capture_output=True,
         check=True,
     ).stdout
-    tmp = out.with_suffix(".tmp")
+    tmp = out.with_suffix(f".tmp{os.getpid()}")  # another worker may write it too
     tmp.write_bytes(gzip.compress(cpio, 6))
     tmp.replace(out)
     shutil.rmtree(tree, ignore_errors=True)
