@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -232,9 +233,16 @@ def transfer_rows(b: Bench, runs: int) -> dict[str, object]:
     return out
 
 
-def room_restore(b: Bench, home: Path, seats: int) -> tuple[float, int]:
+# What a seat says at its end ("roomcast: N MiB by multicast, M MiB by HTTP …") and
+# when it leaves the group ("roomcast: going HTTP-only: why").
+SEAT_SUMMARY = re.compile(r"roomcast: ([\d,]+) MiB by multicast, ([\d,]+) MiB by HTTP")
+HTTP_ONLY = re.compile(r"roomcast: going HTTP-only: ([^(\n]*)")
+
+
+def room_restore(b: Bench, home: Path, seats: int) -> tuple[float, int, str]:
     """Room lab1 of ``seats`` seats at s2 restores v1: (seconds to the last seat, WAN
-    bytes)."""
+    bytes, how the seats got their bytes: multicast and HTTP, and why any seat left the
+    group)."""
     room = school_room(b.district, "s2", home, seats)
     try:
         before = b.rx("s2")
@@ -246,26 +254,42 @@ def room_restore(b: Bench, home: Path, seats: int) -> tuple[float, int]:
         bad = [s.name for s, c in zip(room.seats, codes, strict=True) if c != 0]
         if bad:
             raise RuntimeError(f"seats failed: {bad}: {room.seats[0].out[-1500:]}")
-        return max(s.ended for s in room.seats) - start, b.rx("s2") - before
+        return max(s.ended for s in room.seats) - start, b.rx("s2") - before, how(room.seats)
     finally:
         room.close()
 
 
-def cold_room(b: Bench, seats: int) -> dict[str, float]:
+def how(seats: list) -> str:  # type: ignore[type-arg]
+    """ "N MiB by multicast, M by HTTP; k seats left the group: reason x count"."""
+    mcast = http = 0
+    left: dict[str, int] = {}
+    for s in seats:
+        if m := SEAT_SUMMARY.search(s.out):
+            mcast += int(m.group(1).replace(",", ""))
+            http += int(m.group(2).replace(",", ""))
+        if m := HTTP_ONLY.search(s.out):
+            why = re.sub(r"\d+(\.\d+)?", "N", m.group(1).strip())
+            left[why] = left.get(why, 0) + 1
+    reasons = "; ".join(f"{why} x{n}" for why, n in sorted(left.items())) or "none"
+    return f"{mcast:,} MiB by multicast, {http:,} by HTTP; seats gone HTTP-only: {reasons}"
+
+
+def cold_room(b: Bench, seats: int) -> dict[str, float | str]:
     """A room at s2 restores v1 it never fetched (read-through); then the same room and
     one seat restore it again, ready here (the LAN alone)."""
     home = b.school("s2")
-    took, wan = room_restore(b, home, seats)
-    warm, _ = room_restore(b, home, seats)
-    one, _ = room_restore(b, home, 1)
+    took, wan, cold_how = room_restore(b, home, seats)
+    warm, _, warm_how = room_restore(b, home, seats)
+    one, _, _ = room_restore(b, home, 1)
     wan_time = b.v1_bytes * 8 / b.rate
     print(f"a cold room of {seats} seats (read-through): WAN {wan / b.v1_bytes:.3f} x the"
           f" version (one fetch per chunk: <= 1.05); done in {took:.1f} s ="
           f" {took / (wan_time + 1.2 * one):.2f} x (WAN time {wan_time:.1f} s + 1.2 x one"
           f" seat's LAN restore {one:.1f} s) (goal <= 1); {took / warm:.2f} x the same room"
           f" with the version ready here ({warm:.1f} s: {seats} seats on this host's"
-          f" cores)")  # fmt: skip
-    return {"wan_ratio": wan / b.v1_bytes, "seconds": took, "warm": warm, "one_seat": one}
+          f" cores)\n  cold: {cold_how}\n  warm: {warm_how}")  # fmt: skip
+    return {"wan_ratio": wan / b.v1_bytes, "seconds": took, "warm": warm, "one_seat": one,
+            "cold_how": cold_how, "warm_how": warm_how}  # fmt: skip
 
 
 def three_at_once(b: Bench) -> float:
@@ -340,6 +364,11 @@ def main() -> int:
     p.add_argument("--window", type=float, default=60, help="seconds of each cap window")
     p.add_argument("--cap-mib", type=int, default=160, help="the capped fetch's image")
     p.add_argument("--quick", action="store_true", help="small image, one run, 3 seats")
+    p.add_argument(
+        "--cold-room",
+        action="store_true",
+        help="only the cold room, --runs times (median), with how seats got bytes",
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -353,6 +382,18 @@ def main() -> int:
         b.start_rsyncd()
         print(f"district: 3 schools, WAN {args.wan_mbit:g} Mbit/s each (tbf), SeaweedFS;"
               f" medians of {args.runs}", flush=True)  # fmt: skip
+        if args.cold_room:
+            rooms = [cold_room(b, args.seats) for _ in range(args.runs)]
+            took = [float(r["seconds"]) for r in rooms]
+            print(
+                f"the cold room of {args.seats}, {len(rooms)} runs: "
+                + ", ".join(f"{t:.1f}" for t in took)
+                + f" s; median {median(took):.1f} s"
+            )
+            figures["cold_rooms"] = rooms
+            if args.json:
+                args.json.write_text(json.dumps(figures, indent=1))
+            return 0
         figures["transfers"] = transfer_rows(b, args.runs)
         figures["cold_room"] = cold_room(b, args.seats)
         figures["three_at_once"] = three_at_once(b)
