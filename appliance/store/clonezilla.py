@@ -139,12 +139,9 @@ def _disk(
             at = (sectors - 33 + 1) * ss  # where ocs-functions saved it from
             _place(out, at, second.read_bytes()[: size - at])
         else:
-            run_tool(
-                ["sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(out.path)], sf, stdin=sf
-            )
-            out.used.append((0, ss))
-            if dump.label == "gpt":
-                out.used.append((size - 33 * ss, 33 * ss))
+            sfdisk = ["sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(out.path)]
+            run_tool(sfdisk, sf, stdin=sf)
+            out.mark_written()  # the tables (and the EBRs of logical partitions)
             mbr, hidden = root / f"{d}-mbr", root / f"{d}-hidden-data-after-mbr"
             if mbr.exists():
                 _place(out, 0, mbr.read_bytes()[:ss])

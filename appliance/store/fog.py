@@ -163,10 +163,7 @@ def _fog_disk(root: Path, n: int, names: set[str], scratch: Path, tag: str) -> I
                 raise IntegrityError(f"{mbr} is missing: the GPT backup of disk {n}")
             run_tool(["sgdisk", "-z", str(out.path)], mbr)
             run_tool(["sgdisk", "-gl", str(mbr), str(out.path)], mbr)
-        head = 34 * ss if dump.label == "gpt" else ss
-        out.used.append((0, head))
-        if dump.label == "gpt":
-            out.used.append((size - 33 * ss, 33 * ss))
+        out.mark_written()  # the tables (and the EBRs of logical partitions)
         check_table(out, size, ss, dump, dump_path)
         kinds = set()
         for num, start, count in dump.parts:

@@ -11,6 +11,7 @@ else is ``unused`` (never sent, never written on restore).
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import io
 import lzma
@@ -206,6 +207,27 @@ class Scratch:
         while view:
             n = os.pwrite(self.fd, view, offset)
             view, offset = view[n:], offset + n
+
+    def mark_written(self) -> None:
+        """What other tools wrote into the file (sfdisk, sgdisk, dd: the MBR, the EBRs
+        of logical partitions, both GPTs) is data: the file's data extents."""
+        self.used.extend(data_extents(self.fd, os.fstat(self.fd).st_size))
+
+
+def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """Data regions of a sparse file (SEEK_DATA/SEEK_HOLE), or the whole file."""
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole from here on
+                return
+            yield (pos, size - pos)  # filesystem without SEEK_DATA: read it all
+            return
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        yield (start, end - start)
+        pos = end
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -35,7 +34,7 @@ from appliance.store.detect import (
     refusal,
 )
 from appliance.store.fog import fog_disks
-from appliance.store.foreign import Disk, partclone_disk, peek_partclone
+from appliance.store.foreign import Disk, data_extents, partclone_disk, peek_partclone
 
 BLKSSZGET = 0x1268
 BLKPBSZGET = 0x127B
@@ -171,23 +170,7 @@ def _empty(path: Path) -> UsageError:
 def _raw(path: Path, fd: int, size: int) -> Source:
     if size == 0:
         raise _empty(path)
-    return Source(path, "file", size, pread_fn(fd), Extents(_data_extents(fd, size)))
-
-
-def _data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """Data regions of a sparse file (SEEK_DATA/SEEK_HOLE), or the whole file."""
-    pos = 0
-    while pos < size:
-        try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:  # only a hole from here on
-                return
-            yield (pos, size - pos)  # filesystem without SEEK_DATA: read it all
-            return
-        end = os.lseek(fd, start, os.SEEK_HOLE)
-        yield (start, end - start)
-        pos = end
+    return Source(path, "file", size, pread_fn(fd), Extents(data_extents(fd, size)))
 
 
 def _block(path: Path, fd: int) -> Source:
@@ -280,7 +263,7 @@ def _qemu(path: Path, fd: int, fmt: str, scratch: Path, tag: str) -> Iterator[So
             raise _corrupt(path, conv.stderr, label)
         rfd = os.open(raw, os.O_RDONLY)
         try:
-            yield Source(path, fmt, size, pread_fn(rfd), Extents(_data_extents(rfd, size)))
+            yield Source(path, fmt, size, pread_fn(rfd), Extents(data_extents(rfd, size)))
         finally:
             os.close(rfd)
 

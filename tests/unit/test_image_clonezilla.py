@@ -51,20 +51,22 @@ def sh(script: str, cwd: Path) -> None:
 
 
 def mbr_disk(tmp: Path) -> tuple[Path, Path]:
-    """sda: 1 ext4 (1-5 MiB), 2 swap (5-6 MiB), 3 data of no known filesystem (6-8 MiB);
-    boot code in the MBR and data after it (GRUB's core.img's place)."""
+    """sda: 1 ext4 (1-5 MiB), 2 swap (5-6 MiB), 3 extended (6-8 MiB) holding 5: data of
+    no known filesystem (7-8 MiB; its EBR at 6 MiB); boot code in the MBR and data after
+    it (GRUB's core.img's place)."""
     disk = tmp / "sda.img"
     run("truncate", "-s", "8M", str(disk))
-    (tmp / "sda.layout").write_text("label: dos\n2048,8192,83\n10240,2048,82\n12288,,da\n")
+    layout = "label: dos\n2048,8192,83\n10240,2048,82\n12288,,5\n14336,,da\n"
+    (tmp / "sda.layout").write_text(layout)
     run("sfdisk", "-q", str(disk), stdin=tmp / "sda.layout")
     fs = ext4(tmp / "sda1.fs", 4, seed=21)
     run("dd", f"if={fs}", f"of={disk}", "bs=1M", "seek=1", "conv=notrunc")
     run("truncate", "-s", "1M", str(tmp / "sda2.fs"))
     run("mkswap", "-q", "-U", SWAP_UUID, "-L", "swappy", str(tmp / "sda2.fs"))
     run("dd", f"if={tmp / 'sda2.fs'}", f"of={disk}", "bs=1M", "seek=5", "conv=notrunc")
-    data = bytes(range(256)) * 4096 + bytes(MIB)  # 1 MiB pattern, 1 MiB zeros
-    (tmp / "sda3.fs").write_bytes(data)
-    run("dd", f"if={tmp / 'sda3.fs'}", f"of={disk}", "bs=1M", "seek=6", "conv=notrunc")
+    data = bytes(range(256)) * 2048 + bytes(MIB // 2)  # 512 KiB pattern, 512 KiB zeros
+    (tmp / "sda5.fs").write_bytes(data)
+    run("dd", f"if={tmp / 'sda5.fs'}", f"of={disk}", "bs=1M", "seek=7", "conv=notrunc")
     with open(disk, "r+b") as fh:
         fh.write(b"\xeb\x63\x90 boot code")
         fh.seek(512 * 40)
@@ -88,7 +90,7 @@ def savedisk(tmp: Path) -> tuple[Path, dict[str, Path]]:
     img = tmp / "partimag" / "2026-12-07-10-img"
     img.mkdir(parents=True)
     (img / "disk").write_text("sda sdb\n")
-    (img / "parts").write_text("sda1 sda2 sda3 sdb1\n")
+    (img / "parts").write_text("sda1 sda2 sda5 sdb1\n")
     (img / "clonezilla-img").write_text("This is an image made by Clonezilla.\n")
     for name, disk in (("sda", sda), ("sdb", sdb)):
         sh(f"sfdisk -d {disk} > {img}/{name}-pt.sf", tmp)
@@ -104,12 +106,12 @@ def savedisk(tmp: Path) -> tuple[Path, dict[str, Path]]:
        f" > {img}/sda1.ext4-ptcl-img.zst", tmp)  # fmt: skip
     sh(f"partclone.ext4 -f 0 -L /dev/null -c -s {sdb1} --output - | cat"
        f" | split -a 2 -b 1MB - {img}/sdb1.ext4-ptcl-img.uncomp.", tmp)  # fmt: skip
-    # sda2: swap; sda3: partclone.dd through gzip, split
+    # sda2: swap; sda5: partclone.dd through gzip, split
     (img / "swappt-sda2.info").write_text(f'UUID="{SWAP_UUID}"\nLABEL="swappy"\n')
-    sh(f"partclone.dd -f 0 -L /dev/null -s {tmp / 'sda3.fs'} --output - | gzip -c"
-       f" | split -a 2 -b 4000 - {img}/sda3.dd-img.gz.", tmp)  # fmt: skip
+    sh(f"partclone.dd -f 0 -L /dev/null -s {tmp / 'sda5.fs'} --output - | gzip -c"
+       f" | split -a 2 -b 2000 - {img}/sda5.dd-img.gz.", tmp)  # fmt: skip
     assert (img / "sdb1.ext4-ptcl-img.uncomp.ab").exists()
-    assert (img / "sda3.dd-img.gz.ab").exists()
+    assert (img / "sda5.dd-img.gz.ab").exists()
     sh("sha256sum sd* > SHA256SUMS", img)
     return img, {"sda": sda, "sdb": sdb, "sda1": sda1, "sdb1": sdb1}
 
@@ -121,7 +123,7 @@ def test_clonezilla_savedisk_two_disks(tmp_path: Path) -> None:
     m = import_image(store, [img], "cz", fmt="auto", chunk_size=CHUNK,
                      found=lambda p, w: seen.append(w)).manifest  # fmt: skip
     assert seen == [
-        "Clonezilla image disk sda: MBR, 3 partitions (EXTFS, swap, dd)",
+        "Clonezilla image disk sda: MBR, 4 partitions (EXTFS, swap, dd)",
         "Clonezilla image disk sdb: GPT, 1 partitions (EXTFS)",
     ]
     outs = []
@@ -140,7 +142,7 @@ def test_clonezilla_savedisk_two_disks(tmp_path: Path) -> None:
                             str(tmp_path / "out-sda.img")], capture_output=True, text=True,
                            check=True).stdout  # fmt: skip
     assert f"UUID={SWAP_UUID}" in blkid and "LABEL=swappy" in blkid and "TYPE=swap" in blkid
-    assert sda[6 * MIB :] == (tmp_path / "sda3.fs").read_bytes()
+    assert sda[7 * MIB :] == (tmp_path / "sda5.fs").read_bytes()
     want2 = partclone_restore(partclone_image(tmp_path, src["sdb1"], "ext4"), tmp_path / "w2")
     assert sdb[MIB : 5 * MIB] == want2
     assert UNUSED in m.disks[0].chunks and UNUSED in m.disks[1].chunks
@@ -148,20 +150,20 @@ def test_clonezilla_savedisk_two_disks(tmp_path: Path) -> None:
 
 def test_clonezilla_damaged_file_named_by_its_checksum(tmp_path: Path) -> None:
     img, _src = savedisk(tmp_path)
-    with open(img / "sda3.dd-img.gz.ab", "r+b") as fh:
+    with open(img / "sda5.dd-img.gz.ab", "r+b") as fh:
         fh.seek(100)
         fh.write(b"\x00\x01")
     store = store_at(tmp_path)
     with pytest.raises(IntegrityError, match="sha256 is not the one") as err:
         import_image(store, [img], "cz", fmt="auto")
-    assert str(img / "sda3.dd-img.gz.ab") in err.value.message
+    assert str(img / "sda5.dd-img.gz.ab") in err.value.message
     assert_clean(store)
 
 
 def test_clonezilla_parts_not_in_the_partition_table(tmp_path: Path) -> None:
     img, _src = savedisk(tmp_path)
     (img / "SHA256SUMS").unlink()
-    (img / "parts").write_text("sda1 sda2 sda3 sda4 sdb1\n")
+    (img / "parts").write_text("sda1 sda2 sda4 sda5 sdb1\n")
     store = store_at(tmp_path)
     with pytest.raises(IntegrityError, match="the partition table does not match") as err:
         import_image(store, [img], "cz", fmt="auto")
