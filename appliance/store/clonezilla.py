@@ -27,12 +27,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from appliance.errors import IntegrityError, SlateError, UsageError
+from appliance.errors import IntegrityError, UsageError
 from appliance.store.fog import Dump, check_table, parse_dump, run_tool
 from appliance.store.foreign import (
     Disk,
@@ -41,6 +39,7 @@ from appliance.store.foreign import (
     scratch_file,
     split_parts,
     unpack_partclone,
+    write_swap,
 )
 
 SUMS = {"MD5SUMS": "md5", "SHA1SUMS": "sha1", "SHA256SUMS": "sha256",
@@ -213,28 +212,7 @@ def _unpack_raw(parts: list[Path], out: Scratch, base: int, limit: int) -> None:
 
 
 def _swap(info: Path, out: Scratch, base: int, limit: int) -> None:
-    """Recreate the swap signature with the saved UUID and label (as Clonezilla's
-    restore runs ``mkswap``): only the first page is written."""
+    """``swappt-sda5.info``: ``UUID="…"`` and ``LABEL="…"`` (as Clonezilla's restore
+    sources it before ``mkswap``)."""
     fields = dict(re.findall(r'^(UUID|LABEL)="([^"]*)"', info.read_text(), re.M))
-    cmd = ["mkswap", "-q"]
-    if fields.get("UUID"):
-        cmd += ["-U", fields["UUID"]]
-    if fields.get("LABEL"):
-        cmd += ["-L", fields["LABEL"]]
-    with tempfile.NamedTemporaryFile(dir=out.path.parent, prefix="swap-") as tmp:
-        tmp.truncate(limit)
-        tmp.flush()
-        try:
-            proc = subprocess.run([*cmd, tmp.name], capture_output=True, text=True, check=False)
-        except FileNotFoundError:
-            raise SlateError("mkswap is not installed", hint="apt-get install util-linux") from None
-        if proc.returncode:
-            raise IntegrityError(f"{info}: mkswap refused it: {proc.stderr.strip()}")
-        page = tmp.read(65536)
-    _place(out, base, page[: _page_end(page)])
-
-
-def _page_end(page: bytes) -> int:
-    """Up to the swap signature's end (``SWAPSPACE2`` at the end of the first page)."""
-    at = page.find(b"SWAPSPACE2")
-    return at + 10 if at >= 0 else len(page)
+    write_swap(out, base, limit, info, fields.get("UUID", ""), fields.get("LABEL", ""))

@@ -11,7 +11,9 @@ What each file holds is what FOS's own scripts write (fogproject/fos,
   ``dN.grub.mbr`` beside a GPT backup: the first sectors, when they held GRUB.
 * ``dNpM.img`` — partition M as ``partclone.<fs> -c`` through ``pigz`` or ``zstdmt``
   (``savePartition``, ``uploadFormat``), or ``dNpM.img.000 .001 …`` when split.
-* ``dN.original.swapuuids`` — swap partitions (no image).
+* ``dN.original.swapuuids`` — ``<number> <uuid>`` of each swap partition (no image;
+  ``saveSwapUUID`` in ``partition-funcs.sh``): recreated by ``mkswap -U`` as
+  ``makeSwapSystem`` does.
 
 The disk is rebuilt the way FOS's ``restorePartitionTablesAndBootLoaders`` does it, with
 the same tools on a sparse file: MBR — the saved sectors, then ``sfdisk`` from the dump;
@@ -32,7 +34,14 @@ from pathlib import Path
 from appliance.errors import IntegrityError, SlateError, UsageError
 from appliance.formats import partitions
 from appliance.formats.chunkio import pread_fn
-from appliance.store.foreign import Disk, Scratch, scratch_file, split_parts, unpack_partclone
+from appliance.store.foreign import (
+    Disk,
+    Scratch,
+    scratch_file,
+    split_parts,
+    unpack_partclone,
+    write_swap,
+)
 
 _PART_LINE = re.compile(r"^\S+?(?P<num>\d+)\s*:\s*(?P<fields>.*)$")
 _IMG = re.compile(r"^d(?P<disk>\d+)p(?P<part>\d+)\.img(?:\.(?P<split>\d{3}))?$")
@@ -104,6 +113,19 @@ def run_tool(cmd: list[str], what: Path, stdin: Path | None = None) -> None:
         )
 
 
+def _swap_uuids(path: Path) -> dict[int, str]:
+    """``dN.original.swapuuids``: ``<partition number> <uuid>`` per line
+    (``saveSwapUUID``; older FOS wrote the device, e.g. ``/dev/sda5``)."""
+    if not path.exists():
+        return {}
+    found = {}
+    for line in path.read_text(errors="replace").splitlines():
+        m = re.match(r"^\s*\S*?(\d+)\s+([0-9A-Fa-f-]{8,})\s*$", line)
+        if m:
+            found[int(m[1])] = m[2]
+    return found
+
+
 def _copy_sectors(src: Path, out: Scratch, limit: int) -> None:
     data = src.read_bytes()[:limit]
     out.write(0, data)
@@ -166,10 +188,15 @@ def _fog_disk(root: Path, n: int, names: set[str], scratch: Path, tag: str) -> I
         out.mark_written()  # the tables (and the EBRs of logical partitions)
         check_table(out, size, ss, dump, dump_path)
         kinds = set()
+        swaps = _swap_uuids(root / f"d{n}.original.swapuuids")
         for num, start, count in dump.parts:
             if num in images:
                 hdr = unpack_partclone(split_parts(images[num]), out, start * ss, count * ss)
                 kinds.add(hdr.fs)
+            elif num in swaps:
+                write_swap(out, start * ss, count * ss, root / f"d{n}.original.swapuuids",
+                           swaps[num])  # fmt: skip
+                kinds.add("swap")
         what = (
             f"FOG image disk {n}: {dump.label.replace('dos', 'mbr').upper()},"
             f" {len(dump.parts)} partitions, {len(images)} partclone images"

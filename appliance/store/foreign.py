@@ -259,6 +259,27 @@ def unpack_partclone(parts: list[Path], out: Scratch, base: int, limit: int) -> 
     return hdr
 
 
+def write_swap(out: Scratch, base: int, limit: int, name: Path, uuid: str = "",
+               label: str = "") -> None:  # fmt: skip
+    """Recreate a swap partition's signature with its saved UUID and label, as FOS and
+    Clonezilla do on restore (``mkswap -U … -L …``): only the first page is written."""
+    cmd = ["mkswap", "-q", *(["-U", uuid] if uuid else []), *(["-L", label] if label else [])]
+    with tempfile.NamedTemporaryFile(dir=out.path.parent, prefix="swap-") as tmp:
+        tmp.truncate(limit)
+        tmp.flush()
+        try:
+            proc = subprocess.run([*cmd, tmp.name], capture_output=True, text=True, check=False)
+        except FileNotFoundError:
+            raise SlateError("mkswap is not installed", hint="apt-get install util-linux") from None
+        if proc.returncode:
+            raise IntegrityError(f"{name}: mkswap refused it: {proc.stderr.strip()}")
+        page = tmp.read(65536)
+    at = page.find(b"SWAPSPACE2")  # the signature ends the first page
+    page = page[: at + 10] if at >= 0 else page
+    out.write(base, page)
+    out.used.append((base, len(page)))
+
+
 # ----------------------------------------------------------------------------- sources
 
 

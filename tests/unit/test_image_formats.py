@@ -26,6 +26,7 @@ from appliance.store.verify import verify
 
 MIB = 1 << 20
 CHUNK = 64 * 1024  # small chunks: a few MiB of disk has many, some of them unused
+SWAP_UUID = "0b6d2f8e-7a51-4c3e-9f0a-2d9c8e4b1a77"
 ENV = dict(os.environ, E2FSPROGS_FAKE_TIME="1700000000")
 
 
@@ -286,6 +287,12 @@ def fos_capture(disk: Path, parts: list[Path], image: Path, n: int, pack: list[s
     else:
         run("dd", f"if={disk}", f"of={image / f'd{n}.mbr'}", "count=2048", "bs=512")
     for m, (part, tool) in enumerate(((p, p.suffix[1:]) for p in parts), start=1):
+        if tool == "swap":  # saveSwapUUID (partition-funcs.sh l. 217-229)
+            blkid = ["blkid", "-s", "UUID", "-o", "value", str(part)]
+            uuid = subprocess.run(blkid, capture_output=True, text=True, check=True).stdout.strip()
+            with open(image / f"d{n}.original.swapuuids", "a") as fh:
+                fh.write(f"{m} {uuid}\n")
+            continue
         fifo = image.parent / f"fifo-{n}-{m}"
         run(f"partclone.{tool}", "-c", "-s", str(part), "-O", str(fifo), "-a0",
             "-f", "0", "-L", str(fifo) + ".log")  # fmt: skip
@@ -301,16 +308,21 @@ def fos_capture(disk: Path, parts: list[Path], image: Path, n: int, pack: list[s
 
 def mbr_disk(tmp: Path) -> tuple[Path, list[Path]]:
     disk = tmp / "mbr.img"
-    run("truncate", "-s", "9M", str(disk))
-    run("sfdisk", "-q", str(disk), stdin=_write(tmp / "mbr.sf", "label: dos\n2048,4096,83\n,,83\n"))
+    run("truncate", "-s", "10M", str(disk))
+    layout = "label: dos\n2048,4096,83\n6144,12288,83\n18432,,82\n"  # ext4, ext4, swap
+    run("sfdisk", "-q", str(disk), stdin=_write(tmp / "mbr.sf", layout))
     p1, p2 = ext4(tmp / "m1.ext4", 2, seed=8), ext4(tmp / "m2.ext4", 6, seed=9)
     run("dd", f"if={p1}", f"of={disk}", "bs=1M", "seek=1", "conv=notrunc,sparse")
     run("dd", f"if={p2}", f"of={disk}", "bs=1M", "seek=3", "conv=notrunc,sparse")
+    swap = tmp / "m3.swap"
+    run("truncate", "-s", "1M", str(swap))
+    run("mkswap", "-q", "-U", SWAP_UUID, str(swap))
+    run("dd", f"if={swap}", f"of={disk}", "bs=1M", "seek=9", "conv=notrunc")
     with open(disk, "r+b") as fh:  # boot code in the MBR and the gap FOS saves with it
         fh.write(b"\xeb\x63\x90GRUB boot code")
         fh.seek(1 << 15)
         fh.write(b"core.img stand-in " * 100)
-    return disk, [p1, p2]
+    return disk, [p1, p2, swap]
 
 
 def _write(path: Path, text: str) -> Path:
@@ -344,6 +356,7 @@ def test_fog_image_two_disks_gpt_and_mbr(tmp_path: Path) -> None:
     m = import_image(store, [image], "fog", fmt="auto", chunk_size=CHUNK,
                      found=lambda p, w: seen.append(w)).manifest  # fmt: skip
     assert len(seen) == 2 and seen[0].startswith("FOG image disk 1: GPT, 2 partitions"), seen
+    assert seen[1] == "FOG image disk 2: MBR, 3 partitions, 2 partclone images (EXTFS, swap)"
     for n, (disk, parts) in enumerate(((gpt, gpt_parts), (mbr, mbr_parts))):
         out = tmp_path / f"fog-{n}.img"
         export_image(store, m, [out], disk=n, force=True)
@@ -351,6 +364,11 @@ def test_fog_image_two_disks_gpt_and_mbr(tmp_path: Path) -> None:
         got = out.read_bytes()
         table = m.disks[n].partitions
         for part, fs in zip(table, parts, strict=True):
+            if fs.suffix == ".swap":  # makeSwapSystem: mkswap -U with the saved UUID
+                blkid = ["blkid", "-p", "-O", str(part.start), "-o", "export", str(out)]
+                info = subprocess.run(blkid, capture_output=True, text=True).stdout
+                assert f"UUID={SWAP_UUID}" in info and "TYPE=swap" in info, info
+                continue
             pc = partclone_image(tmp_path, fs, fs.suffix[1:])
             want = partclone_restore(pc, tmp_path / f"want-{n}-{part.number}.raw")
             assert got[part.start : part.start + part.size] == want, (n, part.number)
