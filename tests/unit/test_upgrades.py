@@ -131,3 +131,49 @@ def test_serve_refuses_a_newer_store_before_migrating(home: Path) -> None:
         Appliance(layout, Settings(interface="lo", address="127.0.0.1", prefix=8))
     assert db.backups(layout.db) == []
     assert db.schema_version(sqlite3.connect(layout.db)) == 19
+
+
+def rows(conn: sqlite3.Connection, sql: str) -> list[tuple[object, ...]]:
+    return [tuple(r) for r in conn.execute(sql)]
+
+
+def dump(conn: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
+    tables = ("rooms", "hosts", "jobs", "users", "audit")  # names of this test's, not input
+    return {t: rows(conn, f"SELECT * FROM {t}") for t in tables}  # noqa: S608
+
+
+def test_an_old_database_is_upgraded_with_every_row(tmp_path: Path) -> None:
+    """A database of the oldest schema with users (0004): rooms, hosts, jobs, users and
+    audit rows, upgraded in place by the current code."""
+    path = tmp_path / "slate.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    assert db.apply_migrations(conn, upto=4) == 4
+    conn.executescript("""
+        INSERT INTO rooms(name, note) VALUES ('lab1', 'first floor');
+        INSERT INTO hosts(mac, name, room) VALUES ('02:00:00:00:00:01', 'pc-01', 'lab1');
+        INSERT INTO jobs(host, action, image, version, state, token_hash, created_by)
+            VALUES ('02:00:00:00:00:01', 'restore', 'win11', '20260101T000000Z', 'done',
+                    'ab12', 'alice');
+        INSERT INTO users(name, role, password_hash) VALUES ('alice', 'admin', 'scrypt$x');
+        INSERT INTO audit(actor, action, target) VALUES ('alice', 'host.add', 'pc-01');
+    """)
+    conn.close()
+    before = dump(sqlite3.connect(path))
+
+    conn = db.connect(path)
+    assert db.schema_version(conn) == db.newest_migration()
+    assert rows(conn, "SELECT name, room FROM hosts") == [("pc-01", "lab1")]
+    assert rows(conn, "SELECT note FROM rooms") == [("first floor",)]
+    assert rows(conn, "SELECT host, image, state, created_by FROM jobs") == [
+        ("02:00:00:00:00:01", "win11", "done", "alice")]  # fmt: skip
+    assert rows(conn, "SELECT name, role, password_hash FROM users") == [
+        ("alice", "admin", "scrypt$x")]  # fmt: skip
+    assert rows(conn, "SELECT actor, action, target FROM audit") == [
+        ("alice", "host.add", "pc-01")]  # fmt: skip
+    conn.close()
+    [copy] = db.backups(path)
+    assert copy.name.startswith("slate.db.pre-0005-")
+    old = sqlite3.connect(copy)
+    assert db.schema_version(old) == 4
+    assert dump(old) == before
