@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -47,10 +48,23 @@ class _ServiceName(logging.Filter):
         return True
 
 
+def to_journal(stream: Any = None, env: Any = None) -> bool:
+    """Whether ``stream`` (stderr) is systemd's journal: ``$JOURNAL_STREAM`` names its
+    device and inode (slate.service), and the journal time-stamps every line itself."""
+    stream = sys.stderr if stream is None else stream
+    env = os.environ if env is None else env
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, AttributeError, ValueError):
+        return False
+    return bool(env.get("JOURNAL_STREAM") == f"{st.st_dev}:{st.st_ino}")
+
+
 def setup_logging(verbose: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_ServiceName())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(prefix)s%(message)s", datefmt="%H:%M:%S"))
+    stamp = "" if to_journal() else "%(asctime)s "
+    handler.setFormatter(logging.Formatter(f"{stamp}%(prefix)s%(message)s", datefmt="%H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
