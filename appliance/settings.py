@@ -492,7 +492,8 @@ def resolve(settings: Settings) -> Settings:
     if not settings.interface:
         raise UsageError(
             "no network interface given",
-            hint="name the one interface to serve with --interface IF (see `ip -br addr`)",
+            hint="name the one interface to serve with --interface IF, or INTERFACE=IF in"
+            " /etc/slate/slate.conf (see `ip -br addr`)",
         )
     addrs = interface_addresses(settings.interface)
     if not settings.address:

@@ -97,24 +97,29 @@ def test_every_file_of_a_demo_sized_run_has_its_mode(tmp_path: Path) -> None:
     # database's -wal and -shm exist.
     reader = db.connect(Layout(home).db)
     reader.execute("SELECT COUNT(*) FROM hosts").fetchone()
+    # Its settings come from a configuration file, the environment and flags at once.
+    conf = tmp_path / "slate.conf"
+    conf.write_text(f"INTERFACE=lo\nADDRESS=127.0.0.1/8\nDHCP=off\nHTTP_PORT=80\n"
+                    f"CONSOLE_LISTEN=127.0.0.1:{free_port()}\n")  # fmt: skip
     serve = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "serve", "--interface", "lo",
-         "--address", "127.0.0.1/8", "--dhcp", "off",
-         "--http-port", str(free_port()), "--tftp-port", str(free_port(socket.SOCK_DGRAM)),
-         "--console-listen", f"127.0.0.1:{free_port()}",
-         "--client-tls-port", str(free_port())],
-        stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        [sys.executable, "-m", "appliance.cli", "serve", "--config", str(conf),
+         "--http-port", str(free_port()), "--tftp-port", str(free_port(socket.SOCK_DGRAM))],
+        stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env=dict(env, SLATE_CLIENT_TLS_PORT=str(free_port())),
     )  # fmt: skip
     try:
         assert serve.stderr is not None
-        seen = []
+        seen, served = [], ""
         for line in serve.stderr:
             seen.append(line)
             if "serve: ready" in line:
                 break
+            if "serve: serving on lo (127.0.0.1), DHCP off, HTTP http://127.0.0.1:" in line:
+                served = line  # the flag's port, not the file's 80
         else:
             raise AssertionError("slate serve did not start:\n" + "".join(seen))
         found = modes(home)
+        assert served and ":80," not in served
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.communicate(timeout=60)
