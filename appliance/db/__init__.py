@@ -117,10 +117,8 @@ def _create_private(path: Path) -> None:
         return
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_MODE)
-    except FileExistsError:
-        return
     except OSError:
-        return  # sqlite3.connect reports it, with the hint
+        return  # it exists; or sqlite3.connect reports why not, with the hint
     os.close(fd)
 
 
@@ -136,8 +134,8 @@ def check_not_newer(conn: sqlite3.Connection, current: int) -> None:
         raise SlateError(
             f"{where} has schema version {current}, newer than this Slate knows"
             f" ({newest}): it was written by a newer Slate; it is left as it is",
-            hint="install that newer Slate again (or restore a copy of the database that"
-            " this version made before upgrading: slate.db.pre-NNNN-* beside it)",
+            hint="install that newer Slate again, or go back to the copy the newer one made"
+            " before it migrated the database (slate.db.pre-NNNN-* beside it)",
         )
 
 
