@@ -46,7 +46,7 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("import", help="import disk(s) as a new version of an image")
     p.add_argument("source", nargs="?", type=Path,
                    help="raw disk image, block device, VM disk (qcow2, VMDK, VHD, VHDX, VDI),"
-                   " partclone image or FOG image directory")  # fmt: skip
+                   " partclone image, FOG or Clonezilla image directory")  # fmt: skip
     p.add_argument("--disk", action="append", type=Path, default=[], metavar="SOURCE",
                    help="one more disk, in order (repeat for a multi-disk image)")  # fmt: skip
     p.add_argument("--name", required=True, help="image name (letters, digits, . _ -)")
