@@ -94,9 +94,11 @@ exit 0
 
 PRERM = """\
 #!/bin/sh
-# slate prerm: stop the service on removal; drop the .pyc postinst made.
+# slate prerm: stop the service on removal, and before an upgrade unpacks the new venv
+# under it (a running Python imports modules lazily: old and new would mix); postinst
+# starts it again.  Drop the .pyc postinst made.
 set -e
-if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
+if { [ "$1" = remove ] || [ "$1" = upgrade ]; } && [ -d /run/systemd/system ]; then
     deb-systemd-invoke stop slate.service || true
 fi
 find /opt/slate/venv -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true

@@ -55,6 +55,13 @@ def test_the_package_builds_and_holds_slate(tmp_path: Path) -> None:
     listed = subprocess.run(["tar", "-t"], input=control, capture_output=True, check=True)
     assert sorted(listed.stdout.decode().split()) == [
         "./", "./conffiles", "./control", "./postinst", "./postrm", "./prerm"]  # fmt: skip
+    scripts = tmp_path / "control"
+    subprocess.run(["dpkg-deb", "--control", str(deb), str(scripts)], check=True)
+    for name in ("postinst", "prerm", "postrm"):
+        assert (scripts / name).stat().st_mode & 0o777 == 0o755
+        assert subprocess.run(["sh", "-n", str(scripts / name)]).returncode == 0, name
+    assert "install -d -m 0700 /var/lib/slate" in (scripts / "postinst").read_text()
+    assert (scripts / "conffiles").read_text() == "/etc/slate/slate.conf\n"
 
     contents = subprocess.run(["dpkg-deb", "--contents", str(deb)], capture_output=True,
                               text=True, check=True).stdout.splitlines()  # fmt: skip
