@@ -85,7 +85,9 @@ class Bench:
         a = self.args
         disk = self.work / "v1.img"
         make_disk(disk, a.image_mib * MIB, seed=70, data_fraction=0.9)
-        self.v1 = self.slate("hq", self.hq, "image", "import", str(disk), "--name", IMAGE).strip()
+        self.v1 = self.slate(
+            "hq", self.hq, "image", "import", str(disk), "--name", IMAGE, "--format", "raw"
+        ).strip()
         creds = str(self.district.credentials_file("publisher"))
         self.slate("hq", self.hq, "library", "add", "district", "s3://library", "--endpoint",
                    self.district.endpoint, "--credentials", creds, "--publisher")  # fmt: skip
@@ -96,7 +98,9 @@ class Bench:
         disk2 = self.work / "v2.img"
         shutil.copyfile(disk, disk2)
         change_chunks(disk2, 0.05, seed=71)
-        self.v2 = self.slate("hq", self.hq, "image", "import", str(disk2), "--name", IMAGE).strip()
+        self.v2 = self.slate(
+            "hq", self.hq, "image", "import", str(disk2), "--name", IMAGE, "--format", "raw"
+        ).strip()
         # v2 is published later: the first-version cases see a library of v1 only.
         self.images = {"v1.img": disk, "v2.img": disk2}
         store = Store(Layout(self.hq))
@@ -315,7 +319,9 @@ def capped(b: Bench, window: float, mib: int) -> dict[str, float]:
     with disk.open("wb") as f:
         for _ in range(mib):
             f.write(os.urandom(MIB))
-    version = b.slate("hq", b.hq, "image", "import", str(disk), "--name", "cap").strip()
+    version = b.slate(
+        "hq", b.hq, "image", "import", str(disk), "--name", "cap", "--format", "raw"
+    ).strip()
     b.slate("hq", b.hq, "library", "publish", f"cap@{version}")
     home = b.school("s3")
     samples: list[tuple[float, int]] = []
