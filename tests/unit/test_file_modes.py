@@ -96,7 +96,7 @@ def test_every_file_of_a_demo_sized_run_has_its_mode(tmp_path: Path) -> None:
     # secret; the files are listed while it runs, and while a connection is open, so the
     # database's -wal and -shm exist.
     reader = db.connect(Layout(home).db)
-    reader.execute("SELECT COUNT(*) FROM hosts").fetchone()
+    reader.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()
     # Its settings come from a configuration file, the environment and flags at once.
     conf = tmp_path / "slate.conf"
     conf.write_text(f"INTERFACE=lo\nADDRESS=127.0.0.1/8\nDHCP=off\nHTTP_PORT=80\n"

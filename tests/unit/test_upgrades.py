@@ -12,19 +12,11 @@ import pytest
 
 from appliance import db
 from appliance.config import Layout
+from appliance.db.testing import dump, old_database, rows
 from appliance.errors import IntegrityError, SlateError
 from appliance.settings import Settings
 from appliance.store import Store
 from appliance.store.library import STORE_FORMAT
-
-
-def old_database(path: Path, version: int) -> None:
-    """A database as an older Slate left it: migrated up to ``version``, with a row."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    assert db.apply_migrations(conn, upto=version) == version
-    conn.execute("INSERT INTO hosts(mac, name) VALUES ('02:00:00:00:00:01', 'pc-01')")
-    conn.close()
 
 
 def digest(path: Path) -> str:
@@ -42,7 +34,7 @@ def test_migrating_copies_the_database_first(tmp_path: Path) -> None:
     assert copy.stat().st_mode & 0o777 == 0o600
     old = sqlite3.connect(copy)
     assert db.schema_version(old) == 19
-    assert old.execute("SELECT name FROM hosts").fetchall() == [("pc-01",)]
+    assert rows(old, "hosts", "name") == [("pc-01",)]
     assert old.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # one file
     old.close()
     # Opening it again: nothing to apply, no second copy.
@@ -133,43 +125,22 @@ def test_serve_refuses_a_newer_store_before_migrating(home: Path) -> None:
     assert db.schema_version(sqlite3.connect(layout.db)) == 19
 
 
-def rows(conn: sqlite3.Connection, sql: str) -> list[tuple[object, ...]]:
-    return [tuple(r) for r in conn.execute(sql)]
-
-
-def dump(conn: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
-    tables = ("rooms", "hosts", "jobs", "users", "audit")  # names of this test's, not input
-    return {t: rows(conn, f"SELECT * FROM {t}") for t in tables}  # noqa: S608
-
-
 def test_an_old_database_is_upgraded_with_every_row(tmp_path: Path) -> None:
     """A database of the oldest schema with users (0004): rooms, hosts, jobs, users and
     audit rows, upgraded in place by the current code."""
     path = tmp_path / "slate.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    assert db.apply_migrations(conn, upto=4) == 4
-    conn.executescript("""
-        INSERT INTO rooms(name, note) VALUES ('lab1', 'first floor');
-        INSERT INTO hosts(mac, name, room) VALUES ('02:00:00:00:00:01', 'pc-01', 'lab1');
-        INSERT INTO jobs(host, action, image, version, state, token_hash, created_by)
-            VALUES ('02:00:00:00:00:01', 'restore', 'win11', '20260101T000000Z', 'done',
-                    'ab12', 'alice');
-        INSERT INTO users(name, role, password_hash) VALUES ('alice', 'admin', 'scrypt$x');
-        INSERT INTO audit(actor, action, target) VALUES ('alice', 'host.add', 'pc-01');
-    """)
-    conn.close()
+    old_database(path, 4)
     before = dump(sqlite3.connect(path))
 
     conn = db.connect(path)
     assert db.schema_version(conn) == db.newest_migration()
-    assert rows(conn, "SELECT name, room FROM hosts") == [("pc-01", "lab1")]
-    assert rows(conn, "SELECT note FROM rooms") == [("first floor",)]
-    assert rows(conn, "SELECT host, image, state, created_by FROM jobs") == [
+    assert rows(conn, "hosts", "name, room") == [("pc-01", "lab1")]
+    assert rows(conn, "rooms", "note") == [("first floor",)]
+    assert rows(conn, "jobs", "host, image, state, created_by") == [
         ("02:00:00:00:00:01", "win11", "done", "alice")]  # fmt: skip
-    assert rows(conn, "SELECT name, role, password_hash FROM users") == [
+    assert rows(conn, "users", "name, role, password_hash") == [
         ("alice", "admin", "scrypt$x")]  # fmt: skip
-    assert rows(conn, "SELECT actor, action, target FROM audit") == [
+    assert rows(conn, "audit", "actor, action, target") == [
         ("alice", "host.add", "pc-01")]  # fmt: skip
     conn.close()
     [copy] = db.backups(path)
