@@ -40,6 +40,7 @@ DEPENDS = [
     "busybox-static",
     "zstd",
     "partclone",  # image import of partclone, FOG and Clonezilla images
+    "lz4",  # image import of lz4-compressed partclone images (FOG, Clonezilla)
     "qemu-utils",  # image import of VM disks (qemu-img)
     "gdisk",  # sgdisk: image fit
     "fdisk",  # sfdisk
