@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from types import FrameType
@@ -73,6 +74,23 @@ def setup_logging(verbose: bool) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
+def notify_systemd(message: str, env: Any = None) -> bool:
+    """Tell systemd (``Type=notify``: slate.service) ``READY=1`` once every socket
+    listens, ``STOPPING=1`` when it stops; nothing when not started by systemd."""
+    env = os.environ if env is None else env
+    target = env.get("NOTIFY_SOCKET", "")
+    if not target or target[0] not in "/@":
+        return False
+    address = "\0" + target[1:] if target[0] == "@" else target  # @: the abstract namespace
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message.encode(), address)
+    except OSError as exc:
+        logging.getLogger("slate.serve").warning("cannot notify systemd: %s", exc)
+        return False
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     from appliance.server import Appliance
 
@@ -92,11 +110,13 @@ def run(args: argparse.Namespace) -> int:
     appliance.start()
     log = logging.getLogger("slate.serve")
     log.info("ready (data in %s)", layout.home)
+    notify_systemd(f"READY=1\nSTATUS=serving on {settings.interface} ({settings.address})")
     try:
         while not stop.wait(1.0):
             pass
     finally:
         log.info("stopping")
+        notify_systemd("STOPPING=1")
         appliance.stop()
     log.info("stopped")
     return 0

@@ -101,11 +101,15 @@ def test_every_file_of_a_demo_sized_run_has_its_mode(tmp_path: Path) -> None:
     conf = tmp_path / "slate.conf"
     conf.write_text(f"INTERFACE=lo\nADDRESS=127.0.0.1/8\nDHCP=off\nHTTP_PORT=80\n"
                     f"CONSOLE_LISTEN=127.0.0.1:{free_port()}\n")  # fmt: skip
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # as systemd's, Type=notify
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(60)
     serve = subprocess.Popen(
         [sys.executable, "-m", "appliance.cli", "serve", "--config", str(conf),
          "--http-port", str(free_port()), "--tftp-port", str(free_port(socket.SOCK_DGRAM))],
         stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        env=dict(env, SLATE_CLIENT_TLS_PORT=str(free_port())),
+        env=dict(env, SLATE_CLIENT_TLS_PORT=str(free_port()),
+                 NOTIFY_SOCKET=str(tmp_path / "notify")),
     )  # fmt: skip
     try:
         assert serve.stderr is not None
@@ -118,12 +122,15 @@ def test_every_file_of_a_demo_sized_run_has_its_mode(tmp_path: Path) -> None:
                 served = line  # the flag's port, not the file's 80
         else:
             raise AssertionError("slate serve did not start:\n" + "".join(seen))
+        assert notify.recv(4096) == b"READY=1\nSTATUS=serving on lo (127.0.0.1)"
         found = modes(home)
         assert served and ":80," not in served
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.communicate(timeout=60)
         reader.close()
+    assert notify.recv(4096) == b"STOPPING=1"
+    notify.close()
 
     wrong = {}
     for path, mode in sorted(found.items()):
