@@ -347,8 +347,11 @@ class District:
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        """Until "ops" lists the buckets and a stranger is refused: with no identities
-        loaded SeaweedFS lets anyone in, so an answer alone would not do."""
+        """Until "ops" lists the buckets, a stranger is refused (with no identities
+        loaded SeaweedFS lets anyone in, so an answer alone would not do), and — once
+        there are buckets, after a restart — an object is written and read back: the
+        filer answers listings before the volume server is back with its master (a
+        loaded run of 2026-12-07 saw GetObject fail with InternalError there)."""
         assert self.proc is not None
         ops = self.client(OPS, attempts=1)
         stranger = boto3.client(
@@ -372,9 +375,17 @@ class District:
                     stranger.list_buckets()
                     error = "a request with unknown keys was let in"
                 except ClientError as exc:
-                    if exc.response["Error"]["Code"] == "InvalidAccessKeyId":
-                        return
-                    raise
+                    if exc.response["Error"]["Code"] != "InvalidAccessKeyId":
+                        raise
+                buckets = [b["Name"] for b in ops.list_buckets()["Buckets"]]
+                if not buckets:
+                    return
+                probe = {"Bucket": buckets[0], "Key": ".ready-probe"}
+                ops.put_object(**probe, Body=b"ready")
+                if ops.get_object(**probe)["Body"].read() == b"ready":
+                    ops.delete_object(**probe)
+                    return
+                error = "the probe object read back other bytes"
             except Exception as exc:  # not listening yet, or the filer not up yet
                 error = exc
             time.sleep(0.2)
