@@ -14,6 +14,7 @@ from typing import Any
 from appliance import audit
 from appliance.audit import cli_actor
 from appliance.backups import prune
+from appliance.cli import image_library
 from appliance.cli.output import (
     Progress,
     add_group,
@@ -57,6 +58,7 @@ def register(subparsers: Any) -> None:
                    help="what the source is (default: recognized by its content; something"
                    " that is not a disk image is refused, --format raw insists)")  # fmt: skip
     p.set_defaults(func=cmd_import)
+    image_library.register(sub)
 
     p = sub.add_parser("list", help="list images and their versions")
     add_json_flag(p)
