@@ -54,6 +54,7 @@ from _common import median
 from client_kit import MIB, ROOT, change_chunks, make_disk
 from district_kit import DISTRICT, District
 from district_room import room_seats, school_room
+from room_kit import SeatProc
 
 from appliance.config import Layout
 from appliance.store import Store
@@ -263,7 +264,7 @@ def room_restore(b: Bench, home: Path, seats: int) -> tuple[float, int, str]:
         room.close()
 
 
-def how(seats: list) -> str:  # type: ignore[type-arg]
+def how(seats: list[SeatProc]) -> str:
     """ "N MiB by multicast, M by HTTP; k seats left the group: reason x count"."""
     mcast = http = 0
     left: dict[str, int] = {}
